@@ -1,0 +1,215 @@
+"""Validated configs: one typed class per ``params.yaml`` section.
+
+The keys and defaults follow the reference physicsml configs, so a config dict
+written for it drops in unchanged. Every class forbids unknown keys; a wrong key
+or type raises :class:`~physicsml.errors.ConfigError` naming the dotted key and,
+for a misspelt one, the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from physicsml.errors import ConfigError
+
+
+class Config(BaseModel):
+    """Base of every config: unknown keys are errors, defaults are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataConfig(Config):
+    """``data``: where the raw structures are and which of their keys are targets."""
+
+    source: str | list[str] | None = Field(
+        None, description="One file (or list of files) to split into train/validation/test."
+    )
+    train: str | list[str] | None = Field(None, description="Training file(s), when the split is given as files.")
+    validation: str | list[str] | None = Field(None, description="Validation file(s), with `train`.")
+    test: str | list[str] | None = Field(None, description="Test file(s), with `train`.")
+    format: str | None = Field(
+        None, description="'sdf', 'parquet', 'arrow' or an ASE format name; null guesses from the suffix."
+    )
+    targets: dict[str, str] = Field(
+        default_factory=dict, description="Target column name -> key in the file (calculator result, info or arrays)."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_layout(self) -> DataConfig:
+        if (self.source is None) == (self.train is None):
+            raise ValueError("give either `source` (one dataset to split) or `train` (with `validation`/`test`)")
+        return self
+
+
+class AtomicEnergiesConfig(Config):
+    """``featurise.atomic_energies``: the per-element self-energies behind ``total_atomic_energy``."""
+
+    method: Literal["none", "given", "isolated", "least_squares"] = Field(
+        "none",
+        description="none: zeros; given: `values`; isolated: single-atom records; "
+        "least_squares: fit sum of per-element energies to `target` on the training split.",
+    )
+    target: str = Field("energy", description="The energy target the self-energies refer to.")
+    values: dict[str, float] | None = Field(None, description="Element symbol -> energy, for method 'given'.")
+    file: str | None = Field(
+        None, description="File of isolated-atom records for method 'isolated' (default: the source files)."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _values_for_given(self) -> AtomicEnergiesConfig:
+        if self.method == "given" and not self.values:
+            raise ValueError("method 'given' needs `values` (element symbol -> energy)")
+        return self
+
+
+class SplitConfig(Config):
+    """``featurise.split``: how one source becomes train/validation/test."""
+
+    method: Literal["random", "files"] = Field(
+        "random", description="random: shuffle `source` with `seed` and cut at `fractions`; files: use data.train/..."
+    )
+    fractions: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, validation, test fractions.")
+    seed: int = Field(0, description="Seed of the random split.")
+
+    @pydantic.field_validator("fractions")
+    @classmethod
+    def _fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) < 0 or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError(f"fractions must be non-negative and sum to 1, got {list(value)}")
+        return value
+
+
+class FeaturiseConfig(Config):
+    """``featurise``: element list, self-energies and split."""
+
+    elements: Literal["auto"] | list[str | int] = Field(
+        "auto", description="Element symbols (or Z) in index order; 'auto' takes the sorted elements present."
+    )
+    atomic_energies: AtomicEnergiesConfig = Field(default_factory=AtomicEnergiesConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+class BatchSizeConfig(Config):
+    batch_size: int = Field(1, ge=1, description="Structures per batch.")
+
+
+class DataModuleConfig(Config):
+    """``datamodule``: graphs and batches (the reference's datamodule config)."""
+
+    train: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
+    validation: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
+    predict: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
+    num_workers: int | Literal["all"] = Field(0, description="DataLoader workers; 'all' uses every CPU.")
+    num_elements: int = Field(0, ge=0, description="Width of the one-hot encoding; 0 takes the featurised element list.")
+    graph_attrs_cols: list[str] | None = Field(None, description="Per-structure columns concatenated into graph_attrs.")
+    y_node_scalars: list[str] | None = None
+    y_node_vector: str | None = None
+    y_edge_scalars: list[str] | None = None
+    y_edge_vector: str | None = None
+    y_graph_scalars: list[str] | None = None
+    y_graph_vector: str | None = None
+    cut_off: float = Field(5.0, gt=0, description="Neighbour cut-off radius in Å.")
+    pbc: tuple[bool, bool, bool] | None = Field(None, description="Overrides every structure's pbc when set.")
+    cell: list[list[float]] | None = Field(None, description="Overrides every structure's cell (3x3) when set.")
+    self_interaction: bool = Field(False, description="Add one edge from each atom to itself.")
+    pre_batch: Literal["on_disk", "in_memory"] | None = Field(
+        None, description="on_disk: memory-mapped batches; in_memory: collated once in RAM; null: collated per step."
+    )
+
+    @pydantic.field_validator("cell")
+    @classmethod
+    def _cell(cls, value: list[list[float]] | None) -> list[list[float]] | None:
+        if value is not None and (len(value) != 3 or any(len(row) != 3 for row in value)):
+            raise ValueError("cell must be 3x3")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _no_edge_targets(self) -> DataModuleConfig:
+        for key in ("y_edge_scalars", "y_edge_vector"):
+            if getattr(self, key):
+                raise ValueError(
+                    f"{key}: edge-level targets need labels aligned with the neighbour list, "
+                    "which no supported input format carries"
+                )
+        return self
+
+
+class TrainerConfig(Config):
+    """``trainer``: the Lightning Trainer keys the reference exposes."""
+
+    accelerator: str = "auto"
+    devices: list[int] | str | int = "auto"
+    strategy: str | dict[str, Any] = "auto"
+    callbacks: list[dict[str, Any]] | dict[str, dict[str, Any]] | None = None
+    default_root_dir: str | None = "training"
+    enable_checkpointing: bool = False
+    max_epochs: int | None = 1
+    min_epochs: int | None = None
+    precision: Literal[32, 64, "32", "64"] = Field(32, description="32 or 64: float dtype of batches and weights.")
+    gradient_clip_algorithm: Literal["norm", "value"] | None = None
+    gradient_clip_val: int | float | None = None
+
+
+#: Every top-level params.yaml section and its config class.
+SECTIONS: dict[str, type[Config]] = {
+    "data": DataConfig,
+    "featurise": FeaturiseConfig,
+    "datamodule": DataModuleConfig,
+    "trainer": TrainerConfig,
+}
+
+
+def load_params(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a params file and reject unknown top-level sections."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "(file)", "params file not found")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(str(path), "(file)", f"not valid YAML: {error}") from error
+    if not isinstance(params, dict):
+        raise ConfigError(str(path), "(file)", "expected a mapping of sections")
+    for key in params:
+        if key not in SECTIONS:
+            raise ConfigError(str(path), str(key), _unknown(str(key), SECTIONS))
+    return params
+
+
+def parse_section(params: dict[str, Any], name: str, source: str = "params.yaml") -> Any:
+    """Validate section ``name`` of ``params`` into its config class."""
+    return parse_config(SECTIONS[name], params.get(name) or {}, source, name)
+
+
+def parse_config(cls: type[Config], values: dict[str, Any], source: str = "config", prefix: str = "") -> Any:
+    """Validate ``values`` into ``cls``, turning pydantic's errors into a :class:`ConfigError`."""
+    try:
+        return cls.model_validate(values)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        loc = [str(part) for part in first["loc"] if not str(part).startswith(("function-", "literal"))]
+        key = ".".join([prefix, *loc] if prefix else loc) or prefix or "(config)"
+        if first["type"] == "extra_forbidden":
+            owner = cls
+            for part in loc[:-1]:
+                field = owner.model_fields.get(part)
+                annotation = field.annotation if field else None
+                owner = annotation if isinstance(annotation, type) and issubclass(annotation, Config) else owner
+            message = _unknown(loc[-1], owner.model_fields)
+        else:
+            message = f"{first['msg']} (got {first.get('input')!r})"
+        raise ConfigError(source, key, message) from None
+
+
+def _unknown(key: str, valid: Any) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown key{hint} Valid keys: {', '.join(sorted(valid))}"

@@ -1,0 +1,204 @@
+"""Vectorised collation of whole splits into batches.
+
+A split is cut into batches of consecutive rows (the featurise stage already
+shuffled the rows), so batch ``k`` holds rows ``[k * B, (k + 1) * B)``. All
+batches of a split are collated at once with a few numpy operations into flat
+arrays; batch ``k`` of a field is the slice ``offsets[k]:offsets[k + 1]`` of
+its flat array. The same function serves the three ``pre_batch`` modes, which
+is why they give identical batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from physicsml.configs import DataModuleConfig
+from physicsml.errors import ConfigError
+from physicsml.data import keys as K
+from physicsml.io.arrow import table_metadata, to_numpy
+
+#: Level of every collated field: which offsets slice it into batches.
+LEVELS = {
+    K.RAW_ATOMIC_NUMBERS: "node",
+    K.COORDINATES: "node",
+    K.BATCH: "node",
+    K.Y_NODE_SCALARS: "node",
+    K.Y_NODE_VECTOR: "node",
+    K.EDGE_INDEX: "edge_pair",
+    K.CELL_SHIFT_VECTOR: "edge",
+    K.TOTAL_ATOMIC_ENERGY: "graph",
+    K.CELL: "graph",
+    K.GRAPH_ATTRS: "graph",
+    K.Y_GRAPH_SCALARS: "graph",
+    K.Y_GRAPH_VECTOR: "graph",
+    K.PTR: "ptr",
+}
+
+
+@dataclasses.dataclass
+class Collated:
+    """Flat arrays of many batches plus the offsets that cut them into batches.
+
+    Attributes:
+        fields: field name -> ``[total, *shape]`` array.
+        offsets: level (node, edge, edge_pair, graph, ptr) -> ``[n_batches + 1]`` int64.
+    """
+
+    fields: dict[str, np.ndarray]
+    offsets: dict[str, np.ndarray]
+
+    @property
+    def num_batches(self) -> int:
+        return len(self.offsets["graph"]) - 1
+
+    def batch(self, k: int) -> dict[str, np.ndarray]:
+        """The arrays of batch ``k`` (views, no copies)."""
+        out = {}
+        for name, array in self.fields.items():
+            offsets = self.offsets[LEVELS[name]]
+            out[name] = array[offsets[k] : offsets[k + 1]]
+        return out
+
+
+@dataclasses.dataclass
+class SplitArrays:
+    """A featurised split and its graphs as flat numpy arrays, ready to collate.
+
+    Built once per split by :func:`split_arrays`; :func:`collate` then cuts any
+    row range of it into batches.
+    """
+
+    node_offsets: np.ndarray  # [rows + 1]
+    edge_offsets: np.ndarray  # [rows + 1]
+    species: np.ndarray  # [N]
+    coordinates: np.ndarray  # [N, 3] float64
+    edge_index: np.ndarray  # [E, 2] int32, per-structure atom indices
+    cell_shifts: np.ndarray  # [E, 3] int32
+    cells: np.ndarray  # [rows, 3, 3] float64, zeros without a cell
+    total_atomic_energy: np.ndarray  # [rows]
+    targets: dict[str, np.ndarray]  # batch field -> [N or rows, k]
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.node_offsets) - 1
+
+
+def _columns(table: pa.Table, names: Sequence[str], kinds: dict[str, str], allowed: Sequence[str], key: str, source: str) -> np.ndarray:
+    arrays = []
+    for name in names:
+        if name not in table.column_names:
+            raise ConfigError(source, f"datamodule.{key}", f"column '{name}' not in the featurised table; columns: {table.column_names}")
+        kind = kinds.get(name, "graph_scalar" if name == K.TOTAL_ATOMIC_ENERGY else None)
+        if kind not in allowed:
+            raise ConfigError(source, f"datamodule.{key}", f"column '{name}' is {kind}, expected one of {list(allowed)}")
+        values, _ = to_numpy(table[name])
+        arrays.append(np.asarray(values, dtype=np.float64).reshape(len(values), -1))
+    return np.concatenate(arrays, axis=1)
+
+
+def split_arrays(featurised: pa.Table, graphs: pa.Table, config: DataModuleConfig, source: str = "params.yaml") -> SplitArrays:
+    """Gather the columns of one split that batches are made of.
+
+    Raises:
+        ConfigError: when a ``y_*`` or ``graph_attrs_cols`` column is missing or of the wrong kind.
+    """
+    if featurised.num_rows != graphs.num_rows or not featurised["id"].equals(graphs["id"]):
+        raise ConfigError(source, "graphs", "graph table rows do not match the featurised table: re-run the graphs stage")
+    kinds = table_metadata(featurised).get("targets", {})
+    species, node_offsets = to_numpy(featurised["species"])
+    coordinates, _ = to_numpy(featurised["coordinates"])
+    edge_index, edge_offsets = to_numpy(graphs["edge_index"])
+    cell_shifts, _ = to_numpy(graphs["cell_shifts"])
+    cells = np.zeros((graphs.num_rows, 3, 3))
+    for row, cell in enumerate(graphs["cell"].to_pylist()):
+        if cell is not None:
+            cells[row] = cell
+    targets: dict[str, np.ndarray] = {}
+    selections = {
+        K.Y_GRAPH_SCALARS: (config.y_graph_scalars, ("graph_scalar",)),
+        K.Y_GRAPH_VECTOR: ([config.y_graph_vector] if config.y_graph_vector else None, ("graph_vector",)),
+        K.Y_NODE_SCALARS: (config.y_node_scalars, ("node_scalar",)),
+        K.Y_NODE_VECTOR: ([config.y_node_vector] if config.y_node_vector else None, ("node_vector",)),
+        K.GRAPH_ATTRS: (config.graph_attrs_cols, ("graph_scalar", "graph_vector")),
+    }
+    key_of = {K.GRAPH_ATTRS: "graph_attrs_cols"}
+    for field, (names, allowed) in selections.items():
+        if names:
+            targets[field] = _columns(featurised, names, kinds, allowed, key_of.get(field, field), source)
+    assert node_offsets is not None and edge_offsets is not None
+    return SplitArrays(
+        node_offsets=node_offsets,
+        edge_offsets=edge_offsets,
+        species=species.astype(np.int64),
+        coordinates=coordinates,
+        edge_index=edge_index.reshape(-1, 2),
+        cell_shifts=cell_shifts.reshape(-1, 3),
+        cells=cells,
+        total_atomic_energy=to_numpy(featurised[K.TOTAL_ATOMIC_ENERGY])[0],
+        targets=targets,
+    )
+
+
+def collate(arrays: SplitArrays, batch_size: int, dtype: np.dtype = np.float32, rows: tuple[int, int] | None = None) -> Collated:
+    """Collate rows ``[start, stop)`` of a split into batches of ``batch_size`` consecutive rows.
+
+    Node indices in ``edge_index`` are shifted so that they index the batch's
+    nodes; ``cell_shift_vector`` is ``cell_shifts @ cell`` of the edge's structure;
+    ``batch`` and ``ptr`` follow torch-geometric's convention.
+    """
+    start, stop = rows if rows is not None else (0, arrays.num_rows)
+    n_rows = stop - start
+    node_offsets = arrays.node_offsets[start : stop + 1]
+    edge_offsets = arrays.edge_offsets[start : stop + 1]
+    n_atoms = np.diff(node_offsets)
+    n_edges = np.diff(edge_offsets)
+
+    graph_batch = np.arange(n_rows) // batch_size  # batch of each structure
+    first_graph = np.arange(0, n_rows, batch_size)  # first structure of each batch
+    graph_bounds = np.append(first_graph, n_rows)
+    node_bounds = node_offsets[graph_bounds] - node_offsets[0]
+    edge_bounds = edge_offsets[graph_bounds] - edge_offsets[0]
+
+    nodes = slice(node_offsets[0], node_offsets[-1])
+    edges = slice(edge_offsets[0], edge_offsets[-1])
+    local_graph = np.arange(n_rows) - first_graph[graph_batch]
+    node_shift = node_offsets[:-1] - node_offsets[first_graph[graph_batch]]  # atoms before this structure in its batch
+
+    edge_graph = np.repeat(np.arange(n_rows), n_edges)
+    edge_batch = graph_batch[edge_graph]
+    shifted = arrays.edge_index[edges].astype(np.int64) + node_shift[edge_graph, None]
+    # per batch, all receivers then all senders, so batch k's slice reshapes to [2, E_k]
+    position = np.arange(len(shifted)) - edge_bounds[edge_batch]
+    batch_edges = np.diff(edge_bounds)[edge_batch]
+    edge_index = np.empty(2 * len(shifted), dtype=np.int64)
+    edge_index[2 * edge_bounds[edge_batch] + position] = shifted[:, 0]
+    edge_index[2 * edge_bounds[edge_batch] + batch_edges + position] = shifted[:, 1]
+
+    cells = arrays.cells[start:stop]
+    cell_shift_vector = np.einsum("ek,ekl->el", arrays.cell_shifts[edges].astype(np.float64), cells[edge_graph])
+    ptr = np.concatenate([node_offsets[a : b + 1] - node_offsets[a] for a, b in zip(graph_bounds[:-1], graph_bounds[1:])])
+
+    fields = {
+        K.RAW_ATOMIC_NUMBERS: arrays.species[nodes],
+        K.COORDINATES: arrays.coordinates[nodes].astype(dtype),
+        K.BATCH: np.repeat(local_graph, n_atoms).astype(np.int64),
+        K.EDGE_INDEX: edge_index,
+        K.CELL_SHIFT_VECTOR: cell_shift_vector.astype(dtype),
+        K.TOTAL_ATOMIC_ENERGY: arrays.total_atomic_energy[start:stop].astype(dtype),
+        K.CELL: cells.astype(dtype),
+        K.PTR: ptr.astype(np.int64),
+    }
+    for field, values in arrays.targets.items():
+        fields[field] = (values[nodes] if LEVELS[field] == "node" else values[start:stop]).astype(dtype)
+    offsets = {
+        "node": node_bounds,
+        "edge": edge_bounds,
+        "edge_pair": 2 * edge_bounds,
+        "graph": graph_bounds - graph_bounds[0],
+        "ptr": graph_bounds + np.arange(len(graph_bounds)),
+    }
+    return Collated(fields={k: np.ascontiguousarray(v) for k, v in fields.items()}, offsets=offsets)

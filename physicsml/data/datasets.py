@@ -1,0 +1,135 @@
+"""Datasets of ready-made batches, one per ``pre_batch`` mode.
+
+* :class:`OnDiskBatches` (``pre_batch: on_disk``): batches written by the
+  prebatch stage, memory-mapped; batch ``k`` is a slice of flat arrays turned
+  into tensors without copying or unpickling.
+* :class:`InMemoryBatches` (``in_memory``): the same arrays collated once in RAM.
+* :class:`OnTheFlyBatches` (``null``): each batch collated when asked for.
+
+All three cut a split into the same batches of consecutive rows, so they
+yield identical batches; only the order of batches is shuffled per epoch
+(:func:`make_dataloader`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch_geometric.data import Batch
+
+from physicsml.data.batch import make_batch
+from physicsml.io.arrow import open_copy_on_write, table_metadata
+from physicsml.data.collate import LEVELS, Collated, SplitArrays, collate
+
+_TORCH_DTYPES = {
+    pa.float32(): torch.float32,
+    pa.float64(): torch.float64,
+    pa.int64(): torch.int64,
+    pa.int32(): torch.int32,
+}
+
+
+class _CollatedBatches(Dataset):
+    """Batches cut from flat tensors by per-level offsets."""
+
+    def __init__(self, fields: dict[str, torch.Tensor], offsets: dict[str, np.ndarray], num_elements: int) -> None:
+        self.fields = fields
+        self.offsets = offsets
+        self.num_elements = num_elements
+
+    def __len__(self) -> int:
+        return len(self.offsets["graph"]) - 1
+
+    def __getitem__(self, k: int) -> Batch:
+        if not 0 <= k < len(self):
+            raise IndexError(f"batch {k} out of range for {len(self)} batches")
+        sliced = {}
+        for name, tensor in self.fields.items():
+            offsets = self.offsets[LEVELS[name]]
+            sliced[name] = tensor[offsets[k] : offsets[k + 1]]
+        return make_batch(sliced, self.num_elements)
+
+
+class InMemoryBatches(_CollatedBatches):
+    """All batches of a split collated once and kept in memory."""
+
+    def __init__(self, arrays: SplitArrays, batch_size: int, num_elements: int, dtype: Any = np.float32) -> None:
+        collated = collate(arrays, batch_size, dtype)
+        fields = {name: torch.from_numpy(array) for name, array in collated.fields.items()}
+        super().__init__(fields, collated.offsets, num_elements)
+
+
+class OnDiskBatches(_CollatedBatches):
+    """Batches written by :func:`physicsml.prebatch.write_prebatched`, memory-mapped.
+
+    The file is mapped copy-on-write: tensors are ordinary writable tensors, and
+    nothing a model does to them can reach the file (which may be a hard link
+    into the DVC cache).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        table, self._mapped = open_copy_on_write(self.path)
+        metadata = table_metadata(table)
+        base = pa.py_buffer(self._mapped).address
+        fields, offsets = {}, {}
+        for name in table.column_names:
+            column = table[name]
+            if column.num_chunks != 1:
+                raise ValueError(f"{self.path}: expected one record batch, found {column.num_chunks}")
+            fields[name], offsets[LEVELS[name]] = self._flat_tensor(column.chunk(0), base)
+        super().__init__(fields, offsets, int(metadata["num_elements"]))
+        self.metadata = metadata
+
+    def _flat_tensor(self, array: pa.Array, base: int) -> tuple[torch.Tensor, np.ndarray]:
+        offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+        values, shape = array.values, []
+        while pa.types.is_fixed_size_list(values.type):
+            shape.append(values.type.list_size)
+            values = values.values
+        buffer = values.buffers()[1]
+        dtype = _TORCH_DTYPES[values.type]
+        itemsize = values.type.bit_width // 8
+        start = buffer.address - base + values.offset * itemsize
+        tensor = torch.frombuffer(self._mapped, dtype=dtype, count=len(values), offset=start)
+        return tensor.view(-1, *shape) if shape else tensor, offsets - offsets[0]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])  # type: ignore[misc]
+
+
+class OnTheFlyBatches(Dataset):
+    """Batches collated from the graph tables each time one is asked for."""
+
+    def __init__(self, arrays: SplitArrays, batch_size: int, num_elements: int, dtype: Any = np.float32) -> None:
+        self.arrays = arrays
+        self.batch_size = batch_size
+        self.num_elements = num_elements
+        self.dtype = dtype
+
+    def __len__(self) -> int:
+        return -(-self.arrays.num_rows // self.batch_size)
+
+    def __getitem__(self, k: int) -> Batch:
+        if not 0 <= k < len(self):
+            raise IndexError(f"batch {k} out of range for {len(self)} batches")
+        rows = (k * self.batch_size, min((k + 1) * self.batch_size, self.arrays.num_rows))
+        collated: Collated = collate(self.arrays, self.batch_size, self.dtype, rows)
+        fields = {name: torch.from_numpy(array) for name, array in collated.batch(0).items()}
+        return make_batch(fields, self.num_elements)
+
+
+def make_dataloader(batches: Dataset, shuffle: bool, seed: int = 0, num_workers: int | str = 0) -> DataLoader:
+    """Iterate ``batches`` one ready batch at a time, the batch order shuffled per epoch when asked."""
+    workers = (os.cpu_count() or 1) if num_workers == "all" else int(num_workers)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(batches, batch_size=None, shuffle=shuffle, generator=generator, num_workers=workers)

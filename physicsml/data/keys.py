@@ -1,0 +1,48 @@
+"""The batch contract: every key a model's ``forward`` may read, with its shape.
+
+Shapes use ``N`` nodes (atoms), ``E`` edges, ``G`` graphs (structures) in the
+batch. Floating fields are float32 unless float64 was asked for.
+
+Edges are directed and listed once per direction. For edge ``e`` with
+``edge_index[:, e] == (i, j)`` (receiver ``i``, sender ``j``) the vector from
+the receiver to the sender is::
+
+    coordinates[j] - coordinates[i] + cell_shift_vector[e]
+
+with ``cell_shift_vector[e] = cell_shifts[e] @ cell[batch[i]]`` (integer shifts
+times the structure's cell; all zeros for molecules).
+"""
+
+NUM_NODES = "num_nodes"  # [] int64
+NUM_GRAPHS = "num_graphs"  # [] int64
+EDGE_INDEX = "edge_index"  # [2, E] int64, (receiver, sender), offset per graph
+NODE_ATTRS = "node_attrs"  # [N, num_elements (+ extra node attrs)] float
+EDGE_ATTRS = "edge_attrs"  # [E, dim_edge_attrs] float (only with bond features)
+GRAPH_ATTRS = "graph_attrs"  # [G, dim_graph_attrs] float (from graph_attrs_cols)
+COORDINATES = "coordinates"  # [N, 3] float
+TOTAL_ATOMIC_ENERGY = "total_atomic_energy"  # [G] float, sum of atomic self-energies
+RAW_ATOMIC_NUMBERS = "raw_atomic_numbers"  # [N] int64, index into the element list
+ATOMIC_NUMBERS = "atomic_numbers"  # [N, num_elements] float, one-hot of raw_atomic_numbers
+CELL = "cell"  # [G, 3, 3] float, rows are lattice vectors; zeros without a cell
+CELL_SHIFT_VECTOR = "cell_shift_vector"  # [E, 3] float, Cartesian periodic shift of the sender
+Y_GRAPH_SCALARS = "y_graph_scalars"  # [G, n_graph_scalars] float
+Y_EDGE_SCALARS = "y_edge_scalars"  # [E, n_edge_scalars] float
+Y_NODE_SCALARS = "y_node_scalars"  # [N, n_node_scalars] float
+Y_GRAPH_VECTOR = "y_graph_vector"  # [G, 3] float
+Y_EDGE_VECTOR = "y_edge_vector"  # [E, 3] float
+Y_NODE_VECTOR = "y_node_vector"  # [N, 3] float
+BATCH = "batch"  # [N] int64, graph index of each node
+PTR = "ptr"  # [G + 1] int64, node offsets of each graph (starts at 0)
+
+#: The six target selections of the datamodule config, and the level of each.
+Y_KEYS = {
+    Y_GRAPH_SCALARS: "graph",
+    Y_GRAPH_VECTOR: "graph",
+    Y_NODE_SCALARS: "node",
+    Y_NODE_VECTOR: "node",
+    Y_EDGE_SCALARS: "edge",
+    Y_EDGE_VECTOR: "edge",
+}
+
+#: Padded batch of the ANI family.
+SPECIES = "species"  # [G, max_N] int64, element index, -1 for padding

@@ -1,0 +1,124 @@
+"""Raw structures to featurised Arrow tables, one per split.
+
+>>> from physicsml.configs import DataConfig, FeaturiseConfig
+>>> tables = featurise(DataConfig(source="data/raw/molecules.extxyz",
+...                               targets={"energy": "energy", "forces": "forces"}),
+...                    FeaturiseConfig(atomic_energies={"method": "least_squares"}))
+>>> write_featurised(tables, "data/featurised")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from ase.data import chemical_symbols
+from tqdm.auto import tqdm
+
+from physicsml.configs import DataConfig, FeaturiseConfig
+from physicsml.errors import ConfigError
+from physicsml.featurise import atomic_energies as self_energies
+from physicsml.featurise.elements import resolve_elements, species_of
+from physicsml.featurise.table import structures_to_table, target_kinds
+from physicsml.io.arrow import write_table
+from physicsml.io.atomic import atomic_output_dir
+from physicsml.io.structures import Structure, read_structures
+
+SPLITS = ("train", "validation", "test")
+
+
+def _files(value: str | list[str] | None) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def _read(files: Sequence[str], data: DataConfig, root: Path) -> list[Structure]:
+    structures: list[Structure] = []
+    for file in tqdm(files, desc="reading", unit="file", disable=len(files) < 2):
+        path = Path(file) if Path(file).is_absolute() else root / file
+        structures.extend(read_structures(path, data.targets, data.format))
+    return structures
+
+
+def random_split(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Indices of ``n`` records shuffled with ``seed`` and cut at ``fractions``."""
+    order = np.random.default_rng(seed).permutation(n)
+    cuts = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
+    return [np.sort(part) for part in np.split(order, cuts)]
+
+
+def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike = ".") -> dict[str, pa.Table]:
+    """Read, split, map elements, compute self-energies; return one table per split.
+
+    Args:
+        data: where the structures are and which keys are targets.
+        config: element list, self-energy method and split.
+        root: directory that relative paths in ``data`` are resolved against.
+    """
+    root = Path(root)
+    method = config.atomic_energies.method
+    if data.source is not None:
+        if config.split.method != "random":
+            raise ConfigError("params.yaml", "featurise.split.method", "data.source is one file to split: use 'random'")
+        records = _read(_files(data.source), data, root)
+        isolated = [r for r in records if method == "isolated" and config.atomic_energies.file is None and self_energies.is_isolated_atom(r)]
+        records = [r for r in records if not any(r is i for i in isolated)]
+        parts = random_split(len(records), config.split.fractions, config.split.seed)
+        splits = {name: [records[i] for i in part] for name, part in zip(SPLITS, parts)}
+    else:
+        splits = {name: _read(_files(getattr(data, name)), data, root) for name in SPLITS}
+        isolated = []
+        if method == "isolated" and config.atomic_energies.file is None:
+            isolated = [r for r in splits["train"] if self_energies.is_isolated_atom(r)]
+            splits["train"] = [r for r in splits["train"] if not self_energies.is_isolated_atom(r)]
+    everything = [s for part in splits.values() for s in part]
+    if not splits["train"]:
+        raise ConfigError("params.yaml", "featurise.split", "the training split is empty")
+    elements = resolve_elements(config.elements if config.elements == "auto" else list(config.elements), everything)
+    species = {name: [species_of(s, elements) for s in part] for name, part in splits.items()}
+
+    energy_config = config.atomic_energies
+    if method != "none" and energy_config.target not in data.targets:
+        raise ConfigError("params.yaml", "featurise.atomic_energies.target", f"'{energy_config.target}' is not one of data.targets {list(data.targets)}")
+    if method == "given":
+        energies = self_energies.from_values(energy_config.values or {}, elements)
+    elif method == "isolated":
+        if energy_config.file is not None:
+            path = Path(energy_config.file) if Path(energy_config.file).is_absolute() else root / energy_config.file
+            isolated = read_structures(path, {energy_config.target: data.targets[energy_config.target]}, data.format)
+        energies = self_energies.from_isolated(isolated, energy_config.target, elements)
+    elif method == "least_squares":
+        energies = self_energies.least_squares(splits["train"], energy_config.target, elements)
+    else:
+        energies = {z: 0.0 for z in elements}
+    per_index = np.array([energies[z] for z in elements], dtype=np.float64)
+
+    kinds = target_kinds(everything, list(data.targets))
+    metadata = {
+        "elements": [chemical_symbols[z] for z in elements],
+        "atomic_numbers": elements,
+        "atomic_energies": {chemical_symbols[z]: energies[z] for z in elements},
+        "atomic_energies_method": method,
+        "targets": kinds,
+    }
+    tables = {}
+    for name, part in splits.items():
+        total = np.array([per_index[s].sum() for s in species[name]], dtype=np.float64)
+        table = structures_to_table(part, species[name], total, kinds)
+        tables[name] = table.replace_schema_metadata({b"physicsml": _json(metadata)})
+    return tables
+
+
+def _json(metadata: dict) -> bytes:
+    import json
+
+    return json.dumps(metadata, sort_keys=True).encode()
+
+
+def write_featurised(tables: dict[str, pa.Table], out: str | os.PathLike) -> None:
+    """Write ``{split}.arrow`` for every split into ``out``, all or nothing."""
+    with atomic_output_dir(out) as tmp:
+        for name, table in tables.items():
+            write_table(table, tmp / f"{name}.arrow")

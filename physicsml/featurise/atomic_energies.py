@@ -1,0 +1,75 @@
+"""Atomic self-energies: the per-element baseline subtracted from total energies.
+
+Models learn ``E - total_atomic_energy``, which is small and smooth; the
+baseline comes from one of four sources (``featurise.atomic_energies.method``):
+``none`` (zeros), ``given`` (per-element values), ``isolated`` (single-atom
+records such as ``config_type=IsolatedAtom``) or ``least_squares`` (per-element
+energies fitted to the training split).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from ase.data import atomic_numbers as SYMBOL_TO_Z
+from ase.data import chemical_symbols
+
+from physicsml.errors import ConfigError, InputError
+from physicsml.io.structures import Structure
+
+
+def is_isolated_atom(structure: Structure) -> bool:
+    """Whether a record is an isolated-atom reference rather than training data."""
+    config_type = structure.info.get("config_type")
+    return config_type == "IsolatedAtom" or (config_type is None and len(structure) == 1)
+
+
+def from_isolated(records: Sequence[Structure], target: str, elements: Sequence[int]) -> dict[int, float]:
+    """Self-energies read from single-atom records (``target`` of each)."""
+    energies: dict[int, float] = {}
+    for record in records:
+        if len(record) != 1:
+            raise InputError(record.file, record.index, "config_type", "IsolatedAtom record with more than one atom")
+        if target not in record.targets:
+            raise InputError(record.file, record.index, target, "isolated-atom record without the energy target")
+        energies[int(record.atomic_numbers[0])] = float(record.targets[target])
+    missing = [chemical_symbols[z] for z in elements if z not in energies]
+    if missing:
+        raise ConfigError("params.yaml", "featurise.atomic_energies", f"no isolated-atom record for element(s) {missing}")
+    return {z: energies[z] for z in elements}
+
+
+def from_values(values: Mapping[str, float], elements: Sequence[int]) -> dict[int, float]:
+    """Self-energies given per element symbol."""
+    by_z = {}
+    for symbol, energy in values.items():
+        if symbol not in SYMBOL_TO_Z:
+            raise ConfigError("params.yaml", f"featurise.atomic_energies.values.{symbol}", "unknown element symbol")
+        by_z[SYMBOL_TO_Z[symbol]] = float(energy)
+    missing = [chemical_symbols[z] for z in elements if z not in by_z]
+    if missing:
+        raise ConfigError("params.yaml", "featurise.atomic_energies.values", f"no energy given for element(s) {missing}")
+    return {z: by_z[z] for z in elements}
+
+
+def least_squares(structures: Sequence[Structure], target: str, elements: Sequence[int]) -> dict[int, float]:
+    """Per-element energies ``e`` minimising ``sum_g (E_g - sum_Z n_gZ e_Z)^2`` over ``structures``.
+
+    With compositions that do not pin every element (all structures of one
+    molecule, say) the minimum-norm solution is returned, which still makes
+    ``total_atomic_energy`` the best linear baseline.
+    """
+    if not structures:
+        raise ConfigError("params.yaml", "featurise.atomic_energies", "least_squares needs a non-empty training split")
+    index = {z: i for i, z in enumerate(elements)}
+    counts = np.zeros((len(structures), len(elements)))
+    energies = np.empty(len(structures))
+    for row, structure in enumerate(structures):
+        if target not in structure.targets or np.ndim(structure.targets[target]) != 0:
+            raise ConfigError("params.yaml", "featurise.atomic_energies.target", f"'{target}' is not a per-structure scalar target")
+        for z, n in zip(*np.unique(structure.atomic_numbers, return_counts=True)):
+            counts[row, index[int(z)]] = n
+        energies[row] = structure.targets[target]
+    solution = np.linalg.lstsq(counts, energies, rcond=None)[0]
+    return {z: float(e) for z, e in zip(elements, solution)}

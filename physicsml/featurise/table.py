@@ -1,0 +1,157 @@
+"""The featurised table: one Arrow row per structure.
+
+Columns (``N`` atoms of the row):
+
+* ``id`` string, ``"<file>:<record>"``;
+* ``atomic_numbers`` list<int32> ``[N]``, Z;
+* ``species`` list<int32> ``[N]``, index of each atom's element in the element list;
+* ``coordinates`` list<fixed_size_list<float64, 3>> ``[N, 3]`` in Å;
+* ``cell`` fixed_size_list<fixed_size_list<float64, 3>, 3> or null; ``pbc`` fixed_size_list<bool, 3>;
+* ``total_atomic_energy`` float64, the sum of the atoms' self-energies;
+* one column per target, typed by its kind (see :data:`TARGET_TYPES`).
+
+The schema metadata (JSON) holds the element list, the self-energies and the
+kind of each target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from physicsml.errors import InputError
+from physicsml.io.arrow import MAT3, VEC3, fixed, ragged, read_table, to_numpy
+from physicsml.io.structures import Structure
+
+#: Arrow type of each target kind.
+TARGET_TYPES: dict[str, pa.DataType] = {
+    "graph_scalar": pa.float64(),
+    "graph_vector": VEC3,
+    "graph_tensor": MAT3,
+    "node_scalar": pa.list_(pa.float64()),
+    "node_vector": pa.list_(VEC3),
+}
+
+BASE_COLUMNS = ("id", "atomic_numbers", "species", "coordinates", "cell", "pbc", "total_atomic_energy")
+
+
+def target_kind(structure: Structure, name: str) -> str:
+    """Kind of target ``name`` in ``structure``: graph_/node_ + scalar/vector/tensor."""
+    shape = np.shape(structure.targets[name])
+    if name in structure.node_targets:
+        return "node_scalar" if len(shape) == 1 else "node_vector"
+    return {0: "graph_scalar", 1: "graph_vector", 2: "graph_tensor"}[len(shape)]
+
+
+def target_kinds(structures: Sequence[Structure], targets: Sequence[str]) -> dict[str, str]:
+    """The kind of every target, checked to be the same in every record."""
+    kinds: dict[str, str] = {}
+    for structure in structures:
+        for name in targets:
+            kind = target_kind(structure, name)
+            if kinds.setdefault(name, kind) != kind:
+                raise InputError(structure.file, structure.index, name, f"target is {kind} here but {kinds[name]} in earlier records")
+    return kinds
+
+
+def structures_to_table(
+    structures: Sequence[Structure],
+    species: Sequence[np.ndarray],
+    total_atomic_energy: np.ndarray,
+    kinds: Mapping[str, str],
+) -> pa.Table:
+    """Build the featurised table of ``structures`` (``species``: element index per atom)."""
+    counts = np.array([len(s) for s in structures], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+
+    def cat(arrays: list[np.ndarray], dtype: Any, width: tuple[int, ...] = ()) -> np.ndarray:
+        return np.concatenate(arrays).astype(dtype) if arrays else np.zeros((0, *width), dtype)
+
+    columns: dict[str, pa.Array] = {
+        "id": pa.array([s.id for s in structures], pa.string()),
+        "atomic_numbers": ragged(cat([s.atomic_numbers for s in structures], np.int32), offsets),
+        "species": ragged(cat(list(species), np.int32), offsets),
+        "coordinates": ragged(cat([s.coordinates for s in structures], np.float64, (3,)), offsets),
+        "cell": pa.array([None if s.cell is None else s.cell.tolist() for s in structures], MAT3),
+        "pbc": pa.array([s.pbc.tolist() for s in structures], pa.list_(pa.bool_(), 3)),
+        "total_atomic_energy": pa.array(np.asarray(total_atomic_energy, dtype=np.float64)),
+    }
+    for name, kind in kinds.items():
+        values = [np.asarray(s.targets[name], dtype=np.float64) for s in structures]
+        if kind.startswith("node"):
+            columns[name] = ragged(cat(values, np.float64, (3,) if kind == "node_vector" else ()), offsets)
+        else:
+            shape = {"graph_scalar": (), "graph_vector": (3,), "graph_tensor": (3, 3)}[kind]
+            columns[name] = fixed(np.stack(values) if values else np.zeros((0, *shape)))
+    return pa.table(columns)
+
+
+def kind_of_type(arrow_type: pa.DataType) -> str | None:
+    """Target kind stored as ``arrow_type`` (``None`` when no kind matches)."""
+    for kind, candidate in TARGET_TYPES.items():
+        if arrow_type == candidate:
+            return kind
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        return "graph_scalar"
+    return None
+
+
+def structures_from_table(path: Path, targets: Mapping[str, str], fmt: str) -> list[Structure]:
+    """Read a Parquet/Arrow table in the featurised schema back into structures.
+
+    Only ``atomic_numbers`` and ``coordinates`` are required; ``cell`` and ``pbc``
+    are used when present; ``targets`` maps target names to column names.
+    """
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        else:
+            table = read_table(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise InputError(str(path), None, None, f"not a readable {fmt} table: {error}") from error
+    for column in ("atomic_numbers", "coordinates", *targets.values()):
+        if column not in table.column_names:
+            raise InputError(str(path), None, column, f"column missing; columns: {table.column_names}")
+    numbers, atom_offsets = to_numpy(table["atomic_numbers"])
+    coordinates, coord_offsets = to_numpy(table["coordinates"])
+    if atom_offsets is None or coord_offsets is None or not np.array_equal(atom_offsets, coord_offsets):
+        raise InputError(str(path), None, "coordinates", "atomic_numbers and coordinates must be lists of equal length per row")
+    if coordinates.ndim == 1:  # list<list<float>> stores rows as variable lists; regroup by 3
+        coordinates = coordinates.reshape(-1, 3)
+    cells = table["cell"].to_pylist() if "cell" in table.column_names else [None] * table.num_rows
+    pbcs = table["pbc"].to_pylist() if "pbc" in table.column_names else [None] * table.num_rows
+    target_values: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for name, column in targets.items():
+        values, offsets = to_numpy(table[column])
+        target_values[name] = (np.asarray(values, dtype=np.float64), offsets)
+    structures = []
+    for row in range(table.num_rows):
+        start, stop = atom_offsets[row], atom_offsets[row + 1]
+        cell = None if cells[row] is None else np.asarray(cells[row], dtype=float).reshape(3, 3)
+        values: dict[str, Any] = {}
+        node_targets = set()
+        for name, (flat, offsets) in target_values.items():
+            if offsets is None:
+                values[name] = flat[row]
+            else:
+                values[name] = flat[offsets[row] : offsets[row + 1]]
+                node_targets.add(name)
+        structures.append(
+            Structure(
+                atomic_numbers=numbers[start:stop].astype(np.int64),
+                coordinates=coordinates[start:stop].astype(np.float64),
+                cell=cell,
+                pbc=np.asarray(pbcs[row] if pbcs[row] is not None else [False] * 3, dtype=bool),
+                targets=values,
+                file=str(path),
+                index=row,
+                node_targets=frozenset(node_targets),
+            )
+        )
+    return structures

@@ -1,0 +1,239 @@
+"""Readers that turn structure files into validated :class:`Structure` records.
+
+Supported inputs:
+
+* extxyz and every format ASE reads (``ase.io.read``), with targets looked up in
+  the calculator results (``energy``, ``forces``, ``stress``, ...), then
+  ``atoms.info``, then ``atoms.arrays``;
+* SDF through RDKit (3D conformers; SD properties as targets);
+* Parquet or Arrow IPC tables already in the featurised schema
+  (see :mod:`physicsml.featurise.table`).
+
+Every record is checked (finite coordinates, a usable cell where periodic, every
+requested target present and finite) and a problem raises
+:class:`~physicsml.errors.InputError` naming the file, record and field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from physicsml.errors import InputError
+
+#: File suffixes read as tables in the featurised schema rather than through ASE.
+TABLE_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow"}
+
+
+@dataclasses.dataclass
+class Structure:
+    """One labelled structure, as read from a file.
+
+    Attributes:
+        atomic_numbers: ``[n_atoms]`` int, Z of each atom.
+        coordinates: ``[n_atoms, 3]`` float64, Cartesian positions in Å.
+        cell: ``[3, 3]`` float64 lattice vectors as rows, or ``None``.
+        pbc: ``[3]`` bool, periodicity along each lattice vector.
+        targets: target name -> value: per structure a float, ``[3]`` or ``[3, 3]``;
+            per atom ``[n_atoms]`` or ``[n_atoms, 3]``.
+        node_targets: names of the targets that are per atom.
+        file: the file the record was read from.
+        index: 0-based position of the record in that file.
+        info: free-form per-record metadata (``config_type`` and the like).
+    """
+
+    atomic_numbers: np.ndarray
+    coordinates: np.ndarray
+    cell: np.ndarray | None
+    pbc: np.ndarray
+    targets: dict[str, Any]
+    file: str
+    index: int
+    node_targets: frozenset[str] = frozenset()
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.atomic_numbers)
+
+    @property
+    def id(self) -> str:
+        """``"<file>:<index>"``, the link back to the raw record."""
+        return f"{self.file}:{self.index}"
+
+
+def read_structures(
+    path: str | os.PathLike,
+    targets: Mapping[str, str] | None = None,
+    format: str | None = None,
+) -> list[Structure]:
+    """Read every record of ``path``.
+
+    Args:
+        path: the structure file.
+        targets: target name -> key in the file (``{"energy": "energy", "forces": "forces"}``).
+            Every record must carry every key.
+        format: ``"sdf"``, ``"parquet"``, ``"arrow"`` or an ASE format name; ``None``
+            guesses from the file suffix.
+
+    Returns:
+        The validated records, in file order.
+    """
+    path = Path(path)
+    targets = dict(targets or {})
+    if not path.is_file():
+        raise InputError(str(path), None, None, "file not found")
+    fmt = format or TABLE_FORMATS.get(path.suffix.lower()) or ("sdf" if path.suffix.lower() in {".sdf", ".mol"} else None)
+    if fmt == "sdf":
+        records = list(_read_sdf(path, targets))
+    elif fmt in ("parquet", "arrow"):
+        from physicsml.featurise.table import structures_from_table
+
+        records = structures_from_table(path, targets, fmt)
+    else:
+        records = list(_read_ase(path, targets, fmt))
+    for index, record in enumerate(records):
+        validate_structure(record, str(path), index)
+    return records
+
+
+def validate_structure(structure: Structure, file: str, record: int) -> None:
+    """Raise :class:`InputError` when ``structure`` cannot be featurised."""
+    n_atoms = len(structure.atomic_numbers)
+    if n_atoms == 0:
+        raise InputError(file, record, "positions", "structure has no atoms")
+    if structure.coordinates.shape != (n_atoms, 3):
+        raise InputError(file, record, "positions", f"expected shape ({n_atoms}, 3), got {structure.coordinates.shape}")
+    bad = ~np.isfinite(structure.coordinates).all(axis=1)
+    if bad.any():
+        raise InputError(file, record, "positions", f"non-finite coordinates for atom(s) {np.flatnonzero(bad)[:10].tolist()}")
+    if np.any(structure.atomic_numbers <= 0) or np.any(structure.atomic_numbers > 118):
+        raise InputError(file, record, "numbers", "atomic numbers must lie in 1..118")
+    if structure.pbc.any():
+        if structure.cell is None:
+            raise InputError(file, record, "cell", "periodic structure without a cell")
+        if not np.isfinite(structure.cell).all():
+            raise InputError(file, record, "cell", "non-finite cell")
+        periodic = structure.cell[structure.pbc]
+        if np.linalg.matrix_rank(periodic, tol=1e-8) < len(periodic):
+            raise InputError(
+                file,
+                record,
+                "cell",
+                f"singular cell {structure.cell.tolist()} with pbc {structure.pbc.tolist()}: "
+                "the periodic lattice vectors are not linearly independent",
+            )
+    for name, value in structure.targets.items():
+        array = np.asarray(value, dtype=float)
+        if not np.isfinite(array).all():
+            raise InputError(file, record, name, "non-finite target value")
+        if name in structure.node_targets:
+            if array.ndim not in (1, 2) or array.shape[0] != n_atoms or array.ndim == 2 and array.shape[1] != 3:
+                raise InputError(file, record, name, f"per-atom target must have shape ({n_atoms},) or ({n_atoms}, 3), got {array.shape}")
+        elif array.shape not in ((), (3,), (3, 3)):
+            raise InputError(file, record, name, f"per-structure target must be a scalar, a 3-vector or 3x3, got shape {array.shape}")
+
+
+def _read_ase(path: Path, targets: Mapping[str, str], fmt: str | None) -> Iterator[Structure]:
+    import ase.io
+
+    index = 0
+    iterator = ase.io.iread(str(path), index=":", format=fmt)
+    while True:
+        try:
+            atoms = next(iterator)
+        except StopIteration:
+            return
+        except Exception as error:  # ASE raises many types for malformed input
+            raise InputError(str(path), index, None, f"cannot parse record: {type(error).__name__}: {error}") from error
+        yield _from_atoms(atoms, targets, str(path), index)
+        index += 1
+
+
+#: Calculator results that hold one value per atom.
+PER_ATOM_RESULTS = {"forces", "energies", "charges", "magmoms", "stresses"}
+
+
+def _lookup(atoms: Any, key: str) -> tuple[Any, bool]:
+    """Value of ``key`` in ``atoms`` and whether it is per atom (``(None, False)`` if absent)."""
+    results = atoms.calc.results if atoms.calc is not None else {}
+    if key in results:
+        return results[key], key in PER_ATOM_RESULTS
+    if key in atoms.info:
+        return atoms.info[key], False
+    if key in atoms.arrays:
+        return atoms.arrays[key], True
+    return None, False
+
+
+def _from_atoms(atoms: Any, targets: Mapping[str, str], file: str, index: int) -> Structure:
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    values: dict[str, Any] = {}
+    node_targets = set()
+    for name, key in targets.items():
+        value, per_atom = _lookup(atoms, key)
+        if value is None:
+            found = sorted(set(atoms.info) | set(atoms.arrays) | set(atoms.calc.results if atoms.calc else {}))
+            raise InputError(file, index, key, f"target key missing (target '{name}'); keys in this record: {found}")
+        try:
+            value = np.asarray(value, dtype=float)
+        except (TypeError, ValueError) as error:
+            raise InputError(file, index, key, f"target is not numeric: {value!r}") from error
+        if per_atom:
+            node_targets.add(name)
+            if value.ndim == 2 and value.shape[1] == 1:
+                value = value[:, 0]
+        elif value.shape == (6,):
+            value = voigt_6_to_full_3x3_stress(value)
+        elif value.shape == (9,):
+            value = value.reshape(3, 3)
+        values[name] = value
+    cell = np.asarray(atoms.cell.array, dtype=float)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    has_cell = bool(np.any(cell != 0))
+    return Structure(
+        atomic_numbers=np.asarray(atoms.numbers, dtype=np.int64),
+        coordinates=np.asarray(atoms.positions, dtype=float),
+        cell=cell if has_cell or pbc.any() else None,
+        pbc=pbc,
+        targets=values,
+        file=file,
+        index=index,
+        node_targets=frozenset(node_targets),
+        info={k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float))},
+    )
+
+
+def _read_sdf(path: Path, targets: Mapping[str, str]) -> Iterator[Structure]:
+    from rdkit import Chem
+
+    supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=False)
+    for index, mol in enumerate(supplier):
+        if mol is None:
+            raise InputError(str(path), index, None, "RDKit cannot parse this record")
+        if mol.GetNumConformers() == 0 or not mol.GetConformer().Is3D():
+            raise InputError(str(path), index, "coordinates", "record has no 3D conformer")
+        props = mol.GetPropsAsDict()
+        values: dict[str, Any] = {}
+        for name, key in targets.items():
+            if key not in props:
+                raise InputError(str(path), index, key, f"SD property missing (target '{name}'); properties: {sorted(props)}")
+            try:
+                values[name] = float(props[key])
+            except (TypeError, ValueError) as error:
+                raise InputError(str(path), index, key, f"SD property is not a number: {props[key]!r}") from error
+        yield Structure(
+            atomic_numbers=np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()], dtype=np.int64),
+            coordinates=np.asarray(mol.GetConformer().GetPositions(), dtype=float),
+            cell=None,
+            pbc=np.zeros(3, dtype=bool),
+            targets=values,
+            file=str(path),
+            index=index,
+            info={"name": mol.GetProp("_Name")} if mol.HasProp("_Name") else {},
+        )

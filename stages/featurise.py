@@ -1,0 +1,37 @@
+"""DVC stage: raw structures -> featurised Arrow tables (one per split)."""
+
+from pathlib import Path
+
+import typer
+
+from physicsml.cli import reports_errors, stage_app
+from physicsml.configs import load_params, parse_section
+from physicsml.featurise import featurise, write_featurised
+
+app = stage_app(__doc__)
+
+
+@app.command()
+@reports_errors
+def main(
+    params: Path = typer.Option("params.yaml", help="Params file; reads its `data` and `featurise` sections."),
+    out: Path = typer.Option("data/featurised", help="Output directory for train/validation/test.arrow."),
+) -> None:
+    """Read the structures in `data`, split them, map elements, add self-energies, write one table per split.
+
+    `data.source` is one file to split with `featurise.split` (random, fractions, seed);
+    `data.train`/`validation`/`test` give the split as files. `data.targets` maps target
+    names to keys of the file. `featurise.elements` is a symbol list or "auto";
+    `featurise.atomic_energies.method` is none, given, isolated or least_squares.
+    """
+    values = load_params(params)
+    data = parse_section(values, "data", str(params))
+    config = parse_section(values, "featurise", str(params))
+    tables = featurise(data, config, root=params.parent)
+    write_featurised(tables, out)
+    sizes = ", ".join(f"{name} {table.num_rows}" for name, table in tables.items())
+    typer.echo(f"featurised {sizes} structures -> {out}")
+
+
+if __name__ == "__main__":
+    app()
