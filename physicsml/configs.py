@@ -108,7 +108,9 @@ class DataModuleConfig(Config):
     validation: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
     predict: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
     num_workers: int | Literal["all"] = Field(0, description="DataLoader workers; 'all' uses every CPU.")
-    num_elements: int = Field(0, ge=0, description="Width of the one-hot encoding; 0 takes the featurised element list.")
+    num_elements: int = Field(
+        0, ge=0, description="Width of the one-hot encoding; 0 takes the featurised element list."
+    )
     graph_attrs_cols: list[str] | None = Field(None, description="Per-structure columns concatenated into graph_attrs.")
     y_node_scalars: list[str] | None = None
     y_node_vector: str | None = None

@@ -14,7 +14,9 @@ app = stage_app(__doc__)
 @app.command()
 @reports_errors
 def main(
-    params: Path = typer.Option("params.yaml", help="Params file; reads datamodule.cut_off, pbc, cell, self_interaction."),
+    params: Path = typer.Option(
+        "params.yaml", help="Params file; reads datamodule.cut_off, pbc, cell, self_interaction."
+    ),
     featurised: Path = typer.Option("data/featurised", help="Directory of featurised {split}.arrow tables."),
     out: Path = typer.Option("data/graphs", help="Output directory for graph {split}.arrow tables."),
 ) -> None:

@@ -14,7 +14,10 @@ app = stage_app(__doc__)
 @app.command()
 @reports_errors
 def main(
-    params: Path = typer.Option("params.yaml", help="Params file; reads datamodule batch sizes, pre_batch, y_*, graph_attrs_cols, num_elements and trainer.precision."),
+    params: Path = typer.Option(
+        "params.yaml",
+        help="Params file; reads datamodule batch sizes, pre_batch, y_*, graph_attrs_cols, num_elements and trainer.precision.",
+    ),
     featurised: Path = typer.Option("data/featurised", help="Directory of featurised {split}.arrow tables."),
     graphs: Path = typer.Option("data/graphs", help="Directory of graph {split}.arrow tables."),
     out: Path = typer.Option("data/prebatched", help="Output directory for {split}.arrow batches and manifest.json."),

@@ -16,11 +16,22 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "physicsml", "data/raw", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    "stages",
+    "physicsml",
+    "data/raw",
+    ".dvc/config",
+    ".dvcignore",
+    ".gitignore",
+]
 
 
 def labelled(atoms: Atoms, energy: float, forces: np.ndarray | None = None, **info) -> Atoms:
-    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.zeros((len(atoms), 3)) if forces is None else forces)
+    atoms.calc = SinglePointCalculator(
+        atoms, energy=energy, forces=np.zeros((len(atoms), 3)) if forces is None else forces
+    )
     atoms.info.update(info)
     return atoms
 

@@ -51,7 +51,9 @@ def closed_shell_molecules() -> list:
 def labelled(atoms, calculator, properties):
     atoms.calc = calculator
     results = {name: getattr(atoms, f"get_{name}")() for name in properties}
-    atoms.calc = SinglePointCalculator(atoms, **{k.replace("potential_energy", "energy"): v for k, v in results.items()})
+    atoms.calc = SinglePointCalculator(
+        atoms, **{k.replace("potential_energy", "energy"): v for k, v in results.items()}
+    )
     return atoms
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from physicsml.configs import DataModuleConfig
-from physicsml.errors import ConfigError
 from physicsml.data import keys as K
+from physicsml.errors import ConfigError
 from physicsml.io.arrow import table_metadata, to_numpy
 
 #: Level of every collated field: which offsets slice it into batches.
@@ -87,27 +87,39 @@ class SplitArrays:
         return len(self.node_offsets) - 1
 
 
-def _columns(table: pa.Table, names: Sequence[str], kinds: dict[str, str], allowed: Sequence[str], key: str, source: str) -> np.ndarray:
+def _columns(
+    table: pa.Table, names: Sequence[str], kinds: dict[str, str], allowed: Sequence[str], key: str, source: str
+) -> np.ndarray:
     arrays = []
     for name in names:
         if name not in table.column_names:
-            raise ConfigError(source, f"datamodule.{key}", f"column '{name}' not in the featurised table; columns: {table.column_names}")
+            raise ConfigError(
+                source,
+                f"datamodule.{key}",
+                f"column '{name}' not in the featurised table; columns: {table.column_names}",
+            )
         kind = kinds.get(name, "graph_scalar" if name == K.TOTAL_ATOMIC_ENERGY else None)
         if kind not in allowed:
-            raise ConfigError(source, f"datamodule.{key}", f"column '{name}' is {kind}, expected one of {list(allowed)}")
+            raise ConfigError(
+                source, f"datamodule.{key}", f"column '{name}' is {kind}, expected one of {list(allowed)}"
+            )
         values, _ = to_numpy(table[name])
         arrays.append(np.asarray(values, dtype=np.float64).reshape(len(values), -1))
     return np.concatenate(arrays, axis=1)
 
 
-def split_arrays(featurised: pa.Table, graphs: pa.Table, config: DataModuleConfig, source: str = "params.yaml") -> SplitArrays:
+def split_arrays(
+    featurised: pa.Table, graphs: pa.Table, config: DataModuleConfig, source: str = "params.yaml"
+) -> SplitArrays:
     """Gather the columns of one split that batches are made of.
 
     Raises:
         ConfigError: when a ``y_*`` or ``graph_attrs_cols`` column is missing or of the wrong kind.
     """
     if featurised.num_rows != graphs.num_rows or not featurised["id"].equals(graphs["id"]):
-        raise ConfigError(source, "graphs", "graph table rows do not match the featurised table: re-run the graphs stage")
+        raise ConfigError(
+            source, "graphs", "graph table rows do not match the featurised table: re-run the graphs stage"
+        )
     kinds = table_metadata(featurised).get("targets", {})
     species, node_offsets = to_numpy(featurised["species"])
     coordinates, _ = to_numpy(featurised["coordinates"])
@@ -143,7 +155,9 @@ def split_arrays(featurised: pa.Table, graphs: pa.Table, config: DataModuleConfi
     )
 
 
-def collate(arrays: SplitArrays, batch_size: int, dtype: np.dtype = np.float32, rows: tuple[int, int] | None = None) -> Collated:
+def collate(
+    arrays: SplitArrays, batch_size: int, dtype: np.dtype = np.float32, rows: tuple[int, int] | None = None
+) -> Collated:
     """Collate rows ``[start, stop)`` of a split into batches of ``batch_size`` consecutive rows.
 
     Node indices in ``edge_index`` are shifted so that they index the batch's
@@ -180,7 +194,9 @@ def collate(arrays: SplitArrays, batch_size: int, dtype: np.dtype = np.float32, 
 
     cells = arrays.cells[start:stop]
     cell_shift_vector = np.einsum("ek,ekl->el", arrays.cell_shifts[edges].astype(np.float64), cells[edge_graph])
-    ptr = np.concatenate([node_offsets[a : b + 1] - node_offsets[a] for a, b in zip(graph_bounds[:-1], graph_bounds[1:])])
+    ptr = np.concatenate(
+        [node_offsets[a : b + 1] - node_offsets[a] for a, b in zip(graph_bounds[:-1], graph_bounds[1:])]
+    )
 
     fields = {
         K.RAW_ATOMIC_NUMBERS: arrays.species[nodes],

@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import Batch
 
 from physicsml.data.batch import make_batch
-from physicsml.io.arrow import open_copy_on_write, table_metadata
 from physicsml.data.collate import LEVELS, Collated, SplitArrays, collate
+from physicsml.io.arrow import open_copy_on_write, table_metadata
 
 _TORCH_DTYPES = {
     pa.float32(): torch.float32,

@@ -63,7 +63,11 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
         if config.split.method != "random":
             raise ConfigError("params.yaml", "featurise.split.method", "data.source is one file to split: use 'random'")
         records = _read(_files(data.source), data, root)
-        isolated = [r for r in records if method == "isolated" and config.atomic_energies.file is None and self_energies.is_isolated_atom(r)]
+        isolated = [
+            r
+            for r in records
+            if method == "isolated" and config.atomic_energies.file is None and self_energies.is_isolated_atom(r)
+        ]
         records = [r for r in records if not any(r is i for i in isolated)]
         parts = random_split(len(records), config.split.fractions, config.split.seed)
         splits = {name: [records[i] for i in part] for name, part in zip(SPLITS, parts)}
@@ -81,7 +85,11 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
 
     energy_config = config.atomic_energies
     if method != "none" and energy_config.target not in data.targets:
-        raise ConfigError("params.yaml", "featurise.atomic_energies.target", f"'{energy_config.target}' is not one of data.targets {list(data.targets)}")
+        raise ConfigError(
+            "params.yaml",
+            "featurise.atomic_energies.target",
+            f"'{energy_config.target}' is not one of data.targets {list(data.targets)}",
+        )
     if method == "given":
         energies = self_energies.from_values(energy_config.values or {}, elements)
     elif method == "isolated":

@@ -36,7 +36,9 @@ def from_isolated(records: Sequence[Structure], target: str, elements: Sequence[
         energies[int(record.atomic_numbers[0])] = float(record.targets[target])
     missing = [chemical_symbols[z] for z in elements if z not in energies]
     if missing:
-        raise ConfigError("params.yaml", "featurise.atomic_energies", f"no isolated-atom record for element(s) {missing}")
+        raise ConfigError(
+            "params.yaml", "featurise.atomic_energies", f"no isolated-atom record for element(s) {missing}"
+        )
     return {z: energies[z] for z in elements}
 
 
@@ -49,7 +51,9 @@ def from_values(values: Mapping[str, float], elements: Sequence[int]) -> dict[in
         by_z[SYMBOL_TO_Z[symbol]] = float(energy)
     missing = [chemical_symbols[z] for z in elements if z not in by_z]
     if missing:
-        raise ConfigError("params.yaml", "featurise.atomic_energies.values", f"no energy given for element(s) {missing}")
+        raise ConfigError(
+            "params.yaml", "featurise.atomic_energies.values", f"no energy given for element(s) {missing}"
+        )
     return {z: by_z[z] for z in elements}
 
 
@@ -67,7 +71,9 @@ def least_squares(structures: Sequence[Structure], target: str, elements: Sequen
     energies = np.empty(len(structures))
     for row, structure in enumerate(structures):
         if target not in structure.targets or np.ndim(structure.targets[target]) != 0:
-            raise ConfigError("params.yaml", "featurise.atomic_energies.target", f"'{target}' is not a per-structure scalar target")
+            raise ConfigError(
+                "params.yaml", "featurise.atomic_energies.target", f"'{target}' is not a per-structure scalar target"
+            )
         for z, n in zip(*np.unique(structure.atomic_numbers, return_counts=True)):
             counts[row, index[int(z)]] = n
         energies[row] = structure.targets[target]

@@ -40,5 +40,7 @@ def species_of(structure: Structure, elements: Sequence[int]) -> np.ndarray:
     if (species < 0).any():
         missing = sorted({chemical_symbols[z] for z in structure.atomic_numbers[species < 0]})
         listed = [chemical_symbols[z] for z in elements]
-        raise InputError(structure.file, structure.index, "numbers", f"element(s) {missing} not in the element list {listed}")
+        raise InputError(
+            structure.file, structure.index, "numbers", f"element(s) {missing} not in the element list {listed}"
+        )
     return species

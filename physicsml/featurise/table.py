@@ -54,7 +54,9 @@ def target_kinds(structures: Sequence[Structure], targets: Sequence[str]) -> dic
         for name in targets:
             kind = target_kind(structure, name)
             if kinds.setdefault(name, kind) != kind:
-                raise InputError(structure.file, structure.index, name, f"target is {kind} here but {kinds[name]} in earlier records")
+                raise InputError(
+                    structure.file, structure.index, name, f"target is {kind} here but {kinds[name]} in earlier records"
+                )
     return kinds
 
 
@@ -118,12 +120,15 @@ def structures_from_table(path: Path, targets: Mapping[str, str], fmt: str) -> l
     for column in ("atomic_numbers", "coordinates", *targets.values()):
         if column not in table.column_names:
             raise InputError(str(path), None, column, f"column missing; columns: {table.column_names}")
+    try:
+        coordinates, coord_offsets = to_numpy(table["coordinates"].cast(pa.list_(VEC3)))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise InputError(str(path), None, "coordinates", f"expected a list of 3-vectors per row: {error}") from error
     numbers, atom_offsets = to_numpy(table["atomic_numbers"])
-    coordinates, coord_offsets = to_numpy(table["coordinates"])
     if atom_offsets is None or coord_offsets is None or not np.array_equal(atom_offsets, coord_offsets):
-        raise InputError(str(path), None, "coordinates", "atomic_numbers and coordinates must be lists of equal length per row")
-    if coordinates.ndim == 1:  # list<list<float>> stores rows as variable lists; regroup by 3
-        coordinates = coordinates.reshape(-1, 3)
+        raise InputError(
+            str(path), None, "coordinates", "atomic_numbers and coordinates must be lists of equal length per row"
+        )
     cells = table["cell"].to_pylist() if "cell" in table.column_names else [None] * table.num_rows
     pbcs = table["pbc"].to_pylist() if "pbc" in table.column_names else [None] * table.num_rows
     target_values: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}

@@ -87,7 +87,9 @@ def read_structures(
     targets = dict(targets or {})
     if not path.is_file():
         raise InputError(str(path), None, None, "file not found")
-    fmt = format or TABLE_FORMATS.get(path.suffix.lower()) or ("sdf" if path.suffix.lower() in {".sdf", ".mol"} else None)
+    fmt = (
+        format or TABLE_FORMATS.get(path.suffix.lower()) or ("sdf" if path.suffix.lower() in {".sdf", ".mol"} else None)
+    )
     if fmt == "sdf":
         records = list(_read_sdf(path, targets))
     elif fmt in ("parquet", "arrow"):
@@ -110,7 +112,9 @@ def validate_structure(structure: Structure, file: str, record: int) -> None:
         raise InputError(file, record, "positions", f"expected shape ({n_atoms}, 3), got {structure.coordinates.shape}")
     bad = ~np.isfinite(structure.coordinates).all(axis=1)
     if bad.any():
-        raise InputError(file, record, "positions", f"non-finite coordinates for atom(s) {np.flatnonzero(bad)[:10].tolist()}")
+        raise InputError(
+            file, record, "positions", f"non-finite coordinates for atom(s) {np.flatnonzero(bad)[:10].tolist()}"
+        )
     if np.any(structure.atomic_numbers <= 0) or np.any(structure.atomic_numbers > 118):
         raise InputError(file, record, "numbers", "atomic numbers must lie in 1..118")
     if structure.pbc.any():
@@ -133,9 +137,16 @@ def validate_structure(structure: Structure, file: str, record: int) -> None:
             raise InputError(file, record, name, "non-finite target value")
         if name in structure.node_targets:
             if array.ndim not in (1, 2) or array.shape[0] != n_atoms or array.ndim == 2 and array.shape[1] != 3:
-                raise InputError(file, record, name, f"per-atom target must have shape ({n_atoms},) or ({n_atoms}, 3), got {array.shape}")
+                raise InputError(
+                    file,
+                    record,
+                    name,
+                    f"per-atom target must have shape ({n_atoms},) or ({n_atoms}, 3), got {array.shape}",
+                )
         elif array.shape not in ((), (3,), (3, 3)):
-            raise InputError(file, record, name, f"per-structure target must be a scalar, a 3-vector or 3x3, got shape {array.shape}")
+            raise InputError(
+                file, record, name, f"per-structure target must be a scalar, a 3-vector or 3x3, got shape {array.shape}"
+            )
 
 
 def _read_ase(path: Path, targets: Mapping[str, str], fmt: str | None) -> Iterator[Structure]:
@@ -222,7 +233,9 @@ def _read_sdf(path: Path, targets: Mapping[str, str]) -> Iterator[Structure]:
         values: dict[str, Any] = {}
         for name, key in targets.items():
             if key not in props:
-                raise InputError(str(path), index, key, f"SD property missing (target '{name}'); properties: {sorted(props)}")
+                raise InputError(
+                    str(path), index, key, f"SD property missing (target '{name}'); properties: {sorted(props)}"
+                )
             try:
                 values[name] = float(props[key])
             except (TypeError, ValueError) as error:

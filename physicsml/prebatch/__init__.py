@@ -19,11 +19,11 @@ import pyarrow as pa
 from torch.utils.data import Dataset
 
 from physicsml.configs import DataModuleConfig
+from physicsml.data.collate import LEVELS, Collated, SplitArrays, collate, split_arrays
 from physicsml.data.datasets import InMemoryBatches, OnDiskBatches, OnTheFlyBatches
 from physicsml.errors import ConfigError
 from physicsml.io.arrow import fixed, read_table, table_metadata, write_table
 from physicsml.io.atomic import atomic_output_dir
-from physicsml.data.collate import LEVELS, Collated, SplitArrays, collate, split_arrays
 
 #: Batch-size key of the datamodule config used for each split.
 BATCH_SIZE_OF = {"train": "train", "validation": "validation", "test": "predict"}

@@ -20,7 +20,10 @@ def brute_force(positions: np.ndarray, cell: np.ndarray | None, pbc: np.ndarray,
     else:
         # images up to the cut-off plus one cell in each periodic direction
         heights = 1.0 / np.linalg.norm(np.linalg.inv(cell).T, axis=1)
-        ranges = [range(-int(np.ceil(cut_off / h)) - 1, int(np.ceil(cut_off / h)) + 2) if p else range(1) for h, p in zip(heights, pbc)]
+        ranges = [
+            range(-int(np.ceil(cut_off / h)) - 1, int(np.ceil(cut_off / h)) + 2) if p else range(1)
+            for h, p in zip(heights, pbc)
+        ]
     edges = set()
     for shift in itertools.product(*ranges):
         offset = np.asarray(shift) @ cell if cell is not None else np.zeros(3)
@@ -49,7 +52,9 @@ CASES = {
     "slab": rattled(fcc111("Al", size=(2, 2, 3), vacuum=6.0)),
     "smaller_than_cut_off": rattled(bulk("Cu", "fcc", a=3.6)),  # one atom, cell ~2.5 Å
 }
-CASES["triclinic"].set_cell(CASES["triclinic"].cell.array @ np.array([[1.0, 0.1, 0.2], [0.0, 0.9, 0.15], [0.0, 0.0, 1.1]]), scale_atoms=True)
+CASES["triclinic"].set_cell(
+    CASES["triclinic"].cell.array @ np.array([[1.0, 0.1, 0.2], [0.0, 0.9, 0.15], [0.0, 0.0, 1.1]]), scale_atoms=True
+)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -9,26 +9,35 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-
 from conftest import ROOT, labelled
+
 from physicsml.configs import DataConfig, DataModuleConfig, FeaturiseConfig
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
+from physicsml.data.collate import collate, split_arrays
 from physicsml.data.datasets import InMemoryBatches, OnDiskBatches, OnTheFlyBatches, make_dataloader
 from physicsml.featurise import featurise
 from physicsml.graphs import build_graphs
 from physicsml.prebatch import write_prebatched
-from physicsml.data.collate import collate, split_arrays
 
 
-def three_modes(path: Path, config: DataModuleConfig, split: str = "train", dtype=np.float32, source=None, targets=None):
-    data = DataConfig(source=str(source or ROOT / "data/raw/molecules.extxyz"), targets=targets or {"energy": "energy", "forces": "forces"})
+def three_modes(
+    path: Path, config: DataModuleConfig, split: str = "train", dtype=np.float32, source=None, targets=None
+):
+    data = DataConfig(
+        source=str(source or ROOT / "data/raw/molecules.extxyz"),
+        targets=targets or {"energy": "energy", "forces": "forces"},
+    )
     table = featurise(data, FeaturiseConfig(atomic_energies={"method": "least_squares"}))[split]
     graphs = build_graphs(table, config.cut_off, self_interaction=config.self_interaction)
     arrays = split_arrays(table, graphs, config)
     batch_size = config.train.batch_size
     write_prebatched(collate(arrays, batch_size, dtype), path, {"num_elements": 4})
-    return OnDiskBatches(path), InMemoryBatches(arrays, batch_size, 4, dtype), OnTheFlyBatches(arrays, batch_size, 4, dtype)
+    return (
+        OnDiskBatches(path),
+        InMemoryBatches(arrays, batch_size, 4, dtype),
+        OnTheFlyBatches(arrays, batch_size, 4, dtype),
+    )
 
 
 def assert_same_batches(a, b):

@@ -1,0 +1,148 @@
+"""The stage commands: byte-identical reruns, clear failures, no partial outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import yaml
+from ase import Atoms
+from conftest import ROOT, labelled, run_stage, write_molecules
+
+
+def digest(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def write_params(path: Path, **sections) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def run_pipeline(params: Path, out: Path) -> None:
+    for name, args in [
+        ("featurise", ["--out", str(out / "featurised")]),
+        ("graphs", ["--featurised", str(out / "featurised"), "--out", str(out / "graphs")]),
+        (
+            "prebatch",
+            [
+                "--featurised",
+                str(out / "featurised"),
+                "--graphs",
+                str(out / "graphs"),
+                "--out",
+                str(out / "prebatched"),
+            ],
+        ),
+    ]:
+        result = run_stage(name, "--params", str(params), *args)
+        assert result.returncode == 0, result.stderr
+
+
+def test_rerun_gives_byte_identical_outputs(tmp_path):
+    shutil.copy(ROOT / "data/raw/bulk.extxyz", tmp_path / "bulk.extxyz")
+    params = write_params(tmp_path / "params.yaml", data={"source": "bulk.extxyz"})
+    run_pipeline(params, tmp_path / "a")
+    run_pipeline(params, tmp_path / "b")
+    for stage in ("featurised", "graphs", "prebatched"):
+        first, second = digest(tmp_path / "a" / stage), digest(tmp_path / "b" / stage)
+        assert first == second and len(first) >= 3, stage
+
+
+def bad_file(tmp_path: Path, case: str) -> tuple[Path, str]:
+    """Write a structure file broken in one way; return it and the error pattern expected."""
+    frames = write_molecules(tmp_path / "m.extxyz", n=6)
+    path = tmp_path / "m.extxyz"
+    if case == "malformed":
+        lines = path.read_text().splitlines()
+        lines[1] = lines[1].replace("energy=", "energy=oops")  # header of record 0 still parses; break a line below
+        lines[2] = "C 0.0 0.0"
+        path.write_text("\n".join(lines) + "\n")
+        return path, r"m.extxyz: record 0: cannot parse"
+    if case == "nan":
+        frames[4].positions[1, 0] = np.nan
+        ase.io.write(path, frames, format="extxyz")
+        return path, r"m.extxyz: record 4: field 'positions'"
+    if case == "singular_cell":
+        cell = Atoms("Cu", positions=[[0, 0, 0]], cell=[[1, 0, 0], [0, 1, 0], [1, 1, 0]], pbc=True)
+        ase.io.write(path, frames[:3] + [labelled(cell, 0.0)], format="extxyz")
+        return path, r"m.extxyz: record 3: field 'cell'"
+    if case == "missing_target":
+        del frames[2].calc.results["energy"]
+        ase.io.write(path, frames, format="extxyz")
+        return path, r"m.extxyz: record 2: field 'energy'"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["malformed", "nan", "singular_cell", "missing_target"])
+def test_bad_input_fails_cleanly(tmp_path, case):
+    path, pattern = bad_file(tmp_path, case)
+    params = write_params(tmp_path / "params.yaml", data={"source": str(path), "targets": {"energy": "energy"}})
+    out = tmp_path / "featurised"
+    result = run_stage("featurise", "--params", str(params), "--out", str(out))
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    import re
+
+    assert re.search(pattern, result.stderr), result.stderr
+    assert not out.exists() and list(tmp_path.glob(".featurised*")) == []
+
+
+def test_element_missing_from_list_fails_cleanly(tmp_path):
+    write_molecules(tmp_path / "m.extxyz", n=6)
+    params = write_params(
+        tmp_path / "params.yaml",
+        data={"source": "m.extxyz", "targets": {"energy": "energy"}},
+        featurise={"elements": ["H", "C"]},
+    )
+    result = run_stage("featurise", "--params", str(params), "--out", str(tmp_path / "out"))
+    assert result.returncode != 0
+    assert "m.extxyz: record" in result.stderr and "field 'numbers'" in result.stderr and "['O']" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "section,values,pattern",
+    [
+        ("datamodule", {"cut_of": 4.0}, r"params.yaml: datamodule.cut_of: unknown key; did you mean 'cut_off'\?"),
+        (
+            "featurise",
+            {"split": {"method": "random", "seeds": 1}},
+            r"params.yaml: featurise.split.seeds: unknown key; did you mean 'seed'\?",
+        ),
+        ("datamodule", {"cut_off": "far"}, r"params.yaml: datamodule.cut_off: Input should be a valid number"),
+    ],
+)
+def test_bad_params_fail_cleanly(tmp_path, section, values, pattern):
+    import re
+
+    params = write_params(tmp_path / "params.yaml", **{section: values})
+    stage = "featurise" if section == "featurise" else "graphs"
+    out = tmp_path / "out"
+    result = (
+        run_stage(stage, "--params", str(params), "--featurised", str(ROOT / "data"), "--out", str(out))
+        if stage == "graphs"
+        else run_stage(stage, "--params", str(params), "--out", str(out))
+    )
+    assert result.returncode != 0 and re.search(pattern, result.stderr), result.stderr
+    assert not out.exists()
+
+
+def test_unknown_section(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text() + "\ndatamodel:\n  cut_off: 3\n")
+    result = run_stage("featurise", "--params", str(params), "--out", str(tmp_path / "out"))
+    assert result.returncode != 0 and "datamodel: unknown key; did you mean 'datamodule'?" in result.stderr
+
+
+def test_every_stage_explains_its_options():
+    for name, option in [("featurise", "--params"), ("graphs", "--featurised"), ("prebatch", "--graphs")]:
+        result = run_stage(name, "--help")
+        assert result.returncode == 0 and option in result.stdout and "params" in result.stdout.lower()
