@@ -173,6 +173,7 @@ def collate(
 
     graph_batch = np.arange(n_rows) // batch_size  # batch of each structure
     first_graph = np.arange(0, n_rows, batch_size)  # first structure of each batch
+    graph_batch = graph_batch.astype(np.int64)
     graph_bounds = np.append(first_graph, n_rows)
     node_bounds = node_offsets[graph_bounds] - node_offsets[0]
     edge_bounds = edge_offsets[graph_bounds] - edge_offsets[0]
@@ -183,17 +184,18 @@ def collate(
     node_shift = node_offsets[:-1] - node_offsets[first_graph[graph_batch]]  # atoms before this structure in its batch
 
     edge_graph = np.repeat(np.arange(n_rows), n_edges)
-    edge_batch = graph_batch[edge_graph]
-    shifted = arrays.edge_index[edges].astype(np.int64) + node_shift[edge_graph, None]
+    shifted = arrays.edge_index[edges] + node_shift[edge_graph, None]  # int64
     # per batch, all receivers then all senders, so batch k's slice reshapes to [2, E_k]
-    position = np.arange(len(shifted)) - edge_bounds[edge_batch]
-    batch_edges = np.diff(edge_bounds)[edge_batch]
     edge_index = np.empty(2 * len(shifted), dtype=np.int64)
-    edge_index[2 * edge_bounds[edge_batch] + position] = shifted[:, 0]
-    edge_index[2 * edge_bounds[edge_batch] + batch_edges + position] = shifted[:, 1]
+    for first, last in zip(edge_bounds[:-1], edge_bounds[1:]):
+        edge_index[2 * first : 2 * last].reshape(2, -1)[...] = shifted[first:last].T
 
     cells = arrays.cells[start:stop]
-    cell_shift_vector = np.einsum("ek,ekl->el", arrays.cell_shifts[edges].astype(np.float64), cells[edge_graph])
+    cell_shifts = arrays.cell_shifts[edges]
+    cell_shift_vector = np.zeros((len(cell_shifts), 3))
+    periodic = np.flatnonzero(cell_shifts.any(axis=1))  # molecules have none
+    if len(periodic):
+        cell_shift_vector[periodic] = np.einsum("ek,ekl->el", cell_shifts[periodic], cells[edge_graph[periodic]])
     ptr = np.concatenate(
         [node_offsets[a : b + 1] - node_offsets[a] for a, b in zip(graph_bounds[:-1], graph_bounds[1:])]
     )

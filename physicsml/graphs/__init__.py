@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,13 +26,57 @@ from physicsml.io.atomic import atomic_output_dir
 _NO_CELL = np.zeros((3, 3))
 
 
+def _calculator(cut_off: float) -> Any:
+    import vesin
+
+    # one thread: structures are small and processed one after another
+    return vesin.NeighborList(cutoff=float(cut_off), full_list=True, sorted=True, n_threads=1)
+
+
+def _vesin_edges(
+    calculator: Any, coordinates: np.ndarray, cell: np.ndarray | None, pbc: Sequence[bool]
+) -> list[np.ndarray]:
+    """vesin's raw ``i``, ``j`` (uint64) and ``S`` (int32) for one structure."""
+    periodic = [bool(p) for p in pbc]
+    if cell is None or not any(periodic):
+        return calculator.compute(coordinates, _NO_CELL, False, "ijS")
+    return calculator.compute(coordinates, cell, periodic, "ijS")
+
+
+def _assemble(
+    raw: list[list[np.ndarray]], n_atoms: Sequence[int], self_interaction: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenate per-structure vesin outputs into ``edge_index``, ``cell_shifts`` and row offsets.
+
+    Converting once for all structures, rather than per structure, keeps the
+    graphs stage close to the cost of vesin itself. With ``self_interaction``
+    each structure's self-edges come first.
+    """
+    if self_interaction:
+        raw = [
+            [
+                np.concatenate([np.arange(n, dtype=i.dtype), i]),
+                np.concatenate([np.arange(n, dtype=j.dtype), j]),
+                np.concatenate([np.zeros((n, 3), s.dtype), s.reshape(-1, 3)]),
+            ]
+            for (i, j, s), n in zip(raw, n_atoms)
+        ]
+    counts = np.array([len(edges[0]) for edges in raw], dtype=np.int64)
+    edge_index = np.empty((int(counts.sum()), 2), dtype=np.int32)
+    shifts = np.zeros((0, 3), np.int32)
+    if raw:
+        edge_index[:, 0] = np.concatenate([edges[0] for edges in raw])
+        edge_index[:, 1] = np.concatenate([edges[1] for edges in raw])
+        shifts = np.concatenate([edges[2].reshape(-1, 3) for edges in raw]).astype(np.int32, copy=False)
+    return edge_index, shifts, np.concatenate([[0], np.cumsum(counts)])
+
+
 def neighbour_list(
     coordinates: np.ndarray,
     cell: np.ndarray | None,
     pbc: Sequence[bool],
     cut_off: float,
     self_interaction: bool = False,
-    calculator: object | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Edges of one structure.
 
@@ -41,24 +86,12 @@ def neighbour_list(
         pbc: periodicity along each lattice vector.
         cut_off: radius in Å; pairs at exactly the cut-off are excluded.
         self_interaction: add one ``(i, i)`` edge with zero shift per atom.
-        calculator: a reusable ``vesin.NeighborList`` for this cut-off.
 
     Returns:
         ``edge_index`` ``[E, 2]`` int32 of (receiver, sender) and ``cell_shifts`` ``[E, 3]`` int32.
     """
-    import vesin
-
-    if calculator is None:
-        calculator = vesin.NeighborList(cutoff=cut_off, full_list=True, sorted=True, n_threads=1)
-    periodic = [bool(p) for p in pbc]
-    box = _NO_CELL if cell is None or not any(periodic) else cell
-    i, j, shifts = calculator.compute(coordinates, box, periodic if any(periodic) else False, "ijS")
-    edge_index = np.stack([i, j], axis=1).astype(np.int32)
-    shifts = shifts.astype(np.int32)
-    if self_interaction:
-        atoms = np.arange(len(coordinates), dtype=np.int32)
-        edge_index = np.concatenate([np.stack([atoms, atoms], axis=1), edge_index])
-        shifts = np.concatenate([np.zeros((len(atoms), 3), np.int32), shifts])
+    raw = _vesin_edges(_calculator(cut_off), coordinates, cell, pbc)
+    edge_index, shifts, _ = _assemble([raw], [len(coordinates)], self_interaction)
     return edge_index, shifts
 
 
@@ -83,8 +116,6 @@ def build_graphs(
         A table with the rows of ``table`` and columns ``id``, ``cell`` and ``pbc``
         (as used), ``edge_index`` list<[2] int32> and ``cell_shifts`` list<[3] int32>.
     """
-    import vesin
-
     coordinates, offsets = to_numpy(table["coordinates"])
     assert offsets is not None
     ids = table["id"].to_pylist()
@@ -94,28 +125,27 @@ def build_graphs(
         cells = [np.asarray(cell, dtype=np.float64)] * table.num_rows
     if pbc is not None:
         pbcs = np.tile(np.asarray(pbc, dtype=bool), (table.num_rows, 1))
-    calculator = vesin.NeighborList(cutoff=float(cut_off), full_list=True, sorted=True, n_threads=1)
-    edges, shifts = [], []
+    calculator = _calculator(cut_off)
+    periodic_rows = pbcs.any(axis=1).tolist()
+    bounds = offsets.tolist()
+    raw = []
     for row in tqdm(range(table.num_rows), desc=description, unit="structure", mininterval=1.0, leave=False):
-        row_cell = cells[row]
-        if pbcs[row].any():
-            if row_cell is None or np.linalg.matrix_rank(row_cell[pbcs[row]], tol=1e-8) < pbcs[row].sum():
-                raise InputError(ids[row], None, "cell", f"singular or missing cell with pbc {pbcs[row].tolist()}")
-        edge_index, cell_shifts = neighbour_list(
-            coordinates[offsets[row] : offsets[row + 1]], row_cell, pbcs[row], cut_off, self_interaction, calculator
-        )
-        edges.append(edge_index)
-        shifts.append(cell_shifts)
-    edge_offsets = np.concatenate([[0], np.cumsum([len(e) for e in edges])])
-    flat_edges = np.concatenate(edges) if edges else np.zeros((0, 2), np.int32)
-    flat_shifts = np.concatenate(shifts) if shifts else np.zeros((0, 3), np.int32)
+        positions = coordinates[bounds[row] : bounds[row + 1]]
+        if not periodic_rows[row]:
+            raw.append(calculator.compute(positions, _NO_CELL, False, "ijS"))
+            continue
+        row_cell, row_pbc = cells[row], pbcs[row]
+        if row_cell is None or np.linalg.matrix_rank(row_cell[row_pbc], tol=1e-8) < row_pbc.sum():
+            raise InputError(ids[row], None, "cell", f"singular or missing cell with pbc {row_pbc.tolist()}")
+        raw.append(_vesin_edges(calculator, positions, row_cell, row_pbc))
+    edge_index, shifts, edge_offsets = _assemble(raw, np.diff(offsets), self_interaction)
     return pa.table(
         {
             "id": table["id"],
             "cell": pa.array([None if c is None else c.tolist() for c in cells], MAT3),
             "pbc": pa.array(pbcs.tolist(), pa.list_(pa.bool_(), 3)),
-            "edge_index": ragged(flat_edges, edge_offsets),
-            "cell_shifts": ragged(flat_shifts, edge_offsets),
+            "edge_index": ragged(edge_index, edge_offsets),
+            "cell_shifts": ragged(shifts, edge_offsets),
         }
     )
 
