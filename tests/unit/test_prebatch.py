@@ -145,3 +145,32 @@ def test_on_disk_batches_never_write_to_the_file(tmp_path):
     batch.coordinates.add_(100.0)  # tensors are writable views of a private copy-on-write map
     assert path.read_bytes() == before
     assert not torch.equal(OnDiskBatches(path)[0].coordinates, batch.coordinates)
+
+
+def test_every_target_level_and_graph_attrs(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(9):
+        atoms = Atoms("COH" if k % 2 else "CO", positions=rng.normal(size=(3 if k % 2 else 2, 3)))
+        atoms = labelled(atoms, float(k), dipole=np.array([k, 2.0 * k, -k]), charge=float(k % 3), temperature=300.0 + k)
+        atoms.arrays["partial_charges"] = np.full(len(atoms), 0.1 * k)
+        frames.append(atoms)
+    ase.io.write(tmp_path / "t.extxyz", frames, format="extxyz")
+    targets = {"energy": "energy", "dipole": "dipole", "q": "partial_charges", "charge": "charge", "T": "temperature"}
+    config = DataModuleConfig(
+        train={"batch_size": 4},
+        y_graph_scalars=["energy", "T"],
+        y_graph_vector="dipole",
+        y_node_scalars=["q"],
+        graph_attrs_cols=["charge", "dipole"],
+    )
+    data = DataConfig(source=str(tmp_path / "t.extxyz"), targets=targets)
+    table = featurise(data, FeaturiseConfig(split={"fractions": [1, 0, 0]}))["train"]
+    batch = InMemoryBatches(split_arrays(table, build_graphs(table, 5.0), config), 4, 3)[0]
+    energy = batch.y_graph_scalars[:, 0].long()
+    assert batch.y_graph_scalars.shape == (4, 2) and torch.equal(batch.y_graph_scalars[:, 1], 300.0 + batch.y_graph_scalars[:, 0])
+    assert torch.equal(batch.y_graph_vector, torch.stack([energy, 2 * energy, -energy], 1).float())
+    assert torch.allclose(batch.y_node_scalars[:, 0], 0.1 * energy[batch.batch].float())
+    assert batch.graph_attrs.shape == (4, 4) and torch.equal(batch.graph_attrs[:, 1:], batch.y_graph_vector)
+    with pytest.raises(Exception, match="datamodule.y_node_vector: column 'dipole' is graph_vector"):
+        split_arrays(table, build_graphs(table, 5.0), DataModuleConfig(y_node_vector="dipole"))
