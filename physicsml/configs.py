@@ -9,6 +9,7 @@ for a misspelt one, the closest valid key.
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -118,6 +119,7 @@ class DataModuleConfig(Config):
     y_edge_vector: str | None = None
     y_graph_scalars: list[str] | None = None
     y_graph_vector: str | None = None
+    y_stress: str | None = Field(None, description="A 3x3 per-structure column (stress, eV/Å^3) to train stress on.")
     cut_off: float = Field(5.0, gt=0, description="Neighbour cut-off radius in Å.")
     pbc: tuple[bool, bool, bool] | None = Field(None, description="Overrides every structure's pbc when set.")
     cell: list[list[float]] | None = Field(None, description="Overrides every structure's cell (3x3) when set.")
@@ -144,13 +146,58 @@ class DataModuleConfig(Config):
         return self
 
 
+def check_kwargs(target: Any, kwargs: dict[str, Any], what: str) -> None:
+    """Raise ``ValueError`` naming any key of ``kwargs`` that ``target``'s constructor does not take."""
+    parameters = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    valid = [name for name in parameters if name not in ("self", "params", "optimizer")]
+    for key in kwargs:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"{what} has no argument '{key}'{hint} Valid: {', '.join(valid)}")
+
+
+def lookup_class(module: Any, name: str, base: type, what: str) -> type:
+    """Class ``name`` of ``module`` that subclasses ``base``, or ``ValueError`` listing the valid names."""
+    cls = getattr(module, name, None)
+    if isinstance(cls, type) and issubclass(cls, base):
+        return cls
+    valid = sorted(
+        n
+        for n, c in vars(module).items()
+        if isinstance(c, type) and issubclass(c, base) and c is not base and not n.startswith("_")
+    )
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ValueError(f"unknown {what} '{name}'{hint} Valid: {', '.join(valid)}")
+
+
+class CallbackConfig(Config):
+    """One Lightning callback by class name, with its keyword arguments."""
+
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @pydantic.model_validator(mode="after")
+    def _exists(self) -> CallbackConfig:
+        import lightning.pytorch.callbacks as callbacks
+
+        cls = lookup_class(callbacks, self.name, callbacks.Callback, "callback")
+        check_kwargs(cls, self.config, f"callback {self.name}")
+        return self
+
+
 class TrainerConfig(Config):
     """``trainer``: the Lightning Trainer keys the reference exposes."""
 
     accelerator: str = "auto"
     devices: list[int] | str | int = "auto"
     strategy: str | dict[str, Any] = "auto"
-    callbacks: list[dict[str, Any]] | dict[str, dict[str, Any]] | None = None
+    callbacks: list[CallbackConfig] | dict[str, dict[str, Any]] | None = Field(
+        None, description="Lightning callbacks by class name: a list of {name, config} or a dict name -> kwargs."
+    )
     default_root_dir: str | None = "training"
     enable_checkpointing: bool = False
     max_epochs: int | None = 1
@@ -159,13 +206,94 @@ class TrainerConfig(Config):
     gradient_clip_algorithm: Literal["norm", "value"] | None = None
     gradient_clip_val: int | float | None = None
 
+    @pydantic.field_validator("callbacks", mode="after")
+    @classmethod
+    def _callbacks_as_list(cls, value: Any) -> list[CallbackConfig] | None:
+        if isinstance(value, dict):
+            return [CallbackConfig(name=name, config=config or {}) for name, config in value.items()]
+        return value
+
+
+class OptimizerConfig(Config):
+    """``optimizer``: any ``torch.optim`` class by name, with its keyword arguments."""
+
+    name: str = Field("Adam", description="A torch.optim class, e.g. Adam, AdamW, SGD.")
+    config: dict[str, Any] = Field(default_factory=lambda: {"lr": 1e-3}, description="Its keyword arguments.")
+
+    @pydantic.model_validator(mode="after")
+    def _exists(self) -> OptimizerConfig:
+        import torch.optim
+
+        cls = lookup_class(torch.optim, self.name, torch.optim.Optimizer, "optimizer")
+        check_kwargs(cls, self.config, f"optimizer {self.name}")
+        return self
+
+
+class SchedulerConfig(Config):
+    """``scheduler``: any ``torch.optim.lr_scheduler`` class by name (ReduceLROnPlateau included)."""
+
+    name: str = Field(..., description="A torch.optim.lr_scheduler class, e.g. ReduceLROnPlateau, StepLR.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Its keyword arguments.")
+    interval: Literal["epoch", "step"] = Field("epoch", description="Step the scheduler every epoch or every batch.")
+    frequency: int = Field(1, ge=1, description="Step it every `frequency` intervals.")
+    monitor: str = Field("val/total/loss", description="Metric a ReduceLROnPlateau watches.")
+    strict: bool = Field(True, description="Fail when `monitor` is not logged (else warn).")
+
+    @pydantic.model_validator(mode="after")
+    def _exists(self) -> SchedulerConfig:
+        import torch.optim.lr_scheduler as schedulers
+
+        cls = (
+            lookup_class(schedulers, self.name, schedulers.LRScheduler, "scheduler")
+            if self.name != "ReduceLROnPlateau"
+            else schedulers.ReduceLROnPlateau
+        )
+        check_kwargs(cls, self.config, f"scheduler {self.name}")
+        return self
+
+
+class TrainConfig(Config):
+    """``train``: how the train stage runs."""
+
+    seed: int = Field(0, description="Seed of weights, dropout and batch order.")
+    resume: bool = Field(True, description="Resume an interrupted run of the same config from its last checkpoint.")
+
+
+class PredictConfig(Config):
+    """``predict``: extra structure files to predict besides the test split."""
+
+    files: list[str] = Field(default_factory=list, description="Structure files (any supported format) to predict.")
+
+
+class ModelSection(Config):
+    """``model``: a family by name, shared settings in ``config`` and per-family hyperparameters.
+
+    The effective config of family ``name`` is ``{**model[name], **model.config}``,
+    so ``dvc exp run -S model.name=mace_model`` switches family with nothing else
+    changed, and a reference-style ``{"name": ..., "config": {...}}`` dict drops in.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_default=True)
+
+    name: str = Field("egnn_model", description="Model family: egnn_model, ...")
+    config: dict[str, Any] = Field(default_factory=dict, description="Keys applied to whichever family is chosen.")
+
+    def family_config(self) -> dict[str, Any]:
+        extra = self.model_extra or {}
+        return {**(extra.get(self.name) or {}), **self.config}
+
 
 #: Every top-level params.yaml section and its config class.
 SECTIONS: dict[str, type[Config]] = {
     "data": DataConfig,
     "featurise": FeaturiseConfig,
     "datamodule": DataModuleConfig,
+    "model": ModelSection,
+    "optimizer": OptimizerConfig,
+    "scheduler": SchedulerConfig,
     "trainer": TrainerConfig,
+    "train": TrainConfig,
+    "predict": PredictConfig,
 }
 
 
@@ -187,7 +315,9 @@ def load_params(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def parse_section(params: dict[str, Any], name: str, source: str = "params.yaml") -> Any:
-    """Validate section ``name`` of ``params`` into its config class."""
+    """Validate section ``name`` of ``params`` into its config class (``None`` for an empty scheduler)."""
+    if name == "scheduler" and not params.get(name):
+        return None
     return parse_config(SECTIONS[name], params.get(name) or {}, source, name)
 
 
@@ -206,6 +336,8 @@ def parse_config(cls: type[Config], values: dict[str, Any], source: str = "confi
                 annotation = field.annotation if field else None
                 owner = annotation if isinstance(annotation, type) and issubclass(annotation, Config) else owner
             message = _unknown(loc[-1], owner.model_fields)
+        elif first["type"] == "value_error":
+            message = first["msg"].removeprefix("Value error, ")
         else:
             message = f"{first['msg']} (got {first.get('input')!r})"
         raise ConfigError(source, key, message) from None

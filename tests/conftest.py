@@ -87,3 +87,26 @@ def dvc_project(tmp_path: Path) -> Path:
     subprocess.run(["git", "add", "-A"], cwd=project, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", "init"], cwd=project, check=True, env=env)
     return project
+
+
+def batch_from_atoms(frames, elements=(1, 6, 7, 8, 13, 28, 29), cut_off=4.0, dtype=np.float64, targets=None):
+    """One batch dict of ``frames`` built by the library's own featurise/graphs/collate path."""
+    from ase.data import chemical_symbols
+
+    from physicsml.configs import DataModuleConfig
+    from physicsml.data.batch import batch_as_dict
+    from physicsml.data.collate import split_arrays
+    from physicsml.data.datasets import InMemoryBatches
+    from physicsml.featurise import featurise_like
+    from physicsml.graphs import build_graphs
+    from physicsml.io.structures import structures_from_atoms
+
+    metadata = {
+        "atomic_numbers": list(elements),
+        "elements": [chemical_symbols[z] for z in elements],
+        "atomic_energies": {chemical_symbols[z]: -0.1 * z for z in elements},
+    }
+    table = featurise_like(structures_from_atoms(frames), metadata)
+    config = DataModuleConfig(cut_off=cut_off)
+    arrays = split_arrays(table, build_graphs(table, cut_off), config)
+    return batch_as_dict(InMemoryBatches(arrays, len(frames), len(elements), dtype)[0])

@@ -65,7 +65,7 @@ def molecules(rng: np.random.Generator, per_molecule: int = 16) -> list:
         name = template.get_chemical_formula()
         for k in range(per_molecule):
             atoms = template.copy()
-            atoms.positions += rng.normal(scale=0.04 + 0.06 * k / per_molecule, size=atoms.positions.shape)
+            atoms.positions += rng.normal(scale=0.02 + 0.04 * k / per_molecule, size=atoms.positions.shape)
             atoms.info = {"name": name, "config_type": "rattled"}
             calc = TBLite(method="GFN2-xTB", charge=0, multiplicity=1, verbosity=0)
             frames.append(labelled(atoms, calc, ["potential_energy", "forces"]))

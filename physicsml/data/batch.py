@@ -25,6 +25,8 @@ def make_batch(fields: Mapping[str, torch.Tensor], num_elements: int) -> Batch:
     data[K.NODE_ATTRS] = one_hot
     data[K.EDGE_INDEX] = data[K.EDGE_INDEX].view(2, -1)
     data[K.CELL] = data[K.CELL].view(-1, 3, 3)
+    if K.Y_STRESS in data:
+        data[K.Y_STRESS] = data[K.Y_STRESS].view(-1, 3, 3)
     num_graphs = len(data[K.PTR]) - 1
     batch = Batch(**data, num_nodes=len(species))
     batch._num_graphs = num_graphs

@@ -35,6 +35,7 @@ LEVELS = {
     K.GRAPH_ATTRS: "graph",
     K.Y_GRAPH_SCALARS: "graph",
     K.Y_GRAPH_VECTOR: "graph",
+    K.Y_STRESS: "graph",
     K.PTR: "ptr",
 }
 
@@ -135,6 +136,7 @@ def split_arrays(
         K.Y_GRAPH_VECTOR: ([config.y_graph_vector] if config.y_graph_vector else None, ("graph_vector",)),
         K.Y_NODE_SCALARS: (config.y_node_scalars, ("node_scalar",)),
         K.Y_NODE_VECTOR: ([config.y_node_vector] if config.y_node_vector else None, ("node_vector",)),
+        K.Y_STRESS: ([config.y_stress] if config.y_stress else None, ("graph_tensor",)),
         K.GRAPH_ATTRS: (config.graph_attrs_cols, ("graph_scalar", "graph_vector")),
     }
     key_of = {K.GRAPH_ATTRS: "graph_attrs_cols"}

@@ -119,6 +119,21 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
     return tables
 
 
+def featurise_like(structures: Sequence[Structure], metadata: dict, targets: Sequence[str] = ()) -> pa.Table:
+    """Featurise new structures with the element list and self-energies of an existing dataset.
+
+    Used at prediction time: ``metadata`` is the featurised training table's
+    (stored with a trained model), so indices and baselines match training.
+    """
+    elements = list(metadata["atomic_numbers"])
+    per_index = np.array([metadata["atomic_energies"][chemical_symbols[z]] for z in elements], dtype=np.float64)
+    species = [species_of(s, elements) for s in structures]
+    total = np.array([per_index[s].sum() for s in species], dtype=np.float64)
+    kinds = target_kinds(structures, list(targets)) if structures else {}
+    table = structures_to_table(structures, species, total, kinds)
+    return table.replace_schema_metadata({b"physicsml": _json({**metadata, "targets": kinds})})
+
+
 def _json(metadata: dict) -> bytes:
     import json
 

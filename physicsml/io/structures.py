@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,16 @@ def validate_structure(structure: Structure, file: str, record: int) -> None:
             raise InputError(
                 file, record, name, f"per-structure target must be a scalar, a 3-vector or 3x3, got shape {array.shape}"
             )
+
+
+def structures_from_atoms(
+    frames: Sequence[Any], targets: Mapping[str, str] | None = None, name: str = "<atoms>"
+) -> list[Structure]:
+    """Validated records from ``ase.Atoms`` objects (targets looked up as in files)."""
+    records = [_from_atoms(atoms, dict(targets or {}), name, index) for index, atoms in enumerate(frames)]
+    for index, record in enumerate(records):
+        validate_structure(record, name, index)
+    return records
 
 
 def _read_ase(path: Path, targets: Mapping[str, str], fmt: str | None) -> Iterator[Structure]:

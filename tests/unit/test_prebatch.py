@@ -168,7 +168,9 @@ def test_every_target_level_and_graph_attrs(tmp_path):
     table = featurise(data, FeaturiseConfig(split={"fractions": [1, 0, 0]}))["train"]
     batch = InMemoryBatches(split_arrays(table, build_graphs(table, 5.0), config), 4, 3)[0]
     energy = batch.y_graph_scalars[:, 0].long()
-    assert batch.y_graph_scalars.shape == (4, 2) and torch.equal(batch.y_graph_scalars[:, 1], 300.0 + batch.y_graph_scalars[:, 0])
+    assert batch.y_graph_scalars.shape == (4, 2) and torch.equal(
+        batch.y_graph_scalars[:, 1], 300.0 + batch.y_graph_scalars[:, 0]
+    )
     assert torch.equal(batch.y_graph_vector, torch.stack([energy, 2 * energy, -energy], 1).float())
     assert torch.allclose(batch.y_node_scalars[:, 0], 0.1 * energy[batch.batch].float())
     assert batch.graph_attrs.shape == (4, 4) and torch.equal(batch.graph_attrs[:, 1:], batch.y_graph_vector)

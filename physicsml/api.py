@@ -1,0 +1,245 @@
+"""The Python API: build, train, predict, save and load a model without DVC.
+
+>>> from physicsml.api import Model
+>>> model = Model.from_dict({"name": "egnn_model", "config": {"c_hidden": 32, "compute_forces": True,
+...     "y_graph_scalars_loss_config": {"name": "MSELoss"}, "y_node_vector_loss_config": {"name": "MSELoss"}}})
+>>> model.train(train_table, validation_table,
+...             datamodule_config={"y_graph_scalars": ["energy"], "y_node_vector": "forces"},
+...             trainer_config={"max_epochs": 10}, optimizer={"name": "Adam", "config": {"lr": 1e-3}})
+>>> predictions = model.predict("new_structures.extxyz")   # {"energy": [G], "forces": [[N_i, 3], ...]}
+>>> model.save("model.pt"); model = Model.load("model.pt")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.data import Dataset
+
+from physicsml.configs import DataModuleConfig, TrainerConfig, parse_config
+from physicsml.data import keys as K
+from physicsml.data.batch import batch_as_dict
+from physicsml.data.collate import split_arrays
+from physicsml.data.datasets import InMemoryBatches, make_dataloader
+from physicsml.graphs import build_graphs
+from physicsml.io.arrow import read_table, table_metadata
+from physicsml.lightning.datamodule import BatchesDataModule
+from physicsml.lightning.module import STRESS, PhysicsMLModule, target_columns
+from physicsml.lightning.trainer import build_trainer
+from physicsml.models.statistics import resolve_auto
+
+FORMAT_VERSION = 1
+
+
+class Model:
+    """A model family with its config; trains through Lightning, predicts per target.
+
+    Args:
+        name: registered family (``egnn_model``, ...).
+        config: the family's config dict (hyperparameters, losses, ``compute_forces``).
+    """
+
+    def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.config = dict(config or {})
+        self.module: PhysicsMLModule | None = None
+        self.metadata: dict[str, Any] = {}
+        self.trainer: Any = None
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> Model:
+        """From ``{"name": ..., "config": {...}}``, the reference's model dict."""
+        return cls(spec["name"], spec.get("config"))
+
+    # ---- data ----------------------------------------------------------------------
+
+    def as_batches(self, data: Any, datamodule: DataModuleConfig, batch_size: int, dtype: Any) -> Dataset:
+        """Batches from a batch dataset, a featurised table (or its .arrow path), structures or a file."""
+        if isinstance(data, Dataset):
+            return data
+        table = self._table(data)
+        metadata = table_metadata(table)
+        if metadata.get("elements") and not self.metadata:
+            self.metadata = {k: v for k, v in metadata.items() if k != "targets"}
+        graphs = build_graphs(table, datamodule.cut_off, datamodule.pbc, datamodule.cell, datamodule.self_interaction)
+        num_elements = datamodule.num_elements or len(self.metadata.get("elements", []))
+        return InMemoryBatches(split_arrays(table, graphs, datamodule, "config"), batch_size, num_elements, dtype)
+
+    def _table(self, data: Any) -> pa.Table:
+        from physicsml.featurise import featurise_like
+        from physicsml.io.structures import read_structures, structures_from_atoms
+
+        if isinstance(data, pa.Table):
+            return data
+        if (
+            isinstance(data, (str, os.PathLike))
+            and str(data).endswith(".arrow")
+            and table_metadata(read_table(data)).get("elements")
+        ):
+            return read_table(data)
+        if not self.metadata:
+            raise ValueError(
+                "structures can only be featurised for a model that knows its element list: train it on a featurised table first"
+            )
+        structures = read_structures(data) if isinstance(data, (str, os.PathLike)) else structures_from_atoms(data)
+        return featurise_like(structures, self.metadata)
+
+    # ---- training ------------------------------------------------------------------
+
+    def build(
+        self,
+        datamodule: DataModuleConfig,
+        num_elements: int,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+    ) -> PhysicsMLModule:
+        """Create the Lightning module (weights freshly initialised)."""
+        self.module = PhysicsMLModule(
+            self.name, self.config, datamodule.model_dump(), optimizer, scheduler, num_elements
+        )
+        return self.module
+
+    def train(
+        self,
+        train_data: Any,
+        validation_data: Any = None,
+        datamodule_config: dict[str, Any] | DataModuleConfig | None = None,
+        trainer_config: dict[str, Any] | TrainerConfig | None = None,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        ckpt_path: str | None = None,
+        logger: Any = False,
+        callbacks: Sequence[Any] = (),
+        seed: int = 0,
+    ) -> Model:
+        """Train on ``train_data`` (validating on ``validation_data``) with Lightning.
+
+        Args:
+            ckpt_path: a checkpoint to resume from, or ``"last"`` for the newest in
+                the trainer's checkpoint directory.
+        """
+        import lightning.pytorch as pl
+
+        pl.seed_everything(seed, workers=True, verbose=False)
+        datamodule = (
+            datamodule_config
+            if isinstance(datamodule_config, DataModuleConfig)
+            else parse_config(DataModuleConfig, datamodule_config or {}, "config", "datamodule")
+        )
+        trainer_cfg = (
+            trainer_config
+            if isinstance(trainer_config, TrainerConfig)
+            else parse_config(TrainerConfig, trainer_config or {}, "config", "trainer")
+        )
+        dtype = np.float64 if int(trainer_cfg.precision) == 64 else np.float32
+        train = self.as_batches(train_data, datamodule, datamodule.train.batch_size, dtype)
+        validation = (
+            None
+            if validation_data is None
+            else self.as_batches(validation_data, datamodule, datamodule.validation.batch_size, dtype)
+        )
+        num_elements = (
+            getattr(train, "num_elements", None) or datamodule.num_elements or len(self.metadata.get("elements", []))
+        )
+        if self.module is None or ckpt_path is None:
+            self.config = resolve_auto(self.config, train)
+            self.build(datamodule, num_elements, optimizer, scheduler)
+        self.trainer = build_trainer(trainer_cfg, logger=logger, extra_callbacks=callbacks)
+        data = BatchesDataModule(train, validation, datamodule.num_workers, seed)
+        self.trainer.fit(self.module, datamodule=data, ckpt_path=ckpt_path)
+        return self
+
+    # ---- prediction ----------------------------------------------------------------
+
+    def predict(self, data: Any, batch_size: int | None = None) -> dict[str, Any]:
+        """Predictions per target name: graph targets as arrays ``[G, ...]``, atom targets as
+        one array per structure (``[N_i, ...]``), ``stress`` as ``[G, 3, 3]`` when computed."""
+        module = self._require_module()
+        datamodule = module.datamodule_config
+        dtype = np.float64 if next(module.parameters()).dtype == torch.float64 else np.float32
+        batches = self.as_batches(data, datamodule, batch_size or datamodule.predict.batch_size, dtype)
+        module.eval()
+        collected: dict[str, list[np.ndarray]] = {}
+        for batch in make_dataloader(batches, shuffle=False):
+            out = module(batch_as_dict(batch.to(module.device)))
+            ptr = batch.ptr.cpu().numpy()
+            for key, value in out.items():
+                value = value.detach().cpu().numpy()
+                if key in (K.Y_NODE_SCALARS, K.Y_NODE_VECTOR):
+                    collected.setdefault(key, []).extend(np.split(value, ptr[1:-1]))
+                else:
+                    collected.setdefault(key, []).append(value)
+        return self._by_name(collected, target_columns(datamodule))
+
+    @staticmethod
+    def _by_name(collected: dict[str, list[np.ndarray]], columns: dict[str, list[str]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, parts in collected.items():
+            if key == STRESS:
+                result[STRESS] = np.concatenate(parts)
+                continue
+            names = columns.get(key) or [key]
+            if key == K.Y_NODE_VECTOR:
+                result[names[0]] = parts
+            elif key == K.Y_NODE_SCALARS:
+                for column, name in enumerate(names):
+                    result[name] = [part[:, column] for part in parts]
+            elif key == K.Y_GRAPH_VECTOR:
+                result[names[0]] = np.concatenate(parts)
+            else:
+                values = np.concatenate(parts)
+                for column, name in enumerate(names):
+                    result[name] = values[:, column]
+        return result
+
+    # ---- persistence ---------------------------------------------------------------
+
+    def _require_module(self) -> PhysicsMLModule:
+        if self.module is None:
+            raise RuntimeError("the model has no weights yet: train it or load a saved one")
+        return self.module
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write weights, configs and the featurisation metadata to one file (atomically)."""
+        module = self._require_module()
+        payload = {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "config": self.config,
+            "hparams": dict(module.hparams),
+            "metadata": self.metadata,
+            "state_dict": module.state_dict(),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Model:
+        """A model saved by :meth:`save`."""
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: model format {payload.get('format_version')} is not {FORMAT_VERSION}")
+        model = cls(payload["name"], payload["config"])
+        model.metadata = payload["metadata"]
+        model.module = PhysicsMLModule(**payload["hparams"])
+        model.module.load_state_dict(payload["state_dict"])
+        if any(v.dtype == torch.float64 for v in payload["state_dict"].values()):
+            model.module.double()
+        return model
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Model:
+        """A model from a Lightning checkpoint written during training."""
+        module = PhysicsMLModule.load_from_checkpoint(path, map_location="cpu")
+        model = cls(module.hparams["model_name"], module.hparams["model_config"])
+        model.module, model.metadata = module, dict(metadata or {})
+        return model

@@ -1,0 +1,1 @@
+"""The one training system every model family goes through."""

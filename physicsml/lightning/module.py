@@ -1,0 +1,192 @@
+"""The LightningModule shared by every model family.
+
+It wraps a family's network and adds, once for all families: forces as
+``-dE/dx`` and stress as ``(1/V) dE/d(strain)`` by autograd, the weighted sum
+of per-target losses, per-target MAE and RMSE every epoch, and the optimizer
+and scheduler built from config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torchmetrics
+from torch_geometric.data import Batch
+
+from physicsml.configs import DataModuleConfig, OptimizerConfig, SchedulerConfig, parse_config
+from physicsml.data import keys as K
+from physicsml.data.batch import batch_as_dict
+from physicsml.models import ModelConfig, get_family
+
+STRESS = "stress"
+
+
+def target_columns(datamodule: DataModuleConfig) -> dict[str, list[str]]:
+    """Batch key -> the names of its columns (for metrics and predictions)."""
+    columns = {
+        K.Y_GRAPH_SCALARS: datamodule.y_graph_scalars,
+        K.Y_GRAPH_VECTOR: [datamodule.y_graph_vector] if datamodule.y_graph_vector else None,
+        K.Y_NODE_SCALARS: datamodule.y_node_scalars,
+        K.Y_NODE_VECTOR: [datamodule.y_node_vector] if datamodule.y_node_vector else None,
+        K.Y_STRESS: [datamodule.y_stress] if datamodule.y_stress else None,
+    }
+    return {key: names for key, names in columns.items() if names}
+
+
+#: Target keys whose value is one vector or tensor per row, compared as a whole.
+WHOLE = {K.Y_GRAPH_VECTOR, K.Y_NODE_VECTOR, K.Y_STRESS}
+
+
+class PhysicsMLModule(pl.LightningModule):
+    """A model family's network trained on the batches of :mod:`physicsml.data`.
+
+    Args:
+        model_name: registered family name (``egnn_model``, ...).
+        model_config: the family's config dict.
+        datamodule_config: the datamodule config dict (target selections, cut-off).
+        optimizer: optimizer config dict (``name``, ``config``).
+        scheduler: scheduler config dict, or ``None``.
+        num_elements: width of the one-hot element encoding of the batches.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        model_config: dict[str, Any],
+        datamodule_config: dict[str, Any],
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        num_elements: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        family = get_family(model_name)
+        self.config: ModelConfig = parse_config(family.config, model_config, "config", "model.config")
+        self.datamodule_config = parse_config(DataModuleConfig, datamodule_config, "config", "datamodule")
+        self.optimizer_config = parse_config(OptimizerConfig, optimizer or {}, "config", "optimizer")
+        self.scheduler_config = parse_config(SchedulerConfig, scheduler, "config", "scheduler") if scheduler else None
+        self.net = family.module(self.config, self.datamodule_config, num_elements)
+        self.loss_configs = self.config.loss_configs()
+        self.losses = torch.nn.ModuleDict({key: config.build() for key, config in self.loss_configs.items()})
+        if not self.losses:
+            raise ValueError("no loss configured: set at least one y_*_loss_config in the model config")
+        self.columns = target_columns(self.datamodule_config)
+        self.metrics = torch.nn.ModuleDict()
+        for stage in ("train", "val"):
+            for names in self.columns.values():
+                for name in names:
+                    self.metrics[f"{stage}__{name}__mae"] = torchmetrics.MeanAbsoluteError()
+                    self.metrics[f"{stage}__{name}__rmse"] = torchmetrics.MeanSquaredError(squared=False)
+
+    # ---- physics -----------------------------------------------------------------
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Predictions for a batch dict, with forces and stress when configured."""
+        forces, stress = self.config.compute_forces, self.config.compute_stress
+        if not (forces or stress):
+            return self.net(data)
+        data = dict(data)
+        with torch.enable_grad():
+            positions = data[K.COORDINATES].detach().requires_grad_(True)
+            data[K.COORDINATES] = positions
+            inputs = [positions]
+            if stress:
+                strain = torch.zeros_like(data[K.CELL]).requires_grad_(True)
+                inputs.append(strain)
+                symmetric = 0.5 * (strain + strain.transpose(1, 2))
+                edge_graph = data[K.BATCH][data[K.EDGE_INDEX][0]]
+                data[K.COORDINATES] = positions + torch.einsum("ni,nij->nj", positions, symmetric[data[K.BATCH]])
+                data[K.CELL_SHIFT_VECTOR] = data[K.CELL_SHIFT_VECTOR] + torch.einsum(
+                    "ei,eij->ej", data[K.CELL_SHIFT_VECTOR], symmetric[edge_graph]
+                )
+                data[K.CELL] = data[K.CELL] + data[K.CELL] @ symmetric
+            out = self.net(data)
+            energy = out[K.Y_GRAPH_SCALARS][:, 0].sum()
+            grads = torch.autograd.grad(energy, inputs, create_graph=self.training, allow_unused=True)
+        if forces:
+            out[K.Y_NODE_VECTOR] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
+        if stress:
+            volume = torch.linalg.det(data[K.CELL].detach()).abs()
+            virial = grads[-1] if grads[-1] is not None else torch.zeros_like(data[K.CELL])
+            out[STRESS] = torch.where(
+                volume[:, None, None] > 0, virial / volume.clamp_min(1e-12)[:, None, None], torch.zeros_like(virial)
+            )
+        return out
+
+    # ---- training ----------------------------------------------------------------
+
+    def _pairs(
+        self, out: dict[str, torch.Tensor], data: dict[str, torch.Tensor]
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Target key -> (prediction, reference) for every target present in both."""
+        pairs = {}
+        for key in self.columns:
+            predicted = out.get(STRESS if key == K.Y_STRESS else key)
+            if predicted is not None and key in data:
+                pairs[key] = (predicted, data[key])
+        return pairs
+
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        data = batch_as_dict(batch)
+        out = self(data)
+        pairs = self._pairs(out, data)
+        num_graphs = int(data[K.NUM_GRAPHS])
+        total = torch.zeros((), dtype=data[K.COORDINATES].dtype, device=self.device)
+        for key, loss in self.losses.items():
+            if key not in pairs:
+                raise KeyError(
+                    f"a loss is configured for {key} but the batches carry no {key}: select it in the datamodule config"
+                )
+            value = loss(*pairs[key])
+            total = total + self.loss_configs[key].weight * value
+            self.log(f"{stage}/{key}/loss", value, on_step=False, on_epoch=True, batch_size=num_graphs, sync_dist=True)
+        self.log(
+            f"{stage}/total/loss",
+            total,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=num_graphs,
+            sync_dist=True,
+        )
+        for key, (predicted, reference) in pairs.items():
+            names = self.columns[key]
+            for column, name in enumerate(names):
+                p = predicted.detach() if key in WHOLE else predicted.detach()[:, column]
+                r = reference if key in WHOLE else reference[:, column]
+                for kind in ("mae", "rmse"):
+                    metric = self.metrics[f"{stage}__{name}__{kind}"]
+                    metric(p.reshape(-1), r.reshape(-1))
+                    self.log(f"{stage}/{name}/{kind}", metric, on_step=False, on_epoch=True, batch_size=num_graphs)
+        return total
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        data = batch_as_dict(batch)
+        out = {key: value.detach() for key, value in self(data).items()}
+        out[K.PTR] = data[K.PTR]
+        return out
+
+    def configure_optimizers(self) -> Any:
+        optimizer = getattr(torch.optim, self.optimizer_config.name)(self.parameters(), **self.optimizer_config.config)
+        if self.scheduler_config is None:
+            return optimizer
+        config = self.scheduler_config
+        scheduler = getattr(torch.optim.lr_scheduler, config.name)(optimizer, **config.config)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": config.interval,
+                "frequency": config.frequency,
+                "monitor": config.monitor,
+                "strict": config.strict,
+            },
+        }

@@ -1,0 +1,60 @@
+"""What every model family shares: its config keys and the interface of its network.
+
+A family is a config class (its hyperparameters, subclassing :class:`ModelConfig`)
+and a ``torch.nn.Module`` built as ``module(config, datamodule, num_elements)``
+whose ``forward(data)`` maps a batch dict (:mod:`physicsml.data.keys`) to
+predictions under the same ``y_*`` keys. The first ``y_graph_scalars`` column
+is the energy: forces and stress are taken from it by
+:class:`~physicsml.lightning.module.PhysicsMLModule`, never by the family.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+import torch
+from pydantic import Field
+
+from physicsml.configs import Config, check_kwargs, lookup_class
+
+
+class LossConfig(Config):
+    """One target's loss: a ``torch.nn`` loss class by name, its weight in the total and its kwargs."""
+
+    name: str = Field("MSELoss", description="MSELoss, L1Loss, HuberLoss, SmoothL1Loss, ...")
+    weight: float = Field(1.0, ge=0, description="Weight of this loss in the total loss.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the loss class.")
+
+    @pydantic.model_validator(mode="after")
+    def _exists(self) -> LossConfig:
+        cls = lookup_class(torch.nn, self.name, torch.nn.modules.loss._Loss, "loss")
+        check_kwargs(cls, self.config, f"loss {self.name}")
+        return self
+
+    def build(self) -> torch.nn.Module:
+        return getattr(torch.nn, self.name)(**self.config)
+
+
+class ModelConfig(Config):
+    """Keys every family accepts besides its hyperparameters."""
+
+    compute_forces: bool = Field(
+        False, description="Predict y_node_vector as -dE/dx of the first y_graph_scalars column."
+    )
+    compute_stress: bool = Field(False, description="Predict stress (1/V) dE/d(strain) for periodic structures.")
+    y_graph_scalars_loss_config: LossConfig | None = None
+    y_graph_vector_loss_config: LossConfig | None = None
+    y_node_scalars_loss_config: LossConfig | None = None
+    y_node_vector_loss_config: LossConfig | None = None
+    y_edge_scalars_loss_config: LossConfig | None = None
+    y_edge_vector_loss_config: LossConfig | None = None
+    y_stress_loss_config: LossConfig | None = None
+
+    def loss_configs(self) -> dict[str, LossConfig]:
+        """Target key -> loss config, for the targets that have one."""
+        return {
+            name.removesuffix("_loss_config"): value
+            for name, value in self
+            if name.endswith("_loss_config") and value is not None
+        }

@@ -1,0 +1,189 @@
+"""EGNN: E(n)-equivariant graph neural network (Satorras, Hoogeboom & Welling, ICML 2021).
+
+Messages depend on invariant distances only; node features are updated with
+attention-weighted sums of messages and, with ``modify_coords``, coordinates
+move along edge vectors. Outputs:
+
+* ``y_graph_scalars``: per-atom contributions ``std * e_i + mean`` summed
+  (``pool_type: sum``) or averaged per structure; the energy column (the first)
+  also gets ``total_atomic_energy``;
+* ``y_node_scalars``: per-atom ``std * q_i + mean``;
+* ``y_node_vector`` (when not forces): ``sum_j r_ij * phi(m_ij)``, equivariant;
+* ``y_graph_vector``: ``sum_i q_i (x_i - centroid) + sum_i v_i``, equivariant.
+
+Messages are multiplied by a smooth polynomial envelope so the energy is
+continuous when atoms cross the cut-off.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from physicsml.configs import DataModuleConfig
+from physicsml.data import keys as K
+from physicsml.models.base import ModelConfig
+from physicsml.nn import BesselBasis, PolynomialCutoff, edge_vectors, make_mlp, scatter_sum
+
+
+class EGNNConfig(ModelConfig):
+    """Hyperparameters of ``egnn_model`` (names and defaults of the reference physicsml)."""
+
+    num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
+    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs (0: no edge attributes).")
+    num_graph_feats: int = Field(0, ge=0, description="Width of graph_attrs fed to the output heads (0: none).")
+    num_rbf: int = Field(0, ge=0, description="Radial Bessel functions added to the distance (0 as in the paper).")
+    num_layers: int = Field(4, ge=0, description="Message passing layers after the embedding layer.")
+    num_layers_phi: int = Field(2, ge=1, description="Layers of each message/update MLP.")
+    num_layers_pooling: int = Field(2, ge=1, description="Layers of each output MLP.")
+    c_hidden: int = Field(128, ge=1, description="Hidden width.")
+    modify_coords: bool = Field(False, description="Update coordinates during message passing.")
+    jitter: float | None = Field(None, description="Std of Gaussian noise added to coordinates while training.")
+    pool_type: Literal["sum", "mean"] = Field("sum", description="Sum (extensive targets) or mean per structure.")
+    pool_from: Literal["nodes", "nodes_edges", "edges"] = Field("nodes", description="Features the graph heads read.")
+    dropout: float | None = Field(None, description="Dropout probability in the MLPs.")
+    mlp_activation: str | None = Field("SiLU", description="torch.nn activation of the MLPs.")
+    mlp_output_activation: str | None = Field(None, description="Activation after each hidden MLP's last layer.")
+    output_activation: str | None = Field(None, description="Activation of the output heads.")
+    scaling_mean: float | Literal["auto"] = Field(
+        0.0, description="Per-atom shift of the outputs; 'auto': mean per-atom energy residual of the training split."
+    )
+    scaling_std: float | Literal["auto"] = Field(
+        1.0, description="Scale of the outputs; 'auto': RMS training force component (or per-atom energy std)."
+    )
+
+
+class EGNNLayer(nn.Module):
+    """One message passing layer: messages, attention, node (and coordinate) update."""
+
+    def __init__(self, c: int, num_rbf: int, num_edge_feats: int, config: EGNNConfig, cut_off: float) -> None:
+        super().__init__()
+        mlp = dict(num_layers=config.num_layers_phi, dropout=config.dropout, mlp_activation=config.mlp_activation)
+        self.rbf = BesselBasis(cut_off, num_rbf) if num_rbf else None
+        self.phi_e = make_mlp(
+            2 * c + 1 + num_rbf + num_edge_feats, c, c, output_activation=config.mlp_output_activation, **mlp
+        )
+        self.attention = make_mlp(c, c, 1, output_activation="Sigmoid", **mlp)
+        self.phi_n = make_mlp(2 * c, c, c, output_activation=config.mlp_output_activation, **mlp)
+        self.phi_x = make_mlp(c, c, 1, output_activation="Tanh", **mlp) if config.modify_coords else None
+
+    def forward(self, h, x, data, edge_feats, envelope):  # noqa: ANN001, ANN201 (tensors throughout)
+        receiver, sender = data[K.EDGE_INDEX]
+        vectors, lengths = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
+        inputs = [h[receiver], h[sender], lengths]
+        if self.rbf is not None:
+            inputs.append(self.rbf(lengths))
+        if edge_feats is not None:
+            inputs.append(edge_feats)
+        messages = self.phi_e(torch.cat(inputs, dim=-1)) * envelope  # [E, c]
+        aggregated = scatter_sum(messages * self.attention(messages), receiver, len(h))
+        h = self.phi_n(torch.cat([h, aggregated], dim=-1)) + h
+        if self.phi_x is not None:
+            x = x + scatter_sum(vectors * self.phi_x(messages), receiver, len(h))
+        return h, x, messages
+
+
+class EGNN(nn.Module):
+    """The EGNN network and its output heads (see the module docstring)."""
+
+    def __init__(self, config: EGNNConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
+        super().__init__()
+        c = config.c_hidden
+        self.config = config
+        if "auto" in (config.scaling_mean, config.scaling_std):
+            raise ValueError(
+                "scaling_mean/scaling_std 'auto' are computed from the training split by Model.train; give numbers to build the network directly"
+            )
+        num_node_feats = config.num_node_feats or num_elements
+        if num_node_feats != num_elements:
+            raise ValueError(
+                f"num_node_feats is {num_node_feats} but the batches carry {num_elements} element features"
+            )
+        mlp = dict(dropout=config.dropout, mlp_activation=config.mlp_activation)
+        self.embed_nodes = make_mlp(num_node_feats, c, c, 2, output_activation=config.mlp_output_activation, **mlp)
+        self.embed_edges = make_mlp(config.num_edge_feats, c, c, 2, **mlp) if config.num_edge_feats else None
+        self.envelope = PolynomialCutoff(datamodule.cut_off)
+        self.layers = nn.ModuleList(
+            EGNNLayer(c, config.num_rbf, c if config.num_edge_feats else 0, config, datamodule.cut_off)
+            for _ in range(config.num_layers + 1)
+        )
+        head = dict(num_layers=config.num_layers_pooling, **mlp)
+        c_head = c + config.num_graph_feats
+        self.num_graph_scalars = len(datamodule.y_graph_scalars or [])
+        if self.num_graph_scalars:
+            self.head_features = make_mlp(c, c, c, output_activation=config.mlp_output_activation, **head)
+            width = 2 * c if config.pool_from == "nodes_edges" else c
+            self.graph_head = make_mlp(
+                width + config.num_graph_feats,
+                c,
+                self.num_graph_scalars,
+                output_activation=config.output_activation,
+                **head,
+            )
+        n_node_scalars = len(datamodule.y_node_scalars or [])
+        self.node_head = (
+            make_mlp(c_head, c, n_node_scalars, output_activation=config.output_activation, **head)
+            if n_node_scalars
+            else None
+        )
+        wants_vector = datamodule.y_node_vector is not None and not config.compute_forces
+        self.vector_head = make_mlp(c, c, 1, **head) if wants_vector else None
+        self.dipole_heads = (
+            nn.ModuleList([make_mlp(c_head, c, 1, **head), make_mlp(c, c, 1, **head)])
+            if datamodule.y_graph_vector
+            else None
+        )
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x = data[K.COORDINATES]
+        if self.config.jitter and self.training:
+            x = x + self.config.jitter * torch.randn_like(x)
+        _, lengths = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
+        envelope = self.envelope(lengths)
+        h = self.embed_nodes(data[K.NODE_ATTRS])
+        edge_feats = self.embed_edges(data[K.EDGE_ATTRS]) if self.embed_edges is not None else None
+        for layer in self.layers:
+            h, x, messages = layer(h, x, data, edge_feats, envelope)
+
+        batch, num_graphs = data[K.BATCH], len(data[K.PTR]) - 1
+        h_head = torch.cat([h, data[K.GRAPH_ATTRS][batch]], dim=-1) if self.config.num_graph_feats else h
+        std, mean = self.config.scaling_std, self.config.scaling_mean
+        out: dict[str, torch.Tensor] = {}
+        if self.num_graph_scalars:
+            out[K.Y_GRAPH_SCALARS] = self._graph_scalars(h, messages, data, std, mean, num_graphs)
+        if self.node_head is not None:
+            out[K.Y_NODE_SCALARS] = self.node_head(h_head) * std + mean
+        if self.vector_head is not None:
+            vectors, _ = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
+            out[K.Y_NODE_VECTOR] = scatter_sum(
+                vectors * self.vector_head(messages) * envelope, data[K.EDGE_INDEX][0], len(h)
+            )
+        if self.dipole_heads is not None:
+            charges = self.dipole_heads[0](h_head)
+            counts = (data[K.PTR][1:] - data[K.PTR][:-1]).to(x.dtype).unsqueeze(-1)
+            centroid = scatter_sum(x, batch, num_graphs) / counts
+            vectors, _ = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
+            atomic = scatter_sum(vectors * self.dipole_heads[1](messages) * envelope, data[K.EDGE_INDEX][0], len(h))
+            out[K.Y_GRAPH_VECTOR] = scatter_sum(charges * (x - centroid[batch]) + atomic, batch, num_graphs)
+        return out
+
+    def _graph_scalars(self, h, messages, data, std, mean, num_graphs):  # noqa: ANN001, ANN202
+        """Per-atom contributions, pooled per structure, plus total_atomic_energy on the energy column."""
+        batch = data[K.BATCH]
+        features = []
+        if self.config.pool_from in ("nodes", "nodes_edges"):
+            features.append(self.head_features(h))
+        if self.config.pool_from in ("edges", "nodes_edges"):
+            features.append(scatter_sum(self.head_features(messages), data[K.EDGE_INDEX][0], len(h)))
+        if self.config.num_graph_feats:
+            features.append(data[K.GRAPH_ATTRS][batch])
+        atomic = self.graph_head(torch.cat(features, dim=-1)) * std + mean  # [N, n_graph_scalars]
+        pooled = scatter_sum(atomic, batch, num_graphs)
+        if self.config.pool_type == "mean":
+            pooled = pooled / (data[K.PTR][1:] - data[K.PTR][:-1]).to(pooled.dtype).unsqueeze(-1)
+        offset = torch.zeros_like(pooled)
+        offset[:, 0] = data[K.TOTAL_ATOMIC_ENERGY]
+        return pooled + offset

@@ -1,0 +1,56 @@
+"""Dataset statistics that set a model's scale: computed once from the training batches.
+
+A config value ``"auto"`` for ``scaling_mean``, ``scaling_std`` or
+``avg_num_neighbours`` is replaced by the statistic below before the network
+is built, and the number is what gets saved with the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from physicsml.data import keys as K
+
+AUTO = "auto"
+
+
+def training_statistics(batches: Iterable[Any]) -> dict[str, float]:
+    """Per-atom mean of ``E - total_atomic_energy``, a force-scale std and the mean neighbour count.
+
+    ``scaling_std`` is the RMS of the reference force components when forces are
+    selected (the scale forces are learnt on, as in MACE), else the std of the
+    per-atom energy residual.
+    """
+    residual, atoms, forces_sq, force_count, edges = 0.0, 0, 0.0, 0, 0
+    per_atom: list[torch.Tensor] = []
+    for batch in batches:
+        counts = (batch[K.PTR][1:] - batch[K.PTR][:-1]).double()
+        atoms += int(counts.sum())
+        edges += batch[K.EDGE_INDEX].shape[1]
+        if K.Y_GRAPH_SCALARS in batch:
+            energy = batch[K.Y_GRAPH_SCALARS][:, 0].double() - batch[K.TOTAL_ATOMIC_ENERGY].double()
+            residual += float(energy.sum())
+            per_atom.append(energy / counts)
+        if K.Y_NODE_VECTOR in batch:
+            forces_sq += float((batch[K.Y_NODE_VECTOR].double() ** 2).sum())
+            force_count += batch[K.Y_NODE_VECTOR].numel()
+    mean = residual / atoms if atoms and per_atom else 0.0
+    if force_count:
+        std = (forces_sq / force_count) ** 0.5
+    elif per_atom:
+        std = float(torch.cat(per_atom).std()) if sum(len(p) for p in per_atom) > 1 else 1.0
+    else:
+        std = 1.0
+    return {"scaling_mean": mean, "scaling_std": std or 1.0, "avg_num_neighbours": edges / atoms if atoms else 1.0}
+
+
+def resolve_auto(config: dict[str, Any], batches: Iterable[Any]) -> dict[str, Any]:
+    """``config`` with every ``"auto"`` statistic replaced by its value on ``batches``."""
+    wanted = [key for key in ("scaling_mean", "scaling_std", "avg_num_neighbours") if config.get(key) == AUTO]
+    if not wanted:
+        return config
+    stats = training_statistics(batches)
+    return {**config, **{key: stats[key] for key in wanted}}

@@ -1,0 +1,108 @@
+"""MLPs, radial bases, cut-off envelopes and edge geometry.
+
+Edge convention (see :mod:`physicsml.data.keys`): ``edge_index[0]`` is the
+receiver ``i``, ``edge_index[1]`` the sender ``j``, and the edge vector
+``r_ij = x_j - x_i + cell_shift_vector`` points from ``i`` to ``j``'s image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def resolve_activation(name: str | None) -> nn.Module:
+    """A ``torch.nn`` activation module by class name (``"SiLU"``); ``None`` gives identity."""
+    if name is None:
+        return nn.Identity()
+    cls = getattr(nn, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"unknown activation {name!r}: expected a torch.nn module name such as 'SiLU'")
+    return cls()
+
+
+def make_mlp(
+    c_in: int,
+    c_hidden: int,
+    c_out: int,
+    num_layers: int = 2,
+    dropout: float | None = None,
+    mlp_activation: str | None = "SiLU",
+    output_activation: str | None = None,
+) -> nn.Sequential:
+    """``num_layers`` linear layers with ``mlp_activation`` (and dropout) between them.
+
+    Shapes: ``[*, c_in] -> [*, c_out]``.
+    """
+    if num_layers < 1:
+        raise ValueError("an MLP needs at least one layer")
+    widths = [c_in] + [c_hidden] * (num_layers - 1) + [c_out]
+    layers: list[nn.Module] = []
+    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if k < num_layers - 1:
+            layers.append(resolve_activation(mlp_activation))
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+    if output_activation is not None:
+        layers.append(resolve_activation(output_activation))
+    return nn.Sequential(*layers)
+
+
+def scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
+    """Sum rows of ``src`` ``[E, *]`` into ``dim_size`` rows by ``index`` ``[E]``."""
+    out = src.new_zeros((dim_size, *src.shape[1:]))
+    return out.index_add_(0, index, src)
+
+
+def edge_vectors(
+    coordinates: torch.Tensor, edge_index: torch.Tensor, cell_shift_vector: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge vectors ``r_ij`` ``[E, 3]`` and lengths ``[E, 1]``."""
+    vectors = coordinates[edge_index[1]] - coordinates[edge_index[0]] + cell_shift_vector
+    return vectors, torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
+
+
+class BesselBasis(nn.Module):
+    """Radial Bessel functions ``sqrt(2/c) sin(n pi r / c) / r``, ``n = 1..num_basis``.
+
+    From DimeNet (Gasteiger et al., ICLR 2020). Shapes: ``[E, 1] -> [E, num_basis]``.
+    """
+
+    def __init__(self, cut_off: float, num_basis: int = 8, trainable: bool = False) -> None:
+        super().__init__()
+        frequencies = math.pi * torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()) / cut_off
+        if trainable:
+            self.frequencies = nn.Parameter(frequencies)
+        else:
+            self.register_buffer("frequencies", frequencies)
+        self.prefactor = math.sqrt(2.0 / cut_off)
+
+    def forward(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.prefactor * torch.sin(self.frequencies * lengths) / lengths
+
+
+class PolynomialCutoff(nn.Module):
+    """Smooth envelope that goes to zero with ``p`` continuous derivatives at the cut-off.
+
+    ``f(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2)`` for
+    ``x = r / c < 1``, else 0 (Gasteiger et al., ICLR 2020). Shapes: ``[E, 1] -> [E, 1]``.
+    """
+
+    def __init__(self, cut_off: float, p: int = 6) -> None:
+        super().__init__()
+        self.cut_off = float(cut_off)
+        self.p = float(p)
+
+    def forward(self, lengths: torch.Tensor) -> torch.Tensor:
+        x = lengths / self.cut_off
+        p = self.p
+        envelope = (
+            1.0
+            - (p + 1.0) * (p + 2.0) / 2.0 * x**p
+            + p * (p + 2.0) * x ** (p + 1.0)
+            - p * (p + 1.0) / 2.0 * x ** (p + 2.0)
+        )
+        return envelope * (x < 1.0)

@@ -1,0 +1,194 @@
+"""The train and predict stages as library calls (the DVC stages are thin wrappers).
+
+Training resumes an interrupted run: checkpoints are written every epoch to a
+persisted directory together with a fingerprint of everything the run depends
+on (its params and input data). A later run with the same fingerprint
+continues from ``last.ckpt``; any change starts afresh, so a stale checkpoint
+is never continued under a different config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from physicsml.api import Model
+from physicsml.configs import (
+    DataModuleConfig,
+    ModelSection,
+    OptimizerConfig,
+    SchedulerConfig,
+    TrainConfig,
+    TrainerConfig,
+)
+from physicsml.evaluate import metrics_table, test_metrics, write_json, write_parity
+from physicsml.io.arrow import read_table, table_metadata, to_numpy, write_table
+from physicsml.io.atomic import atomic_output_dir
+from physicsml.prebatch import load_batches
+
+FINGERPRINT = "fingerprint.json"
+
+
+def fingerprint(params: dict[str, Any], *directories: str | os.PathLike) -> str:
+    """SHA-256 of ``params`` and the content of every file in ``directories``."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for directory in directories:
+        for path in sorted(Path(directory).rglob("*")):
+            if path.is_file():
+                digest.update(path.name.encode())
+                with open(path, "rb") as handle:
+                    for chunk in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def train_stage(
+    model_section: ModelSection,
+    datamodule: DataModuleConfig,
+    optimizer: OptimizerConfig,
+    scheduler: SchedulerConfig | None,
+    trainer: TrainerConfig,
+    train: TrainConfig,
+    featurised: str | os.PathLike = "data/featurised",
+    graphs: str | os.PathLike = "data/graphs",
+    prebatched: str | os.PathLike = "data/prebatched",
+    model_out: str | os.PathLike = "models/model.pt",
+    checkpoints: str | os.PathLike = "checkpoints",
+    logs: str | os.PathLike = "dvclive",
+) -> Model:
+    """Train on the pre-batched train/validation splits; write the model, checkpoints and logs."""
+    from dvclive.lightning import DVCLiveLogger
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    configs = {
+        "model": model_section.model_dump(),
+        "datamodule": datamodule.model_dump(),
+        "optimizer": optimizer.model_dump(),
+        "scheduler": scheduler.model_dump() if scheduler else None,
+        "trainer": trainer.model_dump(),
+        "train": train.model_dump(),
+    }
+    run = fingerprint(configs, featurised, graphs, prebatched)
+    checkpoints, logs = Path(checkpoints), Path(logs)
+    last = checkpoints / "last.ckpt"
+    recorded = (
+        json.loads((checkpoints / FINGERPRINT).read_text()).get("fingerprint")
+        if (checkpoints / FINGERPRINT).is_file()
+        else None
+    )
+    resume = train.resume and last.is_file() and recorded == run
+    if resume:
+        print(f"resuming the interrupted run from {last}", flush=True)
+    else:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        checkpoints.mkdir(parents=True)
+        write_json({"fingerprint": run}, checkpoints / FINGERPRINT)
+
+    training = load_batches("train", prebatched, featurised, graphs, datamodule)
+    validation = load_batches("validation", prebatched, featurised, graphs, datamodule)
+    model = Model(model_section.name, model_section.family_config())
+    model.metadata = {
+        k: v for k, v in table_metadata(read_table(Path(featurised) / "train.arrow")).items() if k != "targets"
+    }
+    logger = DVCLiveLogger(
+        dir=str(logs), dvcyaml=False, save_dvc_exp=False, log_model=False, resume=resume, report=None
+    )
+    # last.ckpt is refreshed only when a regular checkpoint is saved, hence one kept per epoch
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoints,
+        filename="epoch{epoch}",
+        save_last=True,
+        save_top_k=1,
+        every_n_epochs=1,
+        auto_insert_metric_name=False,
+    )
+    trainer = trainer.model_copy(update={"default_root_dir": str(checkpoints)})
+    model.train(
+        training,
+        validation if len(validation) else None,
+        datamodule,
+        trainer,
+        optimizer.model_dump(),
+        scheduler.model_dump() if scheduler else None,
+        ckpt_path=str(last) if resume else None,
+        logger=logger,
+        callbacks=[checkpoint],
+        seed=train.seed,
+    )
+    if model.trainer.is_global_zero:
+        model.save(model_out)
+    return model
+
+
+def predict_stage(
+    model_path: str | os.PathLike = "models/model.pt",
+    featurised: str | os.PathLike = "data/featurised",
+    graphs: str | os.PathLike = "data/graphs",
+    prebatched: str | os.PathLike = "data/prebatched",
+    files: list[str] | None = None,
+    out: str | os.PathLike = "results",
+) -> dict[str, dict[str, float]]:
+    """Predict the test split (and ``files``); write predictions, metrics and parity plots to ``out``.
+
+    Returns:
+        The test metrics per target.
+    """
+    model = Model.load(model_path)
+    module = model._require_module()
+    datamodule = module.datamodule_config
+    table = read_table(Path(featurised) / "test.arrow")
+    batches = load_batches("test", prebatched, featurised, graphs, datamodule)
+    predictions = model.predict(batches)
+    references = _references(table, datamodule)
+    counts = np.diff(to_numpy(table["atomic_numbers"])[1])
+    energy = (datamodule.y_graph_scalars or [None])[0]
+    metrics = test_metrics(predictions, references, counts, energy)
+    with atomic_output_dir(out) as tmp:
+        (tmp / "predictions").mkdir()
+        write_table(_prediction_table(table["id"], predictions, references), tmp / "predictions" / "test.arrow")
+        for file in files or []:
+            extra = model.predict(file)
+            ids = pa.array([f"{file}:{i}" for i in range(len(next(iter(extra.values()))))])
+            write_table(_prediction_table(ids, extra, {}), tmp / "predictions" / f"{Path(file).stem}.arrow")
+        write_json({"test": metrics}, tmp / "metrics.json")
+        write_parity(predictions, references, tmp / "parity")
+    print(f"test metrics ({len(counts)} structures)\n{metrics_table(metrics)}", flush=True)
+    return metrics
+
+
+def _references(table: pa.Table, datamodule: DataModuleConfig) -> dict[str, Any]:
+    """Reference values of the selected targets, shaped like :meth:`Model.predict`'s output."""
+    references: dict[str, Any] = {}
+    graph = [
+        *(datamodule.y_graph_scalars or []),
+        *([datamodule.y_graph_vector] if datamodule.y_graph_vector else []),
+        *([datamodule.y_stress] if datamodule.y_stress else []),
+    ]
+    node = [*(datamodule.y_node_scalars or []), *([datamodule.y_node_vector] if datamodule.y_node_vector else [])]
+    for name in graph:
+        references[name] = to_numpy(table[name])[0]
+    for name in node:
+        values, offsets = to_numpy(table[name])
+        references[name] = np.split(values, offsets[1:-1])
+    return references
+
+
+def _prediction_table(ids: Any, predictions: dict[str, Any], references: dict[str, Any]) -> pa.Table:
+    from physicsml.io.arrow import fixed, ragged
+
+    columns: dict[str, Any] = {"id": ids}
+    for name, values in {**{f"{k}_predicted": v for k, v in predictions.items()}, **references}.items():
+        if isinstance(values, list):
+            offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])])
+            flat = np.concatenate(values) if values else np.zeros((0,))
+            columns[name] = ragged(flat.astype(np.float64), offsets)
+        else:
+            columns[name] = fixed(np.asarray(values, dtype=np.float64))
+    return pa.table(columns)

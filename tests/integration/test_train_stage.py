@@ -1,0 +1,165 @@
+"""The train and predict stages: resume after a kill, DDP on two CPU processes, DVC experiments."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ase.io
+import torch
+import yaml
+from conftest import git_env
+
+SMALL_MODEL = {"c_hidden": 16, "num_layers": 1, "num_rbf": 8}
+
+
+def small_project(project: Path, structures: int = 320, **overrides) -> None:
+    """Point the project at a subset of the default molecules and a small, fast model."""
+    frames = ase.io.read(project / "data/raw/molecules.extxyz", f":{structures}")
+    ase.io.write(project / "data/raw/small.extxyz", frames, format="extxyz")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["source"] = "data/raw/small.extxyz"
+    params["model"]["egnn_model"].update(SMALL_MODEL)
+    params["trainer"]["max_epochs"] = 2
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def stage(project: Path, name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, f"stages/{name}.py", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=git_env(),
+        **kwargs,
+    )
+
+
+def prepare(project: Path) -> None:
+    for name in ("featurise", "graphs", "prebatch"):
+        result = stage(project, name)
+        assert result.returncode == 0, result.stderr
+
+
+def final_metrics(project: Path) -> dict:
+    return json.loads((project / "dvclive/metrics.json").read_text())
+
+
+def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(dvc_project, tmp_path):
+    small_project(dvc_project, **{"trainer.max_epochs": 20})
+    prepare(dvc_project)
+    # reference: one uninterrupted run
+    assert (
+        stage(
+            dvc_project,
+            "train",
+            "--checkpoints",
+            str(tmp_path / "ref_ckpt"),
+            "--logs",
+            str(tmp_path / "ref_logs"),
+            "--model-out",
+            str(tmp_path / "ref.pt"),
+        ).returncode
+        == 0
+    )
+    reference = json.loads((tmp_path / "ref_logs/metrics.json").read_text())
+    assert reference["epoch"] == 19
+
+    process = subprocess.Popen(
+        [sys.executable, "stages/train.py"],
+        cwd=dvc_project,
+        env=git_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    losses = dvc_project / "dvclive/plots/metrics/train/total/loss.tsv"
+    while time.time() < deadline:  # kill once two epochs are logged and checkpointed
+        if (
+            (dvc_project / "checkpoints/last.ckpt").exists()
+            and losses.exists()
+            and len(losses.read_text().splitlines()) >= 3
+        ):
+            break
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    checkpointed = torch.load(dvc_project / "checkpoints/last.ckpt", weights_only=False)["epoch"]  # 0-based, completed
+    assert 1 <= checkpointed < 18 and not (dvc_project / "models/model.pt").exists()
+
+    resumed = stage(dvc_project, "train")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the interrupted run" in resumed.stdout
+    epochs_run = [line for line in resumed.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epochs_run) == 19 - checkpointed  # it continued after the last checkpoint, not from scratch
+    final = final_metrics(dvc_project)
+    assert (final["epoch"], final["step"]) == (reference["epoch"], reference["step"])
+    assert (dvc_project / "models/model.pt").exists()
+
+    # a finished run with other params starts afresh instead of continuing a stale checkpoint
+    small_project(dvc_project, **{"trainer.max_epochs": 1})
+    fresh = stage(dvc_project, "train")
+    assert fresh.returncode == 0 and "resuming" not in fresh.stdout
+    assert final_metrics(dvc_project)["epoch"] == 0
+
+
+def test_ddp_on_two_cpu_processes_splits_the_batches(dvc_project):
+    small_project(dvc_project, **{"trainer.max_epochs": 1})
+    prepare(dvc_project)
+    manifest = json.loads((dvc_project / "data/prebatched/manifest.json").read_text())
+    batches = manifest["splits"]["train"]["num_batches"]
+    params = yaml.safe_load((dvc_project / "params.yaml").read_text())
+    params["trainer"].update(strategy="ddp", accelerator="cpu", devices=2)
+    (dvc_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = stage(dvc_project, "train", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # each process took a distinct half of the batches: one epoch is ceil(B / 2) optimizer steps
+    assert final_metrics(dvc_project)["step"] == math.ceil(batches / 2) - 1
+    assert (dvc_project / "models/model.pt").exists()
+
+
+def dvc(project: Path, *args: str) -> str:
+    result = subprocess.run(["dvc", *args], cwd=project, capture_output=True, text=True, env=git_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def ran(output: str) -> set[str]:
+    return {s for s in ("featurise", "graphs", "prebatch", "train", "predict") if f"Running stage '{s}'" in output}
+
+
+def test_dvc_pipeline_experiments_and_metrics(dvc_project):
+    small_project(dvc_project)
+    env = git_env()
+    subprocess.run(["git", "commit", "-qam", "small"], cwd=dvc_project, check=True, env=env)
+    output = dvc(dvc_project, "repro")
+    assert ran(output) == {"featurise", "graphs", "prebatch", "train", "predict"}
+    assert "test metrics" in output and "forces" in output
+    metrics = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
+    assert {"mae", "rmse", "mae_per_atom", "rmse_per_atom"} <= set(metrics["energy"]) and {"mae", "rmse"} <= set(
+        metrics["forces"]
+    )
+    assert (dvc_project / "results/parity/parity.png").stat().st_size > 10_000
+    subprocess.run(["git", "add", "-A"], cwd=dvc_project, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "baseline"], cwd=dvc_project, check=True, env=env)
+
+    assert ran(dvc(dvc_project, "exp", "run", "-S", "trainer.max_epochs=3")) == {"train", "predict"}
+    diff = dvc(dvc_project, "metrics", "diff", "--json")
+    changed = json.loads(diff)
+    assert "test.forces.mae" in changed["results/metrics.json"] and "epoch" in changed["dvclive/metrics.json"]
+    table = dvc(dvc_project, "exp", "show", "--csv")
+    header = table.splitlines()[0].split(",")
+    assert {"test.energy.mae", "test.forces.mae", "val.forces.mae", "trainer.max_epochs"} <= set(header)
+    plots = json.loads(dvc(dvc_project, "plots", "show", "--json"))
+    assert "results/parity/forces.csv" in plots["data"] and any("val" in key for key in plots["data"])

@@ -1,0 +1,174 @@
+"""Training through the Python API: it learns, it honours its configs, it restarts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+
+from physicsml.api import Model
+from physicsml.configs import DataConfig, FeaturiseConfig, TrainerConfig, parse_config
+from physicsml.errors import ConfigError
+from physicsml.featurise import featurise
+from physicsml.lightning.trainer import build_trainer
+
+DATAMODULE = {
+    "y_graph_scalars": ["energy"],
+    "y_node_vector": "forces",
+    "train": {"batch_size": 32},
+    "validation": {"batch_size": 64},
+}
+LOSSES = {
+    "y_graph_scalars_loss_config": {"name": "MSELoss", "weight": 0.1},
+    "y_node_vector_loss_config": {"name": "MSELoss"},
+}
+
+
+@pytest.fixture(scope="module")
+def molecules():
+    data = DataConfig(source=str(ROOT / "data/raw/molecules.extxyz"), targets={"energy": "energy", "forces": "forces"})
+    return featurise(data, FeaturiseConfig(atomic_energies={"method": "least_squares"}))
+
+
+def egnn(**config) -> Model:
+    return Model.from_dict(
+        {
+            "name": "egnn_model",
+            "config": {
+                "c_hidden": 32,
+                "num_layers": 2,
+                "num_rbf": 16,
+                "compute_forces": True,
+                "scaling_mean": "auto",
+                "scaling_std": "auto",
+                **LOSSES,
+                **config,
+            },
+        }
+    )
+
+
+def force_mae(model: Model, table) -> tuple[float, float]:
+    predicted = np.concatenate(model.predict(table)["forces"])
+    reference = np.concatenate([np.asarray(f) for f in table["forces"].to_pylist()])
+    return float(np.abs(predicted - reference).mean()), float(np.abs(reference).mean())
+
+
+def test_small_egnn_learns_forces(molecules):
+    model = egnn().train(
+        molecules["train"],
+        molecules["validation"],
+        DATAMODULE,
+        {"max_epochs": 8, "accelerator": "cpu"},
+        {"name": "Adam", "config": {"lr": 3e-3}},
+    )
+    mae, zero = force_mae(model, molecules["validation"])
+    print(f"validation force MAE {mae:.3f} eV/Å vs {zero:.3f} eV/Å for zero forces")
+    assert zero == pytest.approx(1.05, abs=0.02)  # mean |F| component of the default validation split
+    assert mae < 0.75 * zero
+    assert model.module.config.scaling_std == pytest.approx(2.0, abs=0.2)  # 'auto': RMS force component
+
+
+def test_precision_64_end_to_end(molecules):
+    subset = molecules["train"].slice(0, 64)
+    model = egnn(c_hidden=8, num_layers=1).train(
+        subset, None, DATAMODULE, {"max_epochs": 1, "precision": 64, "accelerator": "cpu"}
+    )
+    assert all(p.dtype == torch.float64 for p in model.module.parameters())
+    batch = next(iter(model.trainer.train_dataloader))
+    assert batch.coordinates.dtype == torch.float64 and batch.y_node_vector.dtype == torch.float64
+    assert model.predict(subset)["energy"].dtype == np.float64
+
+
+def test_scheduler_and_optimizer_by_name(molecules):
+    subset = molecules["train"].slice(0, 64)  # 2 batches per epoch
+    for scheduler, expected in [
+        ({"name": "StepLR", "config": {"step_size": 1, "gamma": 0.5}}, 0.1 * 0.5**3),
+        # no epoch counts as an improvement, so the rate halves after every epoch but the first
+        (
+            {
+                "name": "ReduceLROnPlateau",
+                "config": {"factor": 0.5, "patience": 0, "threshold": 1e9, "threshold_mode": "abs"},
+                "monitor": "val/total/loss",
+            },
+            0.1 * 0.5**2,
+        ),
+    ]:
+        model = egnn(c_hidden=8, num_layers=1).train(
+            subset,
+            subset,
+            DATAMODULE,
+            {"max_epochs": 3, "accelerator": "cpu"},
+            {"name": "SGD", "config": {"lr": 0.1, "momentum": 0.5}},
+            scheduler,
+        )
+        optimizer = model.trainer.optimizers[0]
+        assert type(optimizer).__name__ == "SGD" and optimizer.param_groups[0]["momentum"] == 0.5
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(expected), scheduler["name"]
+
+
+def test_callbacks_by_name():
+    config = parse_config(
+        TrainerConfig,
+        {
+            "callbacks": [
+                {"name": "EarlyStopping", "config": {"monitor": "val/total/loss", "patience": 7}},
+                {"name": "LearningRateMonitor"},
+            ]
+        },
+    )
+    trainer = build_trainer(config, accelerator="cpu")
+    stopping = [c for c in trainer.callbacks if type(c).__name__ == "EarlyStopping"]
+    assert len(stopping) == 1 and stopping[0].patience == 7 and stopping[0].monitor == "val/total/loss"
+    assert any(type(c).__name__ == "LearningRateMonitor" for c in trainer.callbacks)
+    as_dict = parse_config(TrainerConfig, {"callbacks": {"EarlyStopping": {"monitor": "x", "patience": 2}}})
+    assert as_dict.callbacks[0].name == "EarlyStopping" and as_dict.callbacks[0].config["patience"] == 2
+
+
+@pytest.mark.parametrize(
+    "section,values,message",
+    [
+        ("optimizer", {"name": "Adamm"}, "unknown optimizer 'Adamm'; did you mean 'Adam'?"),
+        (
+            "optimizer",
+            {"name": "Adam", "config": {"learning_rate": 1}},
+            "optimizer Adam has no argument 'learning_rate'",
+        ),
+        (
+            "scheduler",
+            {"name": "StepLR", "config": {"step": 1}},
+            "scheduler StepLR has no argument 'step'; did you mean 'step_size'?",
+        ),
+        (
+            "trainer",
+            {"callbacks": [{"name": "EarlyStop"}]},
+            "unknown callback 'EarlyStop'; did you mean 'EarlyStopping'?",
+        ),
+        ("trainer", {"max_epoch": 3}, "trainer.max_epoch: unknown key; did you mean 'max_epochs'?"),
+    ],
+)
+def test_unknown_names_and_keys(section, values, message):
+    from physicsml.configs import SECTIONS
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("?", r"\?")):
+        parse_config(SECTIONS[section], values, "params.yaml", section)
+
+
+def test_unknown_model_hyperparameter(molecules):
+    with pytest.raises(ConfigError, match=r"model.config.c_hiden: unknown key; did you mean 'c_hidden'\?"):
+        egnn(c_hiden=3).train(molecules["train"].slice(0, 8), None, DATAMODULE, {"max_epochs": 1})
+
+
+def test_restart_from_a_given_checkpoint(molecules, tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    subset = molecules["train"].slice(0, 96)  # 3 batches per epoch
+    trainer = {"max_epochs": 2, "accelerator": "cpu"}
+    first = egnn(c_hidden=8, num_layers=1).train(
+        subset, None, DATAMODULE, trainer, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)]
+    )
+    assert first.trainer.global_step == 6
+    again = egnn(c_hidden=8, num_layers=1)
+    again.train(subset, None, DATAMODULE, {**trainer, "max_epochs": 4}, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert again.trainer.current_epoch == 4 and again.trainer.global_step == 12  # continued, not restarted

@@ -1,0 +1,162 @@
+"""Physics every model family must obey, checked once for all registered families (float64).
+
+Energy invariant and forces equivariant under rotations (proper and improper),
+translations and permutations; forces equal to minus the finite-difference
+gradient of the energy; stress equal to the finite-difference strain
+derivative; a periodic cell and its 2x2x2 supercell give energies in the ratio
+8 and the same forces on every image of an atom.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk, molecule
+from conftest import batch_from_atoms
+
+from physicsml.data import keys as K
+from physicsml.lightning.module import STRESS, PhysicsMLModule
+from physicsml.models import MODELS
+
+CUT_OFF = 4.0
+NUM_ELEMENTS = 7
+
+#: A small, fully random-weighted config per family, with physics switched on.
+TINY = {
+    "egnn_model": {
+        "c_hidden": 8,
+        "num_layers": 1,
+        "num_rbf": 4,
+        "modify_coords": True,
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
+}
+
+
+def module_for(name: str) -> PhysicsMLModule:
+    torch.manual_seed(0)
+    config = {
+        **TINY[name],
+        "compute_forces": True,
+        "compute_stress": True,
+        "y_graph_scalars_loss_config": {"name": "MSELoss"},
+    }
+    datamodule = {"cut_off": CUT_OFF, "y_graph_scalars": ["energy"], "y_node_vector": "forces"}
+    return PhysicsMLModule(name, config, datamodule, num_elements=NUM_ELEMENTS).double().eval()
+
+
+def ethanol(seed: int = 0):
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def copper(seed: int = 0):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.set_cell(
+        atoms.cell.array @ np.array([[1.0, 0.05, 0.02], [0.0, 0.98, 0.04], [0.0, 0.0, 1.03]]), scale_atoms=True
+    )
+    atoms.numbers[1] = 13
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def predict(module, frames):
+    out = module(batch_from_atoms(frames, cut_off=CUT_OFF))
+    return out[K.Y_GRAPH_SCALARS][:, 0].detach(), out[K.Y_NODE_VECTOR].detach(), out.get(STRESS)
+
+
+def random_orthogonal(seed: int, improper: bool) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return -q if improper else q
+
+
+FAMILIES = list(TINY)
+assert set(FAMILIES) == set(MODELS), "every registered family needs a tiny config here"
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("improper", [False, True])
+@pytest.mark.parametrize("system", ["molecule", "periodic"])
+def test_rotation_translation_permutation(name, improper, system):
+    module = module_for(name)
+    atoms = ethanol() if system == "molecule" else copper()
+    energy, forces, _ = predict(module, [atoms])
+    rotation = random_orthogonal(1, improper)
+    moved = atoms.copy()
+    moved.positions = atoms.positions @ rotation.T + np.array([1.3, -0.7, 2.1])
+    if system == "periodic":
+        moved.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
+    energy_moved, forces_moved, _ = predict(module, [moved])
+    torch.testing.assert_close(energy_moved, energy, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(forces_moved, forces @ torch.from_numpy(rotation.T), rtol=1e-9, atol=1e-10)
+    order = np.random.default_rng(2).permutation(len(atoms))
+    energy_perm, forces_perm, _ = predict(module, [atoms[order]])
+    torch.testing.assert_close(energy_perm, energy, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(forces_perm, forces[order], rtol=1e-9, atol=1e-10)
+    assert forces.abs().max() > 1e-3  # the test is not vacuous
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("system", ["molecule", "periodic"])
+def test_forces_are_minus_the_energy_gradient(name, system):
+    module = module_for(name)
+    atoms = ethanol() if system == "molecule" else copper()
+    _, forces, _ = predict(module, [atoms])
+    h = 1e-5
+    for atom, axis in [(0, 0), (2, 1), (len(atoms) - 1, 2)]:
+        energies = []
+        for sign in (1, -1):
+            displaced = atoms.copy()
+            displaced.positions[atom, axis] += sign * h
+            energies.append(predict(module, [displaced])[0].item())
+        assert forces[atom, axis].item() == pytest.approx(-(energies[0] - energies[1]) / (2 * h), rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_stress_is_the_strain_derivative(name):
+    module = module_for(name)
+    atoms = copper()
+    _, _, stress = predict(module, [atoms])
+    volume, h = atoms.get_volume(), 1e-5
+    for i, j in [(0, 0), (1, 2), (2, 2), (0, 1)]:
+        energies = []
+        for sign in (1, -1):
+            strain = np.eye(3)
+            strain[i, j] += sign * h / 2
+            strain[j, i] += sign * h / 2
+            deformed = atoms.copy()
+            deformed.set_cell(atoms.cell.array @ strain, scale_atoms=True)
+            energies.append(predict(module, [deformed])[0].item())
+        expected = (energies[0] - energies[1]) / (2 * h) / volume
+        assert stress[0, i, j].item() == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    assert stress.abs().max() > 1e-4
+    torch.testing.assert_close(stress[0], stress[0].T)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_supercell_energy_is_extensive_and_forces_repeat(name):
+    module = module_for(name)
+    atoms = copper()
+    supercell = atoms * (2, 2, 2)
+    energies, forces_both, _ = predict(module, [atoms, supercell])
+    energy, energy_super = energies
+    assert energy_super.item() == pytest.approx(8 * energy.item(), rel=1e-10)
+    forces, forces_super = forces_both[: len(atoms)], forces_both[len(atoms) :]
+    torch.testing.assert_close(forces_super, forces.repeat(8, 1), rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_far_apart_molecules_add_up(name):
+    module = module_for(name)
+    a, b = ethanol(0), ethanol(1)
+    far = b.copy()
+    far.positions += np.array([30.0, 0.0, 0.0])
+    pair = a + far
+    energies, _, _ = predict(module, [a, b, pair])
+    assert energies[2].item() == pytest.approx(energies[0].item() + energies[1].item(), rel=1e-10)
