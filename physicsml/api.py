@@ -37,6 +37,19 @@ from physicsml.models.statistics import resolve_auto
 FORMAT_VERSION = 1
 
 
+def _without_missing_targets(config: DataModuleConfig, columns: Sequence[str]) -> DataModuleConfig:
+    """``config`` with every target selection the table has no column for removed."""
+    update: dict[str, Any] = {}
+    for key in ("y_graph_scalars", "y_node_scalars", "graph_attrs_cols"):
+        names = getattr(config, key)
+        if names and not set(names) <= set(columns):
+            update[key] = None if key != "graph_attrs_cols" else names
+    for key in ("y_graph_vector", "y_node_vector", "y_stress"):
+        if getattr(config, key) and getattr(config, key) not in columns:
+            update[key] = None
+    return config.model_copy(update=update)
+
+
 class Model:
     """A model family with its config; trains through Lightning, predicts per target.
 
@@ -45,25 +58,46 @@ class Model:
         config: the family's config dict (hyperparameters, losses, ``compute_forces``).
     """
 
+    #: Keys of a reference-style config that configure training rather than the network.
+    TRAINING_KEYS = ("datamodule", "trainer", "optimizer", "scheduler")
+    #: Keys of a reference-style config that name dataset columns, which the featurised schema fixes.
+    COLUMN_KEYS = ("x_features", "y_features")
+
     def __init__(self, name: str, config: dict[str, Any] | None = None) -> None:
+        config = dict(config or {})
         self.name = name
-        self.config = dict(config or {})
+        self.defaults = {key: config.pop(key) for key in self.TRAINING_KEYS if key in config}
+        for key in self.COLUMN_KEYS:
+            config.pop(key, None)
+        self.config = config
         self.module: PhysicsMLModule | None = None
         self.metadata: dict[str, Any] = {}
         self.trainer: Any = None
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> Model:
-        """From ``{"name": ..., "config": {...}}``, the reference's model dict."""
+        """From ``{"name": ..., "config": {...}}``, the reference's model dict.
+
+        ``datamodule``, ``trainer``, ``optimizer`` and ``scheduler`` inside ``config``
+        become the defaults of :meth:`train`; ``x_features``/``y_features`` are not
+        needed (the featurised tables fix the columns) and are ignored.
+        """
         return cls(spec["name"], spec.get("config"))
 
     # ---- data ----------------------------------------------------------------------
 
-    def as_batches(self, data: Any, datamodule: DataModuleConfig, batch_size: int, dtype: Any) -> Dataset:
-        """Batches from a batch dataset, a featurised table (or its .arrow path), structures or a file."""
+    def as_batches(
+        self, data: Any, datamodule: DataModuleConfig, batch_size: int, dtype: Any, labelled: bool = True
+    ) -> Dataset:
+        """Batches from a batch dataset, a featurised table (or its .arrow path), structures or a file.
+
+        With ``labelled=False`` (prediction) targets the data does not carry are left out.
+        """
         if isinstance(data, Dataset):
             return data
         table = self._table(data)
+        if not labelled:
+            datamodule = _without_missing_targets(datamodule, table.column_names)
         metadata = table_metadata(table)
         if metadata.get("elements") and not self.metadata:
             self.metadata = {k: v for k, v in metadata.items() if k != "targets"}
@@ -127,6 +161,10 @@ class Model:
         import lightning.pytorch as pl
 
         pl.seed_everything(seed, workers=True, verbose=False)
+        datamodule_config = self.defaults.get("datamodule") if datamodule_config is None else datamodule_config
+        trainer_config = self.defaults.get("trainer") if trainer_config is None else trainer_config
+        optimizer = self.defaults.get("optimizer") if optimizer is None else optimizer
+        scheduler = self.defaults.get("scheduler") if scheduler is None else scheduler
         datamodule = (
             datamodule_config
             if isinstance(datamodule_config, DataModuleConfig)
@@ -163,7 +201,7 @@ class Model:
         module = self._require_module()
         datamodule = module.datamodule_config
         dtype = np.float64 if next(module.parameters()).dtype == torch.float64 else np.float32
-        batches = self.as_batches(data, datamodule, batch_size or datamodule.predict.batch_size, dtype)
+        batches = self.as_batches(data, datamodule, batch_size or datamodule.predict.batch_size, dtype, labelled=False)
         module.eval()
         collected: dict[str, list[np.ndarray]] = {}
         for batch in make_dataloader(batches, shuffle=False):

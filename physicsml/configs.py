@@ -205,6 +205,12 @@ class TrainerConfig(Config):
     precision: Literal[32, 64, "32", "64"] = Field(32, description="32 or 64: float dtype of batches and weights.")
     gradient_clip_algorithm: Literal["norm", "value"] | None = None
     gradient_clip_val: int | float | None = None
+    num_nodes: int = Field(1, ge=1, description="Machines for multi-node DDP.")
+    accumulate_grad_batches: int = Field(1, ge=1, description="Batches per optimizer step.")
+    check_val_every_n_epoch: int | None = Field(1, description="Validate every n epochs.")
+    enable_progress_bar: bool = Field(True, description="Show the per-epoch progress bar.")
+    deterministic: bool | None = Field(None, description="Ask torch for deterministic algorithms.")
+    logger: bool = Field(False, description="Lightning's default logger (the train stage logs with DVCLive).")
 
     @pydantic.field_validator("callbacks", mode="after")
     @classmethod

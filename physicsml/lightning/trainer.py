@@ -54,7 +54,12 @@ def build_trainer(
         precision="64-true" if int(config.precision) == 64 else "32-true",
         gradient_clip_algorithm=config.gradient_clip_algorithm,
         gradient_clip_val=config.gradient_clip_val,
-        logger=logger,
+        num_nodes=config.num_nodes,
+        accumulate_grad_batches=config.accumulate_grad_batches,
+        check_val_every_n_epoch=config.check_val_every_n_epoch,
+        enable_progress_bar=config.enable_progress_bar,
+        deterministic=config.deterministic,
+        logger=logger if logger is not False else config.logger,
         inference_mode=False,  # forces are gradients, also when predicting
         num_sanity_val_steps=0,
         log_every_n_steps=1,

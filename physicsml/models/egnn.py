@@ -11,8 +11,9 @@ move along edge vectors. Outputs:
 * ``y_node_vector`` (when not forces): ``sum_j r_ij * phi(m_ij)``, equivariant;
 * ``y_graph_vector``: ``sum_i q_i (x_i - centroid) + sum_i v_i``, equivariant.
 
-Messages are multiplied by a smooth polynomial envelope so the energy is
-continuous when atoms cross the cut-off.
+Messages are multiplied by a switch that falls smoothly from 1 to 0 over the
+last 20 % of the cut-off, so the energy is continuous when atoms cross it while
+closer pairs are untouched (a full-range envelope slowed learning measurably).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig
-from physicsml.nn import BesselBasis, PolynomialCutoff, edge_vectors, make_mlp, scatter_sum
+from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, make_mlp, scatter_sum
 
 
 class EGNNConfig(ModelConfig):
@@ -105,7 +106,7 @@ class EGNN(nn.Module):
         mlp = dict(dropout=config.dropout, mlp_activation=config.mlp_activation)
         self.embed_nodes = make_mlp(num_node_feats, c, c, 2, output_activation=config.mlp_output_activation, **mlp)
         self.embed_edges = make_mlp(config.num_edge_feats, c, c, 2, **mlp) if config.num_edge_feats else None
-        self.envelope = PolynomialCutoff(datamodule.cut_off)
+        self.envelope = CosineSwitch(datamodule.cut_off, 0.8 * datamodule.cut_off)
         self.layers = nn.ModuleList(
             EGNNLayer(c, config.num_rbf, c if config.num_edge_feats else 0, config, datamodule.cut_off)
             for _ in range(config.num_layers + 1)

@@ -1,5 +1,21 @@
 """Small building blocks shared by the model families."""
 
-from physicsml.nn.blocks import BesselBasis, PolynomialCutoff, edge_vectors, make_mlp, resolve_activation, scatter_sum
+from physicsml.nn.blocks import (
+    BesselBasis,
+    CosineSwitch,
+    PolynomialCutoff,
+    edge_vectors,
+    make_mlp,
+    resolve_activation,
+    scatter_sum,
+)
 
-__all__ = ["BesselBasis", "PolynomialCutoff", "edge_vectors", "make_mlp", "resolve_activation", "scatter_sum"]
+__all__ = [
+    "BesselBasis",
+    "CosineSwitch",
+    "PolynomialCutoff",
+    "edge_vectors",
+    "make_mlp",
+    "resolve_activation",
+    "scatter_sum",
+]

@@ -106,3 +106,22 @@ class PolynomialCutoff(nn.Module):
             - p * (p + 1.0) / 2.0 * x ** (p + 2.0)
         )
         return envelope * (x < 1.0)
+
+
+class CosineSwitch(nn.Module):
+    """1 below ``r_on``, ``(1 + cos(pi (r - r_on) / (r_off - r_on))) / 2`` up to ``r_off``, 0 beyond.
+
+    Makes a sum over neighbours continuous (with a continuous first derivative)
+    as atoms cross the cut-off, while leaving every pair closer than ``r_on``
+    untouched. Shapes: ``[E, 1] -> [E, 1]``.
+    """
+
+    def __init__(self, r_off: float, r_on: float) -> None:
+        super().__init__()
+        if not 0 <= r_on < r_off:
+            raise ValueError(f"need 0 <= r_on < r_off, got {r_on}, {r_off}")
+        self.r_on, self.r_off = float(r_on), float(r_off)
+
+    def forward(self, lengths: torch.Tensor) -> torch.Tensor:
+        x = ((lengths - self.r_on) / (self.r_off - self.r_on)).clamp(0.0, 1.0)
+        return 0.5 * (1.0 + torch.cos(math.pi * x))

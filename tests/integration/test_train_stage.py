@@ -113,6 +113,20 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(dvc_project,
     assert fresh.returncode == 0 and "resuming" not in fresh.stdout
     assert final_metrics(dvc_project)["epoch"] == 0
 
+    # predict: the test split plus any structures file named on the command line
+    predicted = stage(dvc_project, "predict", "--structures", "data/raw/small.extxyz")
+    assert predicted.returncode == 0, predicted.stderr
+    from physicsml.io.arrow import read_table
+
+    extra = read_table(dvc_project / "results/predictions/small.arrow")
+    assert extra.num_rows == 320 and extra["id"][5].as_py() == "data/raw/small.extxyz:5"
+    assert {"energy_predicted", "forces_predicted"} <= set(extra.column_names)
+    test = read_table(dvc_project / "results/predictions/test.arrow")
+    assert {"id", "energy", "energy_predicted", "forces", "forces_predicted"} <= set(test.column_names)
+    unknown = stage(dvc_project, "predict", "--structures", "data/raw/bulk.extxyz", "--out", "other")
+    assert unknown.returncode != 0 and "data/raw/bulk.extxyz: record 0: field 'numbers'" in unknown.stderr
+    assert not (dvc_project / "other").exists()
+
 
 def test_ddp_on_two_cpu_processes_splits_the_batches(dvc_project):
     small_project(dvc_project, **{"trainer.max_epochs": 1})

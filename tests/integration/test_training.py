@@ -172,3 +172,41 @@ def test_restart_from_a_given_checkpoint(molecules, tmp_path):
     again = egnn(c_hidden=8, num_layers=1)
     again.train(subset, None, DATAMODULE, {**trainer, "max_epochs": 4}, ckpt_path=str(tmp_path / "last.ckpt"))
     assert again.trainer.current_epoch == 4 and again.trainer.global_step == 12  # continued, not restarted
+
+
+def test_a_reference_style_model_dict_trains_unchanged(molecules):
+    """The whole dict a reference user writes, datamodule and trainer inside the model config."""
+    spec = {
+        "name": "egnn_model",
+        "config": {
+            "x_features": [
+                "physicsml_atom_idxs",
+                "physicsml_atom_numbers",
+                "physicsml_coordinates",
+                "physicsml_total_atomic_energy",
+            ],
+            "y_features": ["energy", "forces"],
+            "num_node_feats": 4,
+            "c_hidden": 8,
+            "num_layers": 1,
+            "compute_forces": True,
+            "y_graph_scalars_loss_config": {"name": "MSELoss", "weight": 1.0},
+            "y_node_vector_loss_config": {"name": "MSELoss", "weight": 0.5},
+            "optimizer": {"name": "AdamW", "config": {"lr": 1e-3}},
+            "scheduler": None,
+            "datamodule": {
+                "y_graph_scalars": ["energy"],
+                "y_node_vector": "forces",
+                "num_elements": 4,
+                "cut_off": 5.0,
+                "pre_batch": "in_memory",
+                "train": {"batch_size": 64},
+                "validation": {"batch_size": 128},
+            },
+            "trainer": {"max_epochs": 2, "accelerator": "cpu", "logger": False},
+        },
+    }
+    model = Model.from_dict(spec).train(molecules["train"].slice(0, 128), molecules["validation"])
+    assert model.trainer.current_epoch == 2 and model.trainer.global_step == 4  # 128 structures in batches of 64
+    assert type(model.trainer.optimizers[0]).__name__ == "AdamW"
+    assert set(model.predict(molecules["test"])) == {"energy", "forces"}

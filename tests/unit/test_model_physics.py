@@ -160,3 +160,17 @@ def test_far_apart_molecules_add_up(name):
     pair = a + far
     energies, _, _ = predict(module, [a, b, pair])
     assert energies[2].item() == pytest.approx(energies[0].item() + energies[1].item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_energy_is_continuous_at_the_cut_off(name):
+    from ase import Atoms
+
+    module = module_for(name)
+    just_inside = Atoms("CO", positions=[[0, 0, 0], [CUT_OFF - 1e-6, 0, 0]])
+    just_outside = Atoms("CO", positions=[[0, 0, 0], [CUT_OFF + 1e-6, 0, 0]])
+    closer = Atoms("CO", positions=[[0, 0, 0], [0.5 * CUT_OFF, 0, 0]])
+    energies, forces, _ = predict(module, [just_inside, just_outside, closer])
+    assert energies[0].item() == pytest.approx(energies[1].item(), abs=1e-9)
+    assert forces[:4].abs().max() < 1e-6  # the force vanishes at the cut-off as well
+    assert abs(energies[2].item() - energies[1].item()) > 1e-4  # while a closer pair does interact
