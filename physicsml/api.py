@@ -32,6 +32,7 @@ from physicsml.io.arrow import read_table, table_metadata
 from physicsml.lightning.datamodule import BatchesDataModule
 from physicsml.lightning.module import STRESS, PhysicsMLModule, target_columns
 from physicsml.lightning.trainer import build_trainer
+from physicsml.models import get_family
 from physicsml.models.statistics import resolve_auto
 
 FORMAT_VERSION = 1
@@ -186,7 +187,7 @@ class Model:
             getattr(train, "num_elements", None) or datamodule.num_elements or len(self.metadata.get("elements", []))
         )
         if self.module is None or ckpt_path is None:
-            self.config = resolve_auto(self.config, train)
+            self.config = resolve_auto(self.config, train, get_family(self.name).config.model_fields)
             self.build(datamodule, num_elements, optimizer, scheduler)
         self.trainer = build_trainer(trainer_cfg, logger=logger, extra_callbacks=callbacks)
         data = BatchesDataModule(train, validation, datamodule.num_workers, seed)

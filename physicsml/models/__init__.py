@@ -13,6 +13,8 @@ from torch import nn
 
 from physicsml.models.base import LossConfig, ModelConfig
 from physicsml.models.egnn import EGNN, EGNNConfig
+from physicsml.models.mace import MACE, MACEConfig
+from physicsml.models.nequip import NequIP, NequIPConfig
 
 
 class Family(NamedTuple):
@@ -22,6 +24,8 @@ class Family(NamedTuple):
 
 MODELS: dict[str, Family] = {
     "egnn_model": Family(EGNNConfig, EGNN),
+    "mace_model": Family(MACEConfig, MACE),
+    "nequip_model": Family(NequIPConfig, NequIP),
 }
 
 

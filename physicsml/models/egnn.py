@@ -28,6 +28,7 @@ from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, make_mlp, scatter_sum
+from physicsml.nn.readout import graph_vector, pool_graph_scalars
 
 
 class EGNNConfig(ModelConfig):
@@ -149,29 +150,25 @@ class EGNN(nn.Module):
         for layer in self.layers:
             h, x, messages = layer(h, x, data, edge_feats, envelope)
 
-        batch, num_graphs = data[K.BATCH], len(data[K.PTR]) - 1
+        batch = data[K.BATCH]
         h_head = torch.cat([h, data[K.GRAPH_ATTRS][batch]], dim=-1) if self.config.num_graph_feats else h
         std, mean = self.config.scaling_std, self.config.scaling_mean
         out: dict[str, torch.Tensor] = {}
         if self.num_graph_scalars:
-            out[K.Y_GRAPH_SCALARS] = self._graph_scalars(h, messages, data, std, mean, num_graphs)
+            out[K.Y_GRAPH_SCALARS] = self._graph_scalars(h, messages, data, std, mean)
         if self.node_head is not None:
             out[K.Y_NODE_SCALARS] = self.node_head(h_head) * std + mean
-        if self.vector_head is not None:
+        if self.vector_head is not None or self.dipole_heads is not None:
             vectors, _ = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
-            out[K.Y_NODE_VECTOR] = scatter_sum(
-                vectors * self.vector_head(messages) * envelope, data[K.EDGE_INDEX][0], len(h)
-            )
-        if self.dipole_heads is not None:
-            charges = self.dipole_heads[0](h_head)
-            counts = (data[K.PTR][1:] - data[K.PTR][:-1]).to(x.dtype).unsqueeze(-1)
-            centroid = scatter_sum(x, batch, num_graphs) / counts
-            vectors, _ = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
-            atomic = scatter_sum(vectors * self.dipole_heads[1](messages) * envelope, data[K.EDGE_INDEX][0], len(h))
-            out[K.Y_GRAPH_VECTOR] = scatter_sum(charges * (x - centroid[batch]) + atomic, batch, num_graphs)
+            receiver = data[K.EDGE_INDEX][0]
+            if self.vector_head is not None:
+                out[K.Y_NODE_VECTOR] = scatter_sum(vectors * self.vector_head(messages) * envelope, receiver, len(h))
+            if self.dipole_heads is not None:
+                atomic = scatter_sum(vectors * self.dipole_heads[1](messages) * envelope, receiver, len(h))
+                out[K.Y_GRAPH_VECTOR] = graph_vector(self.dipole_heads[0](h_head), atomic, {**data, K.COORDINATES: x})
         return out
 
-    def _graph_scalars(self, h, messages, data, std, mean, num_graphs):  # noqa: ANN001, ANN202
+    def _graph_scalars(self, h, messages, data, std, mean):  # noqa: ANN001, ANN202
         """Per-atom contributions, pooled per structure, plus total_atomic_energy on the energy column."""
         batch = data[K.BATCH]
         features = []
@@ -181,10 +178,4 @@ class EGNN(nn.Module):
             features.append(scatter_sum(self.head_features(messages), data[K.EDGE_INDEX][0], len(h)))
         if self.config.num_graph_feats:
             features.append(data[K.GRAPH_ATTRS][batch])
-        atomic = self.graph_head(torch.cat(features, dim=-1)) * std + mean  # [N, n_graph_scalars]
-        pooled = scatter_sum(atomic, batch, num_graphs)
-        if self.config.pool_type == "mean":
-            pooled = pooled / (data[K.PTR][1:] - data[K.PTR][:-1]).to(pooled.dtype).unsqueeze(-1)
-        offset = torch.zeros_like(pooled)
-        offset[:, 0] = data[K.TOTAL_ATOMIC_ENERGY]
-        return pooled + offset
+        return pool_graph_scalars(self.graph_head(torch.cat(features, dim=-1)), data, std, mean, self.config.pool_type)

@@ -47,9 +47,15 @@ def training_statistics(batches: Iterable[Any]) -> dict[str, float]:
     return {"scaling_mean": mean, "scaling_std": std or 1.0, "avg_num_neighbours": edges / atoms if atoms else 1.0}
 
 
-def resolve_auto(config: dict[str, Any], batches: Iterable[Any]) -> dict[str, Any]:
-    """``config`` with every ``"auto"`` statistic replaced by its value on ``batches``."""
+def resolve_auto(config: dict[str, Any], batches: Iterable[Any], fields: Iterable[str] = ()) -> dict[str, Any]:
+    """``config`` with every ``"auto"`` statistic replaced by its value on ``batches``.
+
+    ``avg_num_neighbours`` left unset (``None``) counts as ``"auto"`` for a family
+    whose config ``fields`` have it, as in the reference.
+    """
     wanted = [key for key in ("scaling_mean", "scaling_std", "avg_num_neighbours") if config.get(key) == AUTO]
+    if "avg_num_neighbours" in fields and config.get("avg_num_neighbours") is None:
+        wanted.append("avg_num_neighbours")
     if not wanted:
         return config
     stats = training_statistics(batches)

@@ -15,7 +15,11 @@ def dvc(project, *args: str) -> str:
 
 
 def ran(output: str) -> set[str]:
-    return {stage for stage in ("featurise", "graphs", "prebatch", "train", "predict") if f"Running stage '{stage}'" in output}
+    return {
+        stage
+        for stage in ("featurise", "graphs", "prebatch", "train", "predict")
+        if f"Running stage '{stage}'" in output
+    }
 
 
 def test_repro_and_experiments_rerun_only_what_changed(dvc_project):

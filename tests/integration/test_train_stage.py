@@ -12,20 +12,25 @@ import time
 from pathlib import Path
 
 import ase.io
+import numpy as np
+import pytest
 import torch
 import yaml
 from conftest import git_env
 
+from physicsml.models import MODELS
+
 SMALL_MODEL = {"c_hidden": 16, "num_layers": 1, "num_rbf": 8}
 
 
-def small_project(project: Path, structures: int = 320, **overrides) -> None:
+def small_project(project: Path, structures: int = 320, shrink: bool = True, **overrides) -> None:
     """Point the project at a subset of the default molecules and a small, fast model."""
     frames = ase.io.read(project / "data/raw/molecules.extxyz", f":{structures}")
     ase.io.write(project / "data/raw/small.extxyz", frames, format="extxyz")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["data"]["source"] = "data/raw/small.extxyz"
-    params["model"]["egnn_model"].update(SMALL_MODEL)
+    if shrink:
+        params["model"]["egnn_model"].update(SMALL_MODEL)
     params["trainer"]["max_epochs"] = 2
     for dotted, value in overrides.items():
         section, key = dotted.split(".")
@@ -177,3 +182,24 @@ def test_dvc_pipeline_experiments_and_metrics(dvc_project):
     assert {"test.energy.mae", "test.forces.mae", "val.forces.mae", "trainer.max_epochs"} <= set(header)
     plots = json.loads(dvc(dvc_project, "plots", "show", "--json"))
     assert "results/parity/forces.csv" in plots["data"] and any("val" in key for key in plots["data"])
+
+
+#: A few epochs each: the equivariant families learn forces much faster per epoch than EGNN.
+EPOCHS = {"egnn_model": 12, "mace_model": 10, "nequip_model": 10}
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+def test_every_family_learns_through_dvc_exp_run(dvc_project, family):
+    """`dvc exp run -S model.name=<family>` with nothing else changed trains that family."""
+    small_project(dvc_project, structures=400, shrink=False, **{"trainer.max_epochs": EPOCHS[family]})
+    subprocess.run(["git", "commit", "-qam", "small"], cwd=dvc_project, check=True, env=git_env())
+    dvc(dvc_project, "repro", "prebatch")
+    output = dvc(dvc_project, "exp", "run", "-S", f"model.name={family}")
+    assert ran(output) == {"train", "predict"}
+    from physicsml.io.arrow import read_table
+
+    validation = read_table(dvc_project / "data/featurised/validation.arrow")
+    zero = float(np.mean(np.abs(np.concatenate([np.asarray(f) for f in validation["forces"].to_pylist()]))))
+    learned = final_metrics(dvc_project)["val"]["forces"]["mae"]
+    print(f"{family}: validation force MAE {learned:.3f} eV/Å, zero forces {zero:.3f} eV/Å")
+    assert learned < 0.7 * zero

@@ -24,6 +24,27 @@ NUM_ELEMENTS = 7
 
 #: A small, fully random-weighted config per family, with physics switched on.
 TINY = {
+    "nequip_model": {
+        "num_features": 4,
+        "num_layers": 2,
+        "max_ell": 2,
+        "mlp_irreps": "4x0e",
+        "num_bessel": 4,
+        "avg_num_neighbours": 8.0,
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
+    "mace_model": {
+        "hidden_irreps": "4x0e + 4x1o",
+        "mlp_irreps": "4x0e",
+        "max_ell": 2,
+        "num_interactions": 2,
+        "correlation": 3,
+        "avg_num_neighbours": 8.0,
+        "num_bessel": 4,
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
     "egnn_model": {
         "c_hidden": 8,
         "num_layers": 1,

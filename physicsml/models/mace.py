@@ -1,0 +1,175 @@
+"""MACE: higher-order equivariant message passing (Batatia et al., NeurIPS 2022).
+
+Each interaction builds the atomic basis ``A_i = sum_j R(r_ij) Y(r_ij) (x) h_j``
+(one tensor product per edge, weights from a radial MLP, normalised by
+``avg_num_neighbours``), then the product basis up to ``correlation``:
+``B^1 = A``, ``B^nu = P_nu(B^(nu-1) (x) A)`` where each channel-wise product has
+weights chosen by the atom's element and ``P_nu`` mixes paths back to the irreps
+of ``A``. This recursive evaluation spans the same body-ordered features as
+MACE's symmetric contraction (it also keeps non-symmetric couplings, which are
+redundant). The new node features are a linear map of ``sum_nu B^nu`` plus an
+element-dependent self-connection; every layer reads out a per-atom energy
+(linear, and an MLP on ``mlp_irreps`` for the last), and the energy is their sum.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet
+from pydantic import Field
+from torch import nn
+
+from physicsml.configs import DataModuleConfig
+from physicsml.data import keys as K
+from physicsml.models.base import ModelConfig
+from physicsml.models.equivariant_heads import IrrepsHeads
+from physicsml.nn import edge_vectors, scatter_sum
+from physicsml.nn.equivariant import ElementwiseProduct, RadialEmbedding, uvu_convolution
+from physicsml.nn.readout import pool_graph_scalars
+
+Auto = Literal["auto"]
+
+
+class MACEConfig(ModelConfig):
+    """Hyperparameters of ``mace_model`` (names and defaults of the reference physicsml)."""
+
+    num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
+    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs fed to the radial MLP (0: none).")
+    num_bessel: int = Field(8, ge=1, description="Radial Bessel functions.")
+    num_polynomial_cutoff: int = Field(5, ge=1, description="Power p of the polynomial cut-off envelope.")
+    max_ell: int = Field(3, ge=0, description="Highest l of the edge spherical harmonics and of A.")
+    num_interactions: int = Field(2, ge=1, description="Interaction layers.")
+    hidden_irreps: str = Field("128x0e + 128x1o", description="Node feature irreps (one multiplicity for all).")
+    mlp_irreps: str = Field("16x0e", description="Hidden irreps of the last readout MLP.")
+    avg_num_neighbours: float | Auto | None = Field(
+        None, description="Message normalisation; null/'auto': the training split's mean."
+    )
+    correlation: int = Field(3, ge=1, description="Highest body order of the product basis (nu).")
+    scaling_mean: float | Auto = Field(0.0, description="Per-atom energy shift; 'auto': from the training split.")
+    scaling_std: float | Auto = Field(1.0, description="Energy scale; 'auto': RMS training force component.")
+
+
+class MACEInteraction(nn.Module):
+    """Atomic basis ``A``: ``[N, irreps_in] -> [N, irreps_A]``."""
+
+    def __init__(
+        self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_a: o3.Irreps, radial_in: int, avg_num_neighbours: float
+    ) -> None:
+        super().__init__()
+        self.linear_up = o3.Linear(irreps_in, irreps_in)
+        self.conv, irreps_mid = uvu_convolution(irreps_in, irreps_sh, irreps_a)
+        self.radial_mlp = FullyConnectedNet([radial_in, 64, 64, self.conv.weight_numel], torch.nn.functional.silu)
+        self.linear = o3.Linear(irreps_mid, irreps_a)
+        self.avg_num_neighbours = avg_num_neighbours
+
+    def forward(
+        self, h: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor
+    ) -> torch.Tensor:
+        receiver, sender = edge_index
+        messages = self.conv(self.linear_up(h)[sender], sh, self.radial_mlp(radial))
+        return self.linear(scatter_sum(messages, receiver, len(h)) / self.avg_num_neighbours)
+
+
+class MACEProduct(nn.Module):
+    """Product basis ``sum_nu B^nu`` up to ``correlation``, projected to ``irreps_out``."""
+
+    def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, num_elements: int) -> None:
+        super().__init__()
+        self.products = nn.ModuleList()
+        self.mixers = nn.ModuleList()
+        for _ in range(correlation - 1):
+            product = ElementwiseProduct(irreps_a, irreps_a, irreps_a, num_elements)
+            self.products.append(product)
+            self.mixers.append(o3.Linear(product.irreps_out, irreps_a))
+        self.projections = nn.ModuleList(o3.Linear(irreps_a, irreps_out) for _ in range(correlation))
+
+    def forward(self, a: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
+        basis = a
+        out = self.projections[0](basis)
+        for product, mixer, projection in zip(self.products, self.mixers, self.projections[1:]):
+            basis = mixer(product(basis, a, elements))
+            out = out + projection(basis)
+        return out
+
+
+class MACE(nn.Module):
+    """The MACE network and its heads (see the module docstring)."""
+
+    def __init__(self, config: MACEConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
+        super().__init__()
+        for key in ("scaling_mean", "scaling_std", "avg_num_neighbours"):
+            if getattr(config, key) in ("auto", None):
+                raise ValueError(f"{key} must be a number here; Model.train computes 'auto' from the training split")
+        if (config.num_node_feats or num_elements) != num_elements:
+            raise ValueError(
+                f"num_node_feats is {config.num_node_feats} but the batches carry {num_elements} element features"
+            )
+        self.config = config
+        hidden = o3.Irreps(config.hidden_irreps).simplify()
+        channels = {mul for mul, _ in hidden}
+        if len(channels) != 1:
+            raise ValueError(f"hidden_irreps must share one multiplicity, got {hidden}")
+        (c,) = channels
+        irreps_sh = o3.Irreps.spherical_harmonics(config.max_ell)
+        irreps_a = o3.Irreps([(c, ir) for _, ir in irreps_sh])
+        attrs = o3.Irreps(f"{num_elements}x0e")
+        self.sh = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
+        self.radial = RadialEmbedding(datamodule.cut_off, config.num_bessel, config.num_polynomial_cutoff)
+        self.embedding = o3.Linear(attrs, o3.Irreps(f"{c}x0e"))
+        self.interactions, self.products, self.skips, self.readouts = (nn.ModuleList() for _ in range(4))
+        irreps_in = o3.Irreps(f"{c}x0e")
+        for layer in range(config.num_interactions):
+            last = layer == config.num_interactions - 1
+            self.interactions.append(
+                MACEInteraction(
+                    irreps_in,
+                    irreps_sh,
+                    irreps_a,
+                    config.num_bessel + config.num_edge_feats,
+                    float(config.avg_num_neighbours),
+                )
+            )
+            self.products.append(MACEProduct(irreps_a, hidden, config.correlation, num_elements))
+            self.skips.append(o3.FullyConnectedTensorProduct(irreps_in, attrs, hidden))
+            if last:
+                mlp = o3.Irreps(config.mlp_irreps)
+                self.readouts.append(
+                    nn.Sequential(
+                        o3.Linear(hidden, mlp),
+                        nn.SiLU(),
+                        o3.Linear(mlp, o3.Irreps(f"{max(len(datamodule.y_graph_scalars or []), 1)}x0e")),
+                    )
+                )
+            else:
+                self.readouts.append(
+                    o3.Linear(hidden, o3.Irreps(f"{max(len(datamodule.y_graph_scalars or []), 1)}x0e"))
+                )
+            irreps_in = hidden
+        self.pool_graph = bool(datamodule.y_graph_scalars)
+        self.heads = IrrepsHeads(
+            hidden, datamodule, config.compute_forces, float(config.scaling_std), float(config.scaling_mean)
+        )
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        edge_index = data[K.EDGE_INDEX]
+        vectors, lengths = edge_vectors(data[K.COORDINATES], edge_index, data[K.CELL_SHIFT_VECTOR])
+        sh = self.sh(vectors)
+        radial = self.radial(lengths)
+        if self.config.num_edge_feats:
+            radial = torch.cat([radial, data[K.EDGE_ATTRS]], dim=-1)
+        elements = data[K.NODE_ATTRS]
+        h = self.embedding(elements)
+        atomic = 0.0
+        for interaction, product, skip, readout in zip(self.interactions, self.products, self.skips, self.readouts):
+            a = interaction(h, sh, radial, edge_index)
+            h = product(a, elements) + skip(h, elements)
+            atomic = atomic + readout(h)
+        out = self.heads(h, data)
+        if self.pool_graph:
+            out[K.Y_GRAPH_SCALARS] = pool_graph_scalars(
+                atomic, data, float(self.config.scaling_std), float(self.config.scaling_mean)
+            )
+        return out

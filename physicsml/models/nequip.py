@@ -1,0 +1,160 @@
+"""NequIP: E(3)-equivariant interatomic potentials (Batzner et al., Nat. Commun. 2022).
+
+Each layer convolves node features with the edge spherical harmonics (weights
+from an MLP of the Bessel radial basis times a polynomial cut-off), normalises
+by ``avg_num_neighbours``, adds an element-dependent self-connection and applies
+a gated nonlinearity (SiLU/tanh on even/odd scalars, sigmoid gates on l > 0);
+``resnet`` adds the layer's input when the irreps match. Per-atom energies are
+read out through ``mlp_irreps`` and summed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet, Gate
+from pydantic import Field
+from torch import nn
+
+from physicsml.configs import DataModuleConfig
+from physicsml.data import keys as K
+from physicsml.models.base import ModelConfig
+from physicsml.models.equivariant_heads import IrrepsHeads
+from physicsml.nn import edge_vectors, scatter_sum
+from physicsml.nn.equivariant import RadialEmbedding, uvu_convolution
+from physicsml.nn.readout import pool_graph_scalars
+
+Auto = Literal["auto"]
+
+
+class NequIPConfig(ModelConfig):
+    """Hyperparameters of ``nequip_model`` (names and defaults of the reference physicsml)."""
+
+    num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
+    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs fed to the radial MLP (0: none).")
+    num_layers: int = Field(4, ge=1, description="Interaction layers.")
+    max_ell: int = Field(2, ge=0, description="Highest l of the features and edge harmonics.")
+    parity: bool = Field(True, description="Keep both parities of every l (else only the natural one, (-1)^l).")
+    num_features: int = Field(32, ge=1, description="Multiplicity of every irrep of the hidden features.")
+    mlp_irreps: str = Field("16x0e", description="Irreps of the hidden readout layer.")
+    num_bessel: int = Field(8, ge=1, description="Radial Bessel functions.")
+    bessel_basis_trainable: bool = Field(True, description="Learn the Bessel frequencies.")
+    num_polynomial_cutoff: int = Field(6, ge=1, description="Power p of the polynomial cut-off envelope.")
+    self_connection: bool = Field(True, description="Element-dependent self-connection in every layer.")
+    resnet: bool = Field(True, description="Add each layer's input to its output when the irreps match.")
+    avg_num_neighbours: float | Auto | None = Field(
+        None, description="Message normalisation; null/'auto': the training split's mean."
+    )
+    scaling_mean: float | Auto = Field(0.0, description="Per-atom energy shift; 'auto': from the training split.")
+    scaling_std: float | Auto = Field(1.0, description="Energy scale; 'auto': RMS training force component.")
+
+
+def feature_irreps(num_features: int, max_ell: int, parity: bool) -> o3.Irreps:
+    parities = (1, -1) if parity else None
+    return o3.Irreps([(num_features, (ell, p)) for ell in range(max_ell + 1) for p in (parities or ((-1) ** ell,))])
+
+
+class NequIPLayer(nn.Module):
+    """Convolution, self-connection and gate: ``[N, irreps_in] -> [N, irreps_out]``."""
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        hidden: o3.Irreps,
+        attrs: o3.Irreps,
+        radial_in: int,
+        config: NequIPConfig,
+    ) -> None:
+        super().__init__()
+        reachable = {ir for _, ir_in in irreps_in for _, ir_sh in irreps_sh for ir in ir_in * ir_sh}
+        scalars = o3.Irreps([(mul, ir) for mul, ir in hidden if ir.l == 0 and ir in reachable])
+        gated = o3.Irreps([(mul, ir) for mul, ir in hidden if ir.l > 0 and ir in reachable])
+        gates = o3.Irreps([(mul, "0e") for mul, _ in gated])
+        self.gate = Gate(
+            scalars,
+            [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars],
+            gates,
+            [torch.sigmoid] * len(gates),
+            gated,
+        )
+        pre_gate = self.gate.irreps_in
+        self.linear_1 = o3.Linear(irreps_in, irreps_in)
+        self.conv, irreps_mid = uvu_convolution(irreps_in, irreps_sh, pre_gate)
+        self.radial_mlp = FullyConnectedNet([radial_in, 64, 64, self.conv.weight_numel], torch.nn.functional.silu)
+        self.linear_2 = o3.Linear(irreps_mid, pre_gate)
+        self.self_connection = (
+            o3.FullyConnectedTensorProduct(irreps_in, attrs, pre_gate) if config.self_connection else None
+        )
+        self.irreps_out = self.gate.irreps_out
+        self.resnet = config.resnet and irreps_in == self.irreps_out
+        self.avg_num_neighbours = float(config.avg_num_neighbours)
+
+    def forward(
+        self, h: torch.Tensor, attrs: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor
+    ) -> torch.Tensor:
+        receiver, sender = edge_index
+        messages = self.conv(self.linear_1(h)[sender], sh, self.radial_mlp(radial))
+        out = self.linear_2(scatter_sum(messages, receiver, len(h)) / self.avg_num_neighbours)
+        if self.self_connection is not None:
+            out = out + self.self_connection(h, attrs)
+        out = self.gate(out)
+        return h + out if self.resnet else out
+
+
+class NequIP(nn.Module):
+    """The NequIP network and its heads (see the module docstring)."""
+
+    def __init__(self, config: NequIPConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
+        super().__init__()
+        for key in ("scaling_mean", "scaling_std", "avg_num_neighbours"):
+            if getattr(config, key) in ("auto", None):
+                raise ValueError(f"{key} must be a number here; Model.train computes 'auto' from the training split")
+        if (config.num_node_feats or num_elements) != num_elements:
+            raise ValueError(
+                f"num_node_feats is {config.num_node_feats} but the batches carry {num_elements} element features"
+            )
+        self.config = config
+        attrs = o3.Irreps(f"{num_elements}x0e")
+        irreps_sh = o3.Irreps.spherical_harmonics(config.max_ell, p=-1 if config.parity else 1)
+        hidden = feature_irreps(config.num_features, config.max_ell, config.parity)
+        self.sh = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
+        self.radial = RadialEmbedding(
+            datamodule.cut_off, config.num_bessel, config.num_polynomial_cutoff, config.bessel_basis_trainable
+        )
+        self.embedding = o3.Linear(attrs, o3.Irreps(f"{config.num_features}x0e"))
+        self.layers = nn.ModuleList()
+        irreps = o3.Irreps(f"{config.num_features}x0e")
+        for _ in range(config.num_layers):
+            layer = NequIPLayer(irreps, irreps_sh, hidden, attrs, config.num_bessel + config.num_edge_feats, config)
+            self.layers.append(layer)
+            irreps = layer.irreps_out
+        n_out = max(len(datamodule.y_graph_scalars or []), 1)
+        self.readout = nn.Sequential(
+            o3.Linear(irreps, o3.Irreps(config.mlp_irreps)),
+            o3.Linear(o3.Irreps(config.mlp_irreps), o3.Irreps(f"{n_out}x0e")),
+        )
+        self.pool_graph = bool(datamodule.y_graph_scalars)
+        self.heads = IrrepsHeads(
+            irreps, datamodule, config.compute_forces, float(config.scaling_std), float(config.scaling_mean)
+        )
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        edge_index = data[K.EDGE_INDEX]
+        vectors, lengths = edge_vectors(data[K.COORDINATES], edge_index, data[K.CELL_SHIFT_VECTOR])
+        sh = self.sh(vectors)
+        radial = self.radial(lengths)
+        if self.config.num_edge_feats:
+            radial = torch.cat([radial, data[K.EDGE_ATTRS]], dim=-1)
+        attrs = data[K.NODE_ATTRS]
+        h = self.embedding(attrs)
+        for layer in self.layers:
+            h = layer(h, attrs, sh, radial, edge_index)
+        out = self.heads(h, data)
+        if self.pool_graph:
+            out[K.Y_GRAPH_SCALARS] = pool_graph_scalars(
+                self.readout(h), data, float(self.config.scaling_std), float(self.config.scaling_mean)
+            )
+        return out
