@@ -15,6 +15,7 @@ from physicsml.models.base import LossConfig, ModelConfig
 from physicsml.models.egnn import EGNN, EGNNConfig
 from physicsml.models.mace import MACE, MACEConfig
 from physicsml.models.nequip import NequIP, NequIPConfig
+from physicsml.models.tensor_net import TensorNet, TensorNetConfig
 
 
 class Family(NamedTuple):
@@ -26,6 +27,7 @@ MODELS: dict[str, Family] = {
     "egnn_model": Family(EGNNConfig, EGNN),
     "mace_model": Family(MACEConfig, MACE),
     "nequip_model": Family(NequIPConfig, NequIP),
+    "tensor_net_model": Family(TensorNetConfig, TensorNet),
 }
 
 

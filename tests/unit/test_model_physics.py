@@ -24,6 +24,16 @@ NUM_ELEMENTS = 7
 
 #: A small, fully random-weighted config per family, with physics switched on.
 TINY = {
+    "tensor_net_model": {
+        "num_features": 4,
+        "num_radial": 6,
+        "num_interaction_layers": 2,
+        "embedding_mlp_hidden_dims": [8],
+        "interaction_mlp_hidden_dims": [8],
+        "scalar_output_mlp_hidden_dims": [8],
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
     "nequip_model": {
         "num_features": 4,
         "num_layers": 2,
