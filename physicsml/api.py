@@ -187,7 +187,10 @@ class Model:
             getattr(train, "num_elements", None) or datamodule.num_elements or len(self.metadata.get("elements", []))
         )
         if self.module is None or ckpt_path is None:
-            self.config = resolve_auto(self.config, train, get_family(self.name).config.model_fields)
+            fields = get_family(self.name).config.model_fields
+            if "elements" in fields and self.config.get("elements") is None and self.metadata.get("elements"):
+                self.config = {**self.config, "elements": list(self.metadata["elements"])}
+            self.config = resolve_auto(self.config, train, fields)
             self.build(datamodule, num_elements, optimizer, scheduler)
         self.trainer = build_trainer(trainer_cfg, logger=logger, extra_callbacks=callbacks)
         data = BatchesDataModule(train, validation, datamodule.num_workers, seed)

@@ -39,3 +39,23 @@ def batch_as_dict(batch: Batch) -> dict[str, torch.Tensor]:
     data[K.NUM_NODES] = torch.tensor(batch.num_nodes, dtype=torch.int64)
     data[K.NUM_GRAPHS] = torch.tensor(batch.num_graphs, dtype=torch.int64)
     return data
+
+
+def padded_batch(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference's padded ANI batch of a graph batch dict.
+
+    ``species`` ``[G, max_N]`` (element index, -1 for padding), ``coordinates``
+    ``[G, max_N, 3]`` (zeros for padding), ``total_atomic_energy`` ``[G]`` and,
+    when present, ``y_graph_scalars`` ``[G, k]`` and ``y_node_vector`` ``[N, 3]``
+    (real atoms only, in batch order).
+    """
+    from torch_geometric.utils import to_dense_batch
+
+    num_graphs = len(data[K.PTR]) - 1
+    coordinates, _ = to_dense_batch(data[K.COORDINATES], data[K.BATCH], batch_size=num_graphs)
+    species, _ = to_dense_batch(data[K.RAW_ATOMIC_NUMBERS], data[K.BATCH], fill_value=-1, batch_size=num_graphs)
+    out = {K.SPECIES: species, K.COORDINATES: coordinates, K.TOTAL_ATOMIC_ENERGY: data[K.TOTAL_ATOMIC_ENERGY]}
+    for key in (K.Y_GRAPH_SCALARS, K.Y_NODE_VECTOR):
+        if key in data:
+            out[key] = data[key]
+    return out

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from torch import nn
 
+from physicsml.models.ani import ANI, ANIConfig
 from physicsml.models.base import LossConfig, ModelConfig
 from physicsml.models.egnn import EGNN, EGNNConfig
 from physicsml.models.mace import MACE, MACEConfig
@@ -28,6 +29,7 @@ MODELS: dict[str, Family] = {
     "mace_model": Family(MACEConfig, MACE),
     "nequip_model": Family(NequIPConfig, NequIP),
     "tensor_net_model": Family(TensorNetConfig, TensorNet),
+    "ani_model": Family(ANIConfig, ANI),
 }
 
 

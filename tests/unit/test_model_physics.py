@@ -24,6 +24,12 @@ NUM_ELEMENTS = 7
 
 #: A small, fully random-weighted config per family, with physics switched on.
 TINY = {
+    "ani_model": {
+        "which_ani": "ani2",
+        "elements": ["H", "C", "N", "O", "F", "S", "Cl"],
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
     "tensor_net_model": {
         "num_features": 4,
         "num_radial": 6,
@@ -66,6 +72,11 @@ TINY = {
 }
 
 
+#: Families whose element set or cut-off differs from the defaults above.
+ELEMENTS = {"ani_model": (1, 6, 7, 8, 9, 16, 17)}
+CUT_OFFS = {"ani_model": 5.2}
+
+
 def module_for(name: str) -> PhysicsMLModule:
     torch.manual_seed(0)
     config = {
@@ -74,8 +85,10 @@ def module_for(name: str) -> PhysicsMLModule:
         "compute_stress": True,
         "y_graph_scalars_loss_config": {"name": "MSELoss"},
     }
-    datamodule = {"cut_off": CUT_OFF, "y_graph_scalars": ["energy"], "y_node_vector": "forces"}
-    return PhysicsMLModule(name, config, datamodule, num_elements=NUM_ELEMENTS).double().eval()
+    datamodule = {"cut_off": CUT_OFFS.get(name, CUT_OFF), "y_graph_scalars": ["energy"], "y_node_vector": "forces"}
+    module = PhysicsMLModule(name, config, datamodule, num_elements=NUM_ELEMENTS).double().eval()
+    module.family = name
+    return module
 
 
 def ethanol(seed: int = 0):
@@ -94,8 +107,26 @@ def copper(seed: int = 0):
     return atoms
 
 
+def periodic(name: str, seed: int = 0):
+    """A sheared periodic cell the family can describe: Cu/Al, or C/N diamond for ANI."""
+    if name != "ani_model":
+        return copper(seed)
+    atoms = bulk("C", "diamond", a=3.57, cubic=True)
+    atoms.set_cell(
+        atoms.cell.array @ np.array([[1.0, 0.05, 0.02], [0.0, 0.98, 0.04], [0.0, 0.0, 1.03]]), scale_atoms=True
+    )
+    atoms.numbers[1] = 7
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
 def predict(module, frames):
-    out = module(batch_from_atoms(frames, cut_off=CUT_OFF))
+    family = module.family
+    out = module(
+        batch_from_atoms(
+            frames, elements=ELEMENTS.get(family, (1, 6, 7, 8, 13, 28, 29)), cut_off=CUT_OFFS.get(family, CUT_OFF)
+        )
+    )
     return out[K.Y_GRAPH_SCALARS][:, 0].detach(), out[K.Y_NODE_VECTOR].detach(), out.get(STRESS)
 
 
@@ -116,7 +147,7 @@ assert set(FAMILIES) == set(MODELS), "every registered family needs a tiny confi
 @pytest.mark.parametrize("system", ["molecule", "periodic"])
 def test_rotation_translation_permutation(name, improper, system):
     module = module_for(name)
-    atoms = ethanol() if system == "molecule" else copper()
+    atoms = ethanol() if system == "molecule" else periodic(name)
     energy, forces, _ = predict(module, [atoms])
     rotation = random_orthogonal(1, improper)
     moved = atoms.copy()
@@ -137,7 +168,7 @@ def test_rotation_translation_permutation(name, improper, system):
 @pytest.mark.parametrize("system", ["molecule", "periodic"])
 def test_forces_are_minus_the_energy_gradient(name, system):
     module = module_for(name)
-    atoms = ethanol() if system == "molecule" else copper()
+    atoms = ethanol() if system == "molecule" else periodic(name)
     _, forces, _ = predict(module, [atoms])
     h = 1e-5
     for atom, axis in [(0, 0), (2, 1), (len(atoms) - 1, 2)]:
@@ -152,7 +183,7 @@ def test_forces_are_minus_the_energy_gradient(name, system):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_stress_is_the_strain_derivative(name):
     module = module_for(name)
-    atoms = copper()
+    atoms = periodic(name)
     _, _, stress = predict(module, [atoms])
     volume, h = atoms.get_volume(), 1e-5
     for i, j in [(0, 0), (1, 2), (2, 2), (0, 1)]:
@@ -173,7 +204,7 @@ def test_stress_is_the_strain_derivative(name):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_supercell_energy_is_extensive_and_forces_repeat(name):
     module = module_for(name)
-    atoms = copper()
+    atoms = periodic(name)
     supercell = atoms * (2, 2, 2)
     energies, forces_both, _ = predict(module, [atoms, supercell])
     energy, energy_super = energies
@@ -198,9 +229,10 @@ def test_energy_is_continuous_at_the_cut_off(name):
     from ase import Atoms
 
     module = module_for(name)
-    just_inside = Atoms("CO", positions=[[0, 0, 0], [CUT_OFF - 1e-6, 0, 0]])
-    just_outside = Atoms("CO", positions=[[0, 0, 0], [CUT_OFF + 1e-6, 0, 0]])
-    closer = Atoms("CO", positions=[[0, 0, 0], [0.5 * CUT_OFF, 0, 0]])
+    cut_off = CUT_OFFS.get(name, CUT_OFF)
+    just_inside = Atoms("CO", positions=[[0, 0, 0], [cut_off - 1e-6, 0, 0]])
+    just_outside = Atoms("CO", positions=[[0, 0, 0], [cut_off + 1e-6, 0, 0]])
+    closer = Atoms("CO", positions=[[0, 0, 0], [0.5 * cut_off, 0, 0]])
     energies, forces, _ = predict(module, [just_inside, just_outside, closer])
     assert energies[0].item() == pytest.approx(energies[1].item(), abs=1e-9)
     assert forces[:4].abs().max() < 1e-6  # the force vanishes at the cut-off as well

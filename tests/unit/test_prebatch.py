@@ -176,3 +176,29 @@ def test_every_target_level_and_graph_attrs(tmp_path):
     assert batch.graph_attrs.shape == (4, 4) and torch.equal(batch.graph_attrs[:, 1:], batch.y_graph_vector)
     with pytest.raises(Exception, match="datamodule.y_node_vector: column 'dipole' is graph_vector"):
         split_arrays(table, build_graphs(table, 5.0), DataModuleConfig(y_node_vector="dipole"))
+
+
+def test_ani_padded_batch_fields_shapes_and_padding(tmp_path):
+    from physicsml.data.batch import padded_batch
+
+    config = DataModuleConfig(train={"batch_size": 8}, y_graph_scalars=["energy"], y_node_vector="forces", cut_off=5.2)
+    on_disk, *_ = three_modes(tmp_path / "t.arrow", config)
+    graph = batch_as_dict(on_disk[1])
+    padded = padded_batch(graph)
+    counts = (graph[K.PTR][1:] - graph[K.PTR][:-1]).tolist()
+    g, n, longest = len(counts), sum(counts), max(counts)
+    expected = {
+        K.SPECIES: ((g, longest), torch.int64),
+        K.COORDINATES: ((g, longest, 3), torch.float32),
+        K.TOTAL_ATOMIC_ENERGY: ((g,), torch.float32),
+        K.Y_GRAPH_SCALARS: ((g, 1), torch.float32),
+        K.Y_NODE_VECTOR: ((n, 3), torch.float32),
+    }
+    assert {k: (tuple(v.shape), v.dtype) for k, v in padded.items()} == expected
+    assert min(counts) < longest  # the batch mixes sizes, so padding is exercised
+    for row, count in enumerate(counts):
+        start = int(graph[K.PTR][row])
+        assert torch.equal(padded[K.SPECIES][row, :count], graph[K.RAW_ATOMIC_NUMBERS][start : start + count])
+        assert torch.all(padded[K.SPECIES][row, count:] == -1)
+        assert torch.equal(padded[K.COORDINATES][row, :count], graph[K.COORDINATES][start : start + count])
+        assert torch.all(padded[K.COORDINATES][row, count:] == 0)
