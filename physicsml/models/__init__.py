@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from torch import nn
 
+from physicsml.models.allegro import Allegro, AllegroConfig
 from physicsml.models.ani import ANI, ANIConfig
 from physicsml.models.base import LossConfig, ModelConfig
 from physicsml.models.egnn import EGNN, EGNNConfig
@@ -30,6 +31,7 @@ MODELS: dict[str, Family] = {
     "nequip_model": Family(NequIPConfig, NequIP),
     "tensor_net_model": Family(TensorNetConfig, TensorNet),
     "ani_model": Family(ANIConfig, ANI),
+    "allegro_model": Family(AllegroConfig, Allegro),
 }
 
 

@@ -185,7 +185,14 @@ def test_dvc_pipeline_experiments_and_metrics(dvc_project):
 
 
 #: A few epochs each: the equivariant families learn forces much faster per epoch than EGNN.
-EPOCHS = {"egnn_model": 20, "mace_model": 10, "nequip_model": 10, "tensor_net_model": 10, "ani_model": 10}
+EPOCHS = {
+    "egnn_model": 20,
+    "mace_model": 10,
+    "nequip_model": 10,
+    "tensor_net_model": 10,
+    "ani_model": 10,
+    "allegro_model": 20,
+}
 
 
 @pytest.mark.parametrize("family", sorted(MODELS))

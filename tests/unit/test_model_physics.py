@@ -24,6 +24,19 @@ NUM_ELEMENTS = 7
 
 #: A small, fully random-weighted config per family, with physics switched on.
 TINY = {
+    "allegro_model": {
+        "num_layers": 2,
+        "max_ell": 2,
+        "env_embed_multiplicity": 4,
+        "two_body_latent_mlp_latent_dimensions": [8, 16],
+        "latent_mlp_latent_dimensions": [16],
+        "mlp_latent_dimensions": [8],
+        "num_bessel": 4,
+        "avg_num_neighbours": 8.0,
+        "latent_resnet_update_ratios": [0.5, 0.5],
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
     "ani_model": {
         "which_ani": "ani2",
         "elements": ["H", "C", "N", "O", "F", "S", "Cl"],

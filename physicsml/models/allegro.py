@@ -1,0 +1,224 @@
+"""Allegro: strictly local equivariant edge features (Musaelian et al., Nat. Commun. 2023).
+
+Every edge ``ij`` carries a scalar latent ``x_ij`` and equivariant features
+``V_ij``; nothing is passed between atoms beyond the cut-off sphere of ``i``.
+
+* two-body latent: ``x_ij = MLP(Z_i, Z_j, Bessel(r_ij)) f_c(r_ij)``;
+  initial ``V_ij = w(x_ij) Y(r_ij)`` (``env_embed_multiplicity`` channels);
+* each layer: the environment of ``i``, ``sum_k w(x_ik) Y(r_ik) / sqrt(avg_num_neighbours)``,
+  is coupled channel-wise with ``V_ij`` by a tensor product; its scalars update the
+  latent through ``latent_mlp`` (optionally as a resnet with update ratios) and
+  the latent re-weights ``V_ij``; the last layer keeps scalars only;
+* per-edge energies from ``mlp_latent_dimensions``, times the cut-off envelope,
+  are summed onto the receiver atom, then per structure with ``total_atomic_energy``.
+
+Outputs ``y_graph_scalars``, ``y_node_scalars`` and ``y_node_vector`` (or forces).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from e3nn import o3
+from pydantic import Field
+from torch import nn
+
+from physicsml.configs import DataModuleConfig
+from physicsml.data import keys as K
+from physicsml.models.base import ModelConfig
+from physicsml.nn import edge_vectors, scatter_sum
+from physicsml.nn.blocks import BesselBasis, PolynomialCutoff
+from physicsml.nn.readout import pool_graph_scalars
+
+Auto = Literal["auto"]
+
+
+class AllegroConfig(ModelConfig):
+    """Hyperparameters of ``allegro_model`` (names and defaults of the reference physicsml)."""
+
+    num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
+    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs fed to the two-body MLP (0: none).")
+    num_layers: int = Field(2, ge=1, description="Allegro layers.")
+    max_ell: int = Field(2, ge=0, description="Highest l of the edge features.")
+    parity: bool = Field(True, description="Keep both parities of every l (else only (-1)^l).")
+    mlp_irreps: str = Field(
+        "16x0e", description="Kept for reference compatibility; the edge energy MLP uses mlp_latent_dimensions."
+    )
+    mlp_latent_dimensions: list[int] = Field(
+        default_factory=lambda: [128], description="Hidden widths of the edge energy MLP."
+    )
+    latent_mlp_latent_dimensions: list[int] = Field(
+        default_factory=lambda: [1024, 1024, 1024], description="Hidden widths of the latent update MLP."
+    )
+    env_embed_multiplicity: int = Field(32, ge=1, description="Channels of the equivariant edge features.")
+    two_body_latent_mlp_latent_dimensions: list[int] = Field(
+        default_factory=lambda: [128, 256, 512, 1024], description="Widths of the two-body MLP (last = latent size)."
+    )
+    env_embed_mlp_latent_dimensions: list[int] = Field(
+        default_factory=list, description="Hidden widths of the environment weight MLP ([]: linear)."
+    )
+    num_bessel: int = Field(8, ge=1, description="Radial Bessel functions.")
+    bessel_basis_trainable: bool = Field(True, description="Learn the Bessel frequencies.")
+    num_polynomial_cutoff: int = Field(6, ge=1, description="Power p of the polynomial cut-off envelope.")
+    avg_num_neighbours: float | Auto | None = Field(
+        None, description="Environment normalisation; null/'auto': the training split's mean."
+    )
+    embed_initial_edge: bool = Field(True, description="Weight the initial edge harmonics by the two-body latent.")
+    per_layer_cutoffs: list[float] | None = Field(
+        None, description="A cut-off per layer (<= the datamodule's), for the latent envelopes."
+    )
+    latent_resnet: bool = Field(True, description="Update the latent as a resnet.")
+    latent_resnet_update_ratios: list[float] | None = Field(
+        None, description="Per-layer ratio of new to old latent (default 1)."
+    )
+    latent_resnet_update_ratios_learnable: bool = Field(False, description="Learn the update ratios.")
+    scaling_mean: float | Auto = Field(0.0, description="Per-atom energy shift; 'auto': from the training split.")
+    scaling_std: float | Auto = Field(1.0, description="Energy scale; 'auto': RMS training force component.")
+
+
+def mlp(widths: list[int], last_activation: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if k < len(widths) - 2 or last_activation:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+def weight_irreps(weights: torch.Tensor, harmonics: torch.Tensor, irreps_sh: o3.Irreps, channels: int) -> torch.Tensor:
+    """``[E, channels * n_blocks]`` weights times ``[E, sh.dim]`` harmonics, in e3nn layout of ``channels x irreps_sh``."""
+    weights = weights.view(len(weights), len(irreps_sh), channels)
+    blocks = [weights[:, b, :, None] * harmonics[:, s][:, None, :] for b, s in enumerate(irreps_sh.slices())]
+    return torch.cat([block.reshape(len(weights), -1) for block in blocks], dim=-1)
+
+
+class Allegro(nn.Module):
+    """The Allegro network (see the module docstring)."""
+
+    def __init__(self, config: AllegroConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
+        super().__init__()
+        for key in ("scaling_mean", "scaling_std", "avg_num_neighbours"):
+            if getattr(config, key) in ("auto", None):
+                raise ValueError(f"{key} must be a number here; Model.train computes 'auto' from the training split")
+        if (config.num_node_feats or num_elements) != num_elements:
+            raise ValueError(
+                f"num_node_feats is {config.num_node_feats} but the batches carry {num_elements} element features"
+            )
+        cutoffs = config.per_layer_cutoffs or [datamodule.cut_off] * config.num_layers
+        if len(cutoffs) != config.num_layers or max(cutoffs) > datamodule.cut_off or min(cutoffs) <= 0:
+            raise ValueError(
+                f"per_layer_cutoffs needs {config.num_layers} values in (0, {datamodule.cut_off}], got {cutoffs}"
+            )
+        ratios = config.latent_resnet_update_ratios or [1.0] * config.num_layers
+        if len(ratios) != config.num_layers:
+            raise ValueError(f"latent_resnet_update_ratios needs {config.num_layers} values, got {ratios}")
+        if datamodule.y_graph_vector:
+            raise ValueError("allegro_model predicts no graph vectors")
+        self.config = config
+        m = config.env_embed_multiplicity
+        latent = config.two_body_latent_mlp_latent_dimensions[-1]
+        self.irreps_sh = o3.Irreps.spherical_harmonics(config.max_ell, p=-1 if config.parity else 1)
+        self.sh = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
+        self.bessel = BesselBasis(datamodule.cut_off, config.num_bessel, config.bessel_basis_trainable)
+        self.cutoffs = nn.ModuleList(
+            PolynomialCutoff(c, config.num_polynomial_cutoff) for c in [datamodule.cut_off, *cutoffs]
+        )
+        self.two_body = mlp(
+            [
+                2 * num_elements + config.num_bessel + config.num_edge_feats,
+                *config.two_body_latent_mlp_latent_dimensions,
+            ],
+            last_activation=True,
+        )
+        n_blocks = len(self.irreps_sh)
+        self.initial_weights = nn.Linear(latent, m * n_blocks) if config.embed_initial_edge else None
+        allowed = [
+            (ell, p) for ell in range(config.max_ell + 1) for p in ((1, -1) if config.parity else ((-1) ** ell,))
+        ]
+        self.env_weights, self.products, self.mixers, self.latents, self.feature_weights = (
+            nn.ModuleList() for _ in range(5)
+        )
+        irreps = o3.Irreps([(m, ir) for _, ir in self.irreps_sh])
+        for layer in range(config.num_layers):
+            last = layer == config.num_layers - 1
+            target = o3.Irreps(f"{m}x0e") if last else o3.Irreps([(m, ir) for ir in allowed])
+            self.env_weights.append(mlp([latent, *config.env_embed_mlp_latent_dimensions, m * n_blocks]))
+            instructions, outputs = [], []
+            for i, (_, ir_v) in enumerate(irreps):
+                for j, (_, ir_e) in enumerate(self.irreps_sh):
+                    for ir in ir_v * ir_e:
+                        if (ir.l, ir.p) in [(t.l, t.p) for _, t in target]:
+                            instructions.append((i, j, len(outputs), "uuu", True))
+                            outputs.append((m, ir))
+            env_irreps = o3.Irreps([(m, ir) for _, ir in self.irreps_sh])
+            product = o3.TensorProduct(
+                irreps, env_irreps, o3.Irreps(outputs), instructions, internal_weights=True, shared_weights=True
+            )
+            self.products.append(product)
+            self.mixers.append(o3.Linear(product.irreps_out, target))
+            self.latents.append(mlp([latent + m, *config.latent_mlp_latent_dimensions, latent]))
+            self.feature_weights.append(None if last else nn.Linear(latent, m * len(target)))
+            irreps = target
+        self.ratios = nn.Parameter(torch.tensor(ratios), requires_grad=config.latent_resnet_update_ratios_learnable)
+        n_graph, n_node = max(len(datamodule.y_graph_scalars or []), 1), len(datamodule.y_node_scalars or [])
+        self.energy = mlp([latent, *config.mlp_latent_dimensions, n_graph])
+        self.node_scalars = mlp([latent, *config.mlp_latent_dimensions, n_node]) if n_node else None
+        wants_vector = datamodule.y_node_vector is not None and not config.compute_forces
+        self.node_vector = mlp([latent, *config.mlp_latent_dimensions, 1]) if wants_vector else None
+        self.pool_graph = bool(datamodule.y_graph_scalars)
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        config, m = self.config, self.config.env_embed_multiplicity
+        edge_index = data[K.EDGE_INDEX]
+        receiver, sender = edge_index
+        vectors, lengths = edge_vectors(data[K.COORDINATES], edge_index, data[K.CELL_SHIFT_VECTOR])
+        harmonics = self.sh(vectors)
+        attrs = data[K.NODE_ATTRS]
+        inputs = [attrs[receiver], attrs[sender], self.bessel(lengths)]
+        if config.num_edge_feats:
+            inputs.append(data[K.EDGE_ATTRS])
+        envelope = self.cutoffs[0](lengths)
+        x = self.two_body(torch.cat(inputs, dim=-1)) * envelope
+        if self.initial_weights is not None:
+            v = weight_irreps(self.initial_weights(x), harmonics, self.irreps_sh, m)
+        else:
+            v = weight_irreps(
+                torch.ones(len(x), m * len(self.irreps_sh), dtype=x.dtype, device=x.device),
+                harmonics,
+                self.irreps_sh,
+                m,
+            )
+        norm = 1.0 / math.sqrt(float(config.avg_num_neighbours))
+        for layer in range(config.num_layers):
+            env_weights = self.env_weights[layer](x) * envelope  # neighbours fade in and out at the cut-off
+            env = scatter_sum(weight_irreps(env_weights, harmonics, self.irreps_sh, m), receiver, len(attrs)) * norm
+            v = self.mixers[layer](self.products[layer](v, env[receiver]))
+            scalars = v[:, :m]  # the 0e channels come first in every target
+            update = self.latents[layer](torch.cat([x, scalars], dim=-1)) * self.cutoffs[layer + 1](lengths)
+            if config.latent_resnet:
+                ratio = self.ratios[layer]
+                x = (x + ratio * update) / torch.sqrt(1.0 + ratio**2)
+            else:
+                x = update
+            if self.feature_weights[layer] is not None:
+                weights = self.feature_weights[layer](x)
+                v = _scale_channels(v, weights, self.mixers[layer].irreps_out, m)
+        std, mean = float(config.scaling_std), float(config.scaling_mean)
+        out: dict[str, torch.Tensor] = {}
+        if self.pool_graph:
+            atomic = scatter_sum(self.energy(x) * envelope, receiver, len(attrs))
+            out[K.Y_GRAPH_SCALARS] = pool_graph_scalars(atomic, data, std, mean)
+        if self.node_scalars is not None:
+            out[K.Y_NODE_SCALARS] = scatter_sum(self.node_scalars(x) * envelope, receiver, len(attrs)) * std + mean
+        if self.node_vector is not None:
+            out[K.Y_NODE_VECTOR] = scatter_sum(self.node_vector(x) * envelope * vectors / lengths, receiver, len(attrs))
+        return out
+
+
+def _scale_channels(v: torch.Tensor, weights: torch.Tensor, irreps: o3.Irreps, channels: int) -> torch.Tensor:
+    """Multiply each channel of each irrep block of ``v`` by its own scalar weight."""
+    weights = weights.view(len(v), len(irreps), channels)
+    blocks = [v[:, s].view(len(v), channels, -1) * weights[:, b, :, None] for b, s in enumerate(irreps.slices())]
+    return torch.cat([block.reshape(len(v), -1) for block in blocks], dim=-1)
