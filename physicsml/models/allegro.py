@@ -27,7 +27,7 @@ from torch import nn
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig
+from physicsml.models.base import ModelConfig, check_ready
 from physicsml.nn import edge_vectors, scatter_sum
 from physicsml.nn.blocks import BesselBasis, PolynomialCutoff
 from physicsml.nn.readout import pool_graph_scalars
@@ -99,13 +99,7 @@ class Allegro(nn.Module):
 
     def __init__(self, config: AllegroConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
         super().__init__()
-        for key in ("scaling_mean", "scaling_std", "avg_num_neighbours"):
-            if getattr(config, key) in ("auto", None):
-                raise ValueError(f"{key} must be a number here; Model.train computes 'auto' from the training split")
-        if (config.num_node_feats or num_elements) != num_elements:
-            raise ValueError(
-                f"num_node_feats is {config.num_node_feats} but the batches carry {num_elements} element features"
-            )
+        check_ready(config, num_elements)
         cutoffs = config.per_layer_cutoffs or [datamodule.cut_off] * config.num_layers
         if len(cutoffs) != config.num_layers or max(cutoffs) > datamodule.cut_off or min(cutoffs) <= 0:
             raise ValueError(

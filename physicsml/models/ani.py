@@ -27,7 +27,7 @@ from torch import nn
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig
+from physicsml.models.base import ModelConfig, check_ready
 from physicsml.nn import edge_vectors
 from physicsml.nn.readout import pool_graph_scalars
 
@@ -160,10 +160,7 @@ class ANI(nn.Module):
 
     def __init__(self, config: ANIConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
         super().__init__()
-        if "auto" in (config.scaling_mean, config.scaling_std):
-            raise ValueError(
-                "scaling_mean/scaling_std must be numbers here; Model.train computes 'auto' from the training split"
-            )
+        check_ready(config, num_elements)
         parameters = ANI_PARAMETERS[config.which_ani]
         if datamodule.cut_off < parameters.radial_cut_off:
             raise ValueError(

@@ -58,3 +58,19 @@ class ModelConfig(Config):
             for name, value in self
             if name.endswith("_loss_config") and value is not None
         }
+
+
+def check_ready(config: ModelConfig, num_elements: int) -> None:
+    """Raise ``ValueError`` when the network cannot be built from ``config`` yet.
+
+    ``"auto"`` (and unset ``avg_num_neighbours``) statistics must have been
+    computed from the training split (:meth:`physicsml.api.Model.train` does this),
+    and ``num_node_feats``, when given, must match the batches' element features.
+    """
+    fields = type(config).model_fields
+    for key in ("scaling_mean", "scaling_std", "avg_num_neighbours"):
+        if key in fields and getattr(config, key) in ("auto", None):
+            raise ValueError(f"{key} must be a number here; Model.train computes 'auto' from the training split")
+    given = getattr(config, "num_node_feats", None)
+    if given is not None and given != num_elements:
+        raise ValueError(f"num_node_feats is {given} but the batches carry {num_elements} element features")

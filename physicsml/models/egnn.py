@@ -26,7 +26,7 @@ from torch import nn
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig
+from physicsml.models.base import ModelConfig, check_ready
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, make_mlp, scatter_sum
 from physicsml.nn.readout import graph_vector, pool_graph_scalars
 
@@ -95,17 +95,9 @@ class EGNN(nn.Module):
         super().__init__()
         c = config.c_hidden
         self.config = config
-        if "auto" in (config.scaling_mean, config.scaling_std):
-            raise ValueError(
-                "scaling_mean/scaling_std 'auto' are computed from the training split by Model.train; give numbers to build the network directly"
-            )
-        num_node_feats = config.num_node_feats or num_elements
-        if num_node_feats != num_elements:
-            raise ValueError(
-                f"num_node_feats is {num_node_feats} but the batches carry {num_elements} element features"
-            )
+        check_ready(config, num_elements)
         mlp = dict(dropout=config.dropout, mlp_activation=config.mlp_activation)
-        self.embed_nodes = make_mlp(num_node_feats, c, c, 2, output_activation=config.mlp_output_activation, **mlp)
+        self.embed_nodes = make_mlp(num_elements, c, c, 2, output_activation=config.mlp_output_activation, **mlp)
         self.embed_edges = make_mlp(config.num_edge_feats, c, c, 2, **mlp) if config.num_edge_feats else None
         self.envelope = CosineSwitch(datamodule.cut_off, 0.8 * datamodule.cut_off)
         self.layers = nn.ModuleList(

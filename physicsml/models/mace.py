@@ -24,10 +24,10 @@ from torch import nn
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig
+from physicsml.models.base import ModelConfig, check_ready
 from physicsml.models.equivariant_heads import IrrepsHeads
-from physicsml.nn import edge_vectors, scatter_sum
-from physicsml.nn.equivariant import ElementwiseProduct, RadialEmbedding, uvu_convolution
+from physicsml.nn import scatter_sum
+from physicsml.nn.equivariant import ElementwiseProduct, RadialEmbedding, embed_edges, uvu_convolution
 from physicsml.nn.readout import pool_graph_scalars
 
 Auto = Literal["auto"]
@@ -100,13 +100,7 @@ class MACE(nn.Module):
 
     def __init__(self, config: MACEConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
         super().__init__()
-        for key in ("scaling_mean", "scaling_std", "avg_num_neighbours"):
-            if getattr(config, key) in ("auto", None):
-                raise ValueError(f"{key} must be a number here; Model.train computes 'auto' from the training split")
-        if (config.num_node_feats or num_elements) != num_elements:
-            raise ValueError(
-                f"num_node_feats is {config.num_node_feats} but the batches carry {num_elements} element features"
-            )
+        check_ready(config, num_elements)
         self.config = config
         hidden = o3.Irreps(config.hidden_irreps).simplify()
         channels = {mul for mul, _ in hidden}
@@ -155,11 +149,7 @@ class MACE(nn.Module):
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         edge_index = data[K.EDGE_INDEX]
-        vectors, lengths = edge_vectors(data[K.COORDINATES], edge_index, data[K.CELL_SHIFT_VECTOR])
-        sh = self.sh(vectors)
-        radial = self.radial(lengths)
-        if self.config.num_edge_feats:
-            radial = torch.cat([radial, data[K.EDGE_ATTRS]], dim=-1)
+        sh, radial = embed_edges(data, self.sh, self.radial, self.config.num_edge_feats)
         elements = data[K.NODE_ATTRS]
         h = self.embedding(elements)
         atomic = 0.0

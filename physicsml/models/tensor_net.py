@@ -21,7 +21,7 @@ from torch import nn
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig
+from physicsml.models.base import ModelConfig, check_ready
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, scatter_sum
 from physicsml.nn.readout import pool_graph_scalars
 
@@ -122,14 +122,7 @@ class TensorNet(nn.Module):
 
     def __init__(self, config: TensorNetConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
         super().__init__()
-        if "auto" in (config.scaling_mean, config.scaling_std):
-            raise ValueError(
-                "scaling_mean/scaling_std must be numbers here; Model.train computes 'auto' from the training split"
-            )
-        if (config.num_node_feats or num_elements) != num_elements:
-            raise ValueError(
-                f"num_node_feats is {config.num_node_feats} but the batches carry {num_elements} element features"
-            )
+        check_ready(config, num_elements)
         if datamodule.y_graph_vector or (datamodule.y_node_vector and not config.compute_forces):
             raise ValueError(
                 "tensor_net_model predicts node vectors only as forces (compute_forces) and no graph vectors"

@@ -6,7 +6,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from physicsml.nn.blocks import BesselBasis, PolynomialCutoff
+from physicsml.data import keys as K
+from physicsml.nn.blocks import BesselBasis, PolynomialCutoff, edge_vectors
 
 
 class RadialEmbedding(nn.Module):
@@ -70,3 +71,14 @@ class ElementwiseProduct(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
         return self.product(a, b, elements @ self.element_weights)
+
+
+def embed_edges(
+    data: dict[str, torch.Tensor], harmonics: o3.SphericalHarmonics, radial: RadialEmbedding, num_edge_feats: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spherical harmonics ``[E, sh.dim]`` and radial features ``[E, num_bessel (+ edge attrs)]`` of every edge."""
+    vectors, lengths = edge_vectors(data[K.COORDINATES], data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
+    features = radial(lengths)
+    if num_edge_feats:
+        features = torch.cat([features, data[K.EDGE_ATTRS]], dim=-1)
+    return harmonics(vectors), features
