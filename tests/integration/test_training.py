@@ -210,3 +210,39 @@ def test_a_reference_style_model_dict_trains_unchanged(molecules):
     assert model.trainer.current_epoch == 2 and model.trainer.global_step == 4  # 128 structures in batches of 64
     assert type(model.trainer.optimizers[0]).__name__ == "AdamW"
     assert set(model.predict(molecules["test"])) == {"energy", "forces"}
+
+
+def test_stress_trains_end_to_end_on_periodic_cells():
+    """y_stress flows from the featurised 3x3 column through batches, loss and metrics."""
+    data = DataConfig(
+        source=str(ROOT / "data/raw/bulk.extxyz"), targets={"energy": "energy", "forces": "forces", "stress": "stress"}
+    )
+    tables = featurise(data, FeaturiseConfig(atomic_energies={"method": "least_squares"}))
+    datamodule = {
+        "y_graph_scalars": ["energy"],
+        "y_node_vector": "forces",
+        "y_stress": "stress",
+        "cut_off": 4.0,
+        "train": {"batch_size": 16},
+        "validation": {"batch_size": 16},
+    }
+    config = {
+        "c_hidden": 16,
+        "num_layers": 1,
+        "num_rbf": 8,
+        "compute_forces": True,
+        "compute_stress": True,
+        "scaling_mean": "auto",
+        "scaling_std": "auto",
+        **LOSSES,
+        "y_stress_loss_config": {"name": "MSELoss", "weight": 100.0},
+    }
+    model = Model("egnn_model", config).train(
+        tables["train"], tables["validation"], datamodule, {"max_epochs": 2, "accelerator": "cpu"}
+    )
+    batch = next(iter(model.trainer.train_dataloader))
+    assert batch.y_stress.shape == (batch.num_graphs, 3, 3)
+    logged = model.trainer.callback_metrics
+    assert {"val/stress/mae", "val/stress/rmse", "train/y_stress/loss"} <= set(logged)
+    stress = model.predict(tables["test"])["stress"]
+    assert stress.shape == (tables["test"].num_rows, 3, 3) and np.allclose(stress, stress.transpose(0, 2, 1), atol=1e-6)
