@@ -41,10 +41,10 @@ FORMAT_VERSION = 1
 def _without_missing_targets(config: DataModuleConfig, columns: Sequence[str]) -> DataModuleConfig:
     """``config`` with every target selection the table has no column for removed."""
     update: dict[str, Any] = {}
-    for key in ("y_graph_scalars", "y_node_scalars", "graph_attrs_cols"):
+    for key in ("y_graph_scalars", "y_node_scalars"):
         names = getattr(config, key)
         if names and not set(names) <= set(columns):
-            update[key] = None if key != "graph_attrs_cols" else names
+            update[key] = None
     for key in ("y_graph_vector", "y_node_vector", "y_stress"):
         if getattr(config, key) and getattr(config, key) not in columns:
             update[key] = None
@@ -112,12 +112,10 @@ class Model:
 
         if isinstance(data, pa.Table):
             return data
-        if (
-            isinstance(data, (str, os.PathLike))
-            and str(data).endswith(".arrow")
-            and table_metadata(read_table(data)).get("elements")
-        ):
-            return read_table(data)
+        if isinstance(data, (str, os.PathLike)) and str(data).endswith(".arrow"):
+            table = read_table(data)
+            if table_metadata(table).get("elements"):
+                return table
         if not self.metadata:
             raise ValueError(
                 "structures can only be featurised for a model that knows its element list: train it on a featurised table first"

@@ -23,7 +23,7 @@ from physicsml.errors import ConfigError
 from physicsml.featurise import atomic_energies as self_energies
 from physicsml.featurise.elements import resolve_elements, species_of
 from physicsml.featurise.table import structures_to_table, target_kinds
-from physicsml.io.arrow import write_table
+from physicsml.io.arrow import with_metadata, write_table
 from physicsml.io.atomic import atomic_output_dir
 from physicsml.io.structures import Structure, read_structures
 
@@ -115,7 +115,7 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
     for name, part in splits.items():
         total = np.array([per_index[s].sum() for s in species[name]], dtype=np.float64)
         table = structures_to_table(part, species[name], total, kinds)
-        tables[name] = table.replace_schema_metadata({b"physicsml": _json(metadata)})
+        tables[name] = with_metadata(table, metadata)
     return tables
 
 
@@ -131,13 +131,7 @@ def featurise_like(structures: Sequence[Structure], metadata: dict, targets: Seq
     total = np.array([per_index[s].sum() for s in species], dtype=np.float64)
     kinds = target_kinds(structures, list(targets)) if structures else {}
     table = structures_to_table(structures, species, total, kinds)
-    return table.replace_schema_metadata({b"physicsml": _json({**metadata, "targets": kinds})})
-
-
-def _json(metadata: dict) -> bytes:
-    import json
-
-    return json.dumps(metadata, sort_keys=True).encode()
+    return with_metadata(table, {**metadata, "targets": kinds})
 
 
 def write_featurised(tables: dict[str, pa.Table], out: str | os.PathLike) -> None:

@@ -66,11 +66,15 @@ def to_numpy(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray
     return values.reshape(-1, *shape) if shape else values, offsets
 
 
+def with_metadata(table: pa.Table, metadata: dict[str, Any]) -> pa.Table:
+    """``table`` with ``metadata`` stored as JSON in its schema (read back by :func:`table_metadata`)."""
+    return table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+
+
 def write_table(table: pa.Table, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:
     """Write ``table`` as one Arrow IPC file, with ``metadata`` as JSON in the schema."""
     if metadata is not None:
-        encoded = json.dumps(metadata, sort_keys=True).encode()
-        table = table.replace_schema_metadata({METADATA_KEY: encoded})
+        table = with_metadata(table, metadata)
     with pa.OSFile(str(path), "wb") as sink:
         with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)

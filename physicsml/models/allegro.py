@@ -29,7 +29,7 @@ from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
 from physicsml.nn import edge_vectors, scatter_sum
-from physicsml.nn.blocks import BesselBasis, PolynomialCutoff
+from physicsml.nn.blocks import BesselBasis, PolynomialCutoff, mlp_from_widths
 from physicsml.nn.readout import pool_graph_scalars
 
 Auto = Literal["auto"]
@@ -78,15 +78,6 @@ class AllegroConfig(ModelConfig):
     scaling_std: float | Auto = Field(1.0, description="Energy scale; 'auto': RMS training force component.")
 
 
-def mlp(widths: list[int], last_activation: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(a, b))
-        if k < len(widths) - 2 or last_activation:
-            layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
-
-
 def weight_irreps(weights: torch.Tensor, harmonics: torch.Tensor, irreps_sh: o3.Irreps, channels: int) -> torch.Tensor:
     """``[E, channels * n_blocks]`` weights times ``[E, sh.dim]`` harmonics, in e3nn layout of ``channels x irreps_sh``."""
     weights = weights.view(len(weights), len(irreps_sh), channels)
@@ -119,7 +110,7 @@ class Allegro(nn.Module):
         self.cutoffs = nn.ModuleList(
             PolynomialCutoff(c, config.num_polynomial_cutoff) for c in [datamodule.cut_off, *cutoffs]
         )
-        self.two_body = mlp(
+        self.two_body = mlp_from_widths(
             [
                 2 * num_elements + config.num_bessel + config.num_edge_feats,
                 *config.two_body_latent_mlp_latent_dimensions,
@@ -138,7 +129,7 @@ class Allegro(nn.Module):
         for layer in range(config.num_layers):
             last = layer == config.num_layers - 1
             target = o3.Irreps(f"{m}x0e") if last else o3.Irreps([(m, ir) for ir in allowed])
-            self.env_weights.append(mlp([latent, *config.env_embed_mlp_latent_dimensions, m * n_blocks]))
+            self.env_weights.append(mlp_from_widths([latent, *config.env_embed_mlp_latent_dimensions, m * n_blocks]))
             instructions, outputs = [], []
             for i, (_, ir_v) in enumerate(irreps):
                 for j, (_, ir_e) in enumerate(self.irreps_sh):
@@ -152,15 +143,15 @@ class Allegro(nn.Module):
             )
             self.products.append(product)
             self.mixers.append(o3.Linear(product.irreps_out, target))
-            self.latents.append(mlp([latent + m, *config.latent_mlp_latent_dimensions, latent]))
+            self.latents.append(mlp_from_widths([latent + m, *config.latent_mlp_latent_dimensions, latent]))
             self.feature_weights.append(None if last else nn.Linear(latent, m * len(target)))
             irreps = target
         self.ratios = nn.Parameter(torch.tensor(ratios), requires_grad=config.latent_resnet_update_ratios_learnable)
         n_graph, n_node = max(len(datamodule.y_graph_scalars or []), 1), len(datamodule.y_node_scalars or [])
-        self.energy = mlp([latent, *config.mlp_latent_dimensions, n_graph])
-        self.node_scalars = mlp([latent, *config.mlp_latent_dimensions, n_node]) if n_node else None
+        self.energy = mlp_from_widths([latent, *config.mlp_latent_dimensions, n_graph])
+        self.node_scalars = mlp_from_widths([latent, *config.mlp_latent_dimensions, n_node]) if n_node else None
         wants_vector = datamodule.y_node_vector is not None and not config.compute_forces
-        self.node_vector = mlp([latent, *config.mlp_latent_dimensions, 1]) if wants_vector else None
+        self.node_vector = mlp_from_widths([latent, *config.mlp_latent_dimensions, 1]) if wants_vector else None
         self.pool_graph = bool(datamodule.y_graph_scalars)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

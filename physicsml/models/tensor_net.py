@@ -23,6 +23,7 @@ from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, scatter_sum
+from physicsml.nn.blocks import mlp_from_widths
 from physicsml.nn.readout import pool_graph_scalars
 
 
@@ -47,15 +48,6 @@ class TensorNetConfig(ModelConfig):
         0.0, description="Per-atom energy shift; 'auto': from the training split."
     )
     scaling_std: float | Literal["auto"] = Field(1.0, description="Energy scale; 'auto': RMS training force component.")
-
-
-def mlp(widths: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(a, b))
-        if k < len(widths) - 2:
-            layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
 
 
 def decompose(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -98,7 +90,7 @@ class TensorNetInteraction(nn.Module):
     def __init__(self, config: TensorNetConfig) -> None:
         super().__init__()
         f = config.num_features
-        self.radial = mlp([config.num_radial, *config.interaction_mlp_hidden_dims, 3 * f])
+        self.radial = mlp_from_widths([config.num_radial, *config.interaction_mlp_hidden_dims, 3 * f])
         self.mix_in = ChannelMix(f)
         self.mix_out = ChannelMix(f)
 
@@ -135,14 +127,16 @@ class TensorNet(nn.Module):
         self.pair_embedding = nn.Linear(2 * f, f)
         self.edge_functions = nn.Linear(config.num_radial, 3 * f)
         self.norm = nn.LayerNorm(3 * f)
-        self.embedding_mlp = mlp([3 * f, *config.embedding_mlp_hidden_dims, 3 * f])
+        self.embedding_mlp = mlp_from_widths([3 * f, *config.embedding_mlp_hidden_dims, 3 * f])
         self.embedding_mix = ChannelMix(f)
         self.layers = nn.ModuleList(TensorNetInteraction(config) for _ in range(config.num_interaction_layers))
         n_graph = len(datamodule.y_graph_scalars or [])
         n_node = len(datamodule.y_node_scalars or [])
         self.output_norm = nn.LayerNorm(3 * f)
         self.output = (
-            mlp([3 * f, *config.scalar_output_mlp_hidden_dims, n_graph + n_node]) if n_graph + n_node else None
+            mlp_from_widths([3 * f, *config.scalar_output_mlp_hidden_dims, n_graph + n_node])
+            if n_graph + n_node
+            else None
         )
         self.n_graph = n_graph
 

@@ -51,6 +51,16 @@ def make_mlp(
     return nn.Sequential(*layers)
 
 
+def mlp_from_widths(widths: list[int], last_activation: bool = False) -> nn.Sequential:
+    """Linear layers ``widths[0] -> widths[1] -> ...`` with SiLU between (and after the last when asked)."""
+    layers: list[nn.Module] = []
+    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if k < len(widths) - 2 or last_activation:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
     """Sum rows of ``src`` ``[E, *]`` into ``dim_size`` rows by ``index`` ``[E]``."""
     out = src.new_zeros((dim_size, *src.shape[1:]))
