@@ -11,6 +11,11 @@ from physicsml.data import keys as K
 from physicsml.nn.readout import graph_vector
 
 
+def wants_vectors(datamodule: DataModuleConfig, compute_forces: bool) -> bool:
+    """Whether a vector target is read from the node features (so the last layer must keep ``1o``)."""
+    return (datamodule.y_node_vector is not None and not compute_forces) or datamodule.y_graph_vector is not None
+
+
 class IrrepsHeads(nn.Module):
     """``y_node_scalars``, ``y_node_vector`` (when not forces) and ``y_graph_vector`` from node irreps.
 
@@ -24,10 +29,7 @@ class IrrepsHeads(nn.Module):
         super().__init__()
         self.std, self.mean = std, mean
         n_scalars = len(datamodule.y_node_scalars or [])
-        wants_vector = (
-            datamodule.y_node_vector is not None and not compute_forces
-        ) or datamodule.y_graph_vector is not None
-        if wants_vector and o3.Irrep("1o") not in [ir for _, ir in irreps]:
+        if wants_vectors(datamodule, compute_forces) and o3.Irrep("1o") not in [ir for _, ir in irreps]:
             raise ValueError(f"vector targets need 1o features, and the model's irreps are {irreps}")
         self.node_scalars = o3.Linear(irreps, o3.Irreps(f"{n_scalars}x0e")) if n_scalars else None
         self.node_vector = (

@@ -2,14 +2,14 @@
 
 Each interaction builds the atomic basis ``A_i = sum_j R(r_ij) Y(r_ij) (x) h_j``
 (one tensor product per edge, weights from a radial MLP, normalised by
-``avg_num_neighbours``), then the product basis up to ``correlation``:
-``B^1 = A``, ``B^nu = P_nu(B^(nu-1) (x) A)`` where each channel-wise product has
-weights chosen by the atom's element and ``P_nu`` mixes paths back to the irreps
-of ``A``. This recursive evaluation spans the same body-ordered features as
-MACE's symmetric contraction (it also keeps non-symmetric couplings, which are
-redundant). The new node features are a linear map of ``sum_nu B^nu`` plus an
-element-dependent self-connection; every layer reads out a per-atom energy
-(linear, and an MLP on ``mlp_irreps`` for the last), and the energy is their sum.
+``avg_num_neighbours``), then the product basis ``B``: the symmetric powers
+``A^(x)nu``, ``nu = 1..correlation``, coupled to the hidden irreps with weights
+chosen by the atom's element (:class:`~physicsml.nn.equivariant.SymmetricContraction`).
+The new node features are a linear map of ``B`` plus an element-dependent
+self-connection; every layer reads out a per-atom energy (linear, and an MLP on
+``mlp_irreps`` for the last), and the energy is their sum. As in the reference
+MACE, the last layer keeps only the scalar channels, unless a vector target is
+read from the features.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from torch import nn
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
-from physicsml.models.equivariant_heads import IrrepsHeads
+from physicsml.models.equivariant_heads import IrrepsHeads, wants_vectors
 from physicsml.nn import scatter_sum
-from physicsml.nn.equivariant import ElementwiseProduct, RadialEmbedding, embed_edges, uvu_convolution
+from physicsml.nn.equivariant import RadialEmbedding, SymmetricContraction, embed_edges, uvu_convolution
 from physicsml.nn.readout import pool_graph_scalars
 
 Auto = Literal["auto"]
@@ -61,7 +61,7 @@ class MACEInteraction(nn.Module):
         super().__init__()
         self.linear_up = o3.Linear(irreps_in, irreps_in)
         self.conv, irreps_mid = uvu_convolution(irreps_in, irreps_sh, irreps_a)
-        self.radial_mlp = FullyConnectedNet([radial_in, 64, 64, self.conv.weight_numel], torch.nn.functional.silu)
+        self.radial_mlp = FullyConnectedNet([radial_in, 64, 64, 64, self.conv.weight_numel], torch.nn.functional.silu)
         self.linear = o3.Linear(irreps_mid, irreps_a)
         self.avg_num_neighbours = avg_num_neighbours
 
@@ -74,25 +74,17 @@ class MACEInteraction(nn.Module):
 
 
 class MACEProduct(nn.Module):
-    """Product basis ``sum_nu B^nu`` up to ``correlation``, projected to ``irreps_out``."""
+    """Product basis of ``A`` up to ``correlation``, mixed linearly into ``irreps_out``."""
 
     def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, num_elements: int) -> None:
         super().__init__()
-        self.products = nn.ModuleList()
-        self.mixers = nn.ModuleList()
-        for _ in range(correlation - 1):
-            product = ElementwiseProduct(irreps_a, irreps_a, irreps_a, num_elements)
-            self.products.append(product)
-            self.mixers.append(o3.Linear(product.irreps_out, irreps_a))
-        self.projections = nn.ModuleList(o3.Linear(irreps_a, irreps_out) for _ in range(correlation))
+        channels = irreps_a[0].mul
+        basis = o3.Irreps([(channels, ir) for _, ir in irreps_out])
+        self.contraction = SymmetricContraction(irreps_a, basis, correlation, num_elements)
+        self.linear = o3.Linear(basis, irreps_out)
 
     def forward(self, a: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
-        basis = a
-        out = self.projections[0](basis)
-        for product, mixer, projection in zip(self.products, self.mixers, self.projections[1:]):
-            basis = mixer(product(basis, a, elements))
-            out = out + projection(basis)
-        return out
+        return self.linear(self.contraction(a, elements))
 
 
 class MACE(nn.Module):
@@ -114,9 +106,15 @@ class MACE(nn.Module):
         self.radial = RadialEmbedding(datamodule.cut_off, config.num_bessel, config.num_polynomial_cutoff)
         self.embedding = o3.Linear(attrs, o3.Irreps(f"{c}x0e"))
         self.interactions, self.products, self.skips, self.readouts = (nn.ModuleList() for _ in range(4))
+        scalars = o3.Irreps([(mul, ir) for mul, ir in hidden if ir == o3.Irrep("0e")])
+        if not scalars:
+            raise ValueError(f"hidden_irreps need scalar (0e) channels for the energy, got {hidden}")
+        last_irreps = hidden if wants_vectors(datamodule, config.compute_forces) else scalars
+        n_out = o3.Irreps(f"{max(len(datamodule.y_graph_scalars or []), 1)}x0e")
         irreps_in = o3.Irreps(f"{c}x0e")
         for layer in range(config.num_interactions):
             last = layer == config.num_interactions - 1
+            irreps_out = last_irreps if last else hidden
             self.interactions.append(
                 MACEInteraction(
                     irreps_in,
@@ -126,25 +124,17 @@ class MACE(nn.Module):
                     float(config.avg_num_neighbours),
                 )
             )
-            self.products.append(MACEProduct(irreps_a, hidden, config.correlation, num_elements))
-            self.skips.append(o3.FullyConnectedTensorProduct(irreps_in, attrs, hidden))
+            self.products.append(MACEProduct(irreps_a, irreps_out, config.correlation, num_elements))
+            self.skips.append(o3.FullyConnectedTensorProduct(irreps_in, attrs, irreps_out))
             if last:
                 mlp = o3.Irreps(config.mlp_irreps)
-                self.readouts.append(
-                    nn.Sequential(
-                        o3.Linear(hidden, mlp),
-                        nn.SiLU(),
-                        o3.Linear(mlp, o3.Irreps(f"{max(len(datamodule.y_graph_scalars or []), 1)}x0e")),
-                    )
-                )
+                self.readouts.append(nn.Sequential(o3.Linear(irreps_out, mlp), nn.SiLU(), o3.Linear(mlp, n_out)))
             else:
-                self.readouts.append(
-                    o3.Linear(hidden, o3.Irreps(f"{max(len(datamodule.y_graph_scalars or []), 1)}x0e"))
-                )
-            irreps_in = hidden
+                self.readouts.append(o3.Linear(irreps_out, n_out))
+            irreps_in = irreps_out
         self.pool_graph = bool(datamodule.y_graph_scalars)
         self.heads = IrrepsHeads(
-            hidden, datamodule, config.compute_forces, float(config.scaling_std), float(config.scaling_mean)
+            irreps_in, datamodule, config.compute_forces, float(config.scaling_std), float(config.scaling_mean)
         )
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -5,7 +5,9 @@ from an MLP of the Bessel radial basis times a polynomial cut-off), normalises
 by ``avg_num_neighbours``, adds an element-dependent self-connection and applies
 a gated nonlinearity (SiLU/tanh on even/odd scalars, sigmoid gates on l > 0);
 ``resnet`` adds the layer's input when the irreps match. Per-atom energies are
-read out through ``mlp_irreps`` and summed.
+read out through ``mlp_irreps`` and summed. As in the reference NequIP, the last
+layer computes only the scalar channels, unless a vector target is read from
+the features.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
-from physicsml.models.equivariant_heads import IrrepsHeads
+from physicsml.models.equivariant_heads import IrrepsHeads, wants_vectors
 from physicsml.nn import scatter_sum
 from physicsml.nn.equivariant import RadialEmbedding, embed_edges, uvu_convolution
 from physicsml.nn.readout import pool_graph_scalars
@@ -121,8 +123,16 @@ class NequIP(nn.Module):
         self.embedding = o3.Linear(attrs, o3.Irreps(f"{config.num_features}x0e"))
         self.layers = nn.ModuleList()
         irreps = o3.Irreps(f"{config.num_features}x0e")
-        for _ in range(config.num_layers):
-            layer = NequIPLayer(irreps, irreps_sh, hidden, attrs, config.num_bessel + config.num_edge_feats, config)
+        last_hidden = hidden if wants_vectors(datamodule, config.compute_forces) else irreps
+        for layer_index in range(config.num_layers):
+            layer = NequIPLayer(
+                irreps,
+                irreps_sh,
+                last_hidden if layer_index == config.num_layers - 1 else hidden,
+                attrs,
+                config.num_bessel + config.num_edge_feats,
+                config,
+            )
             self.layers.append(layer)
             irreps = layer.irreps_out
         n_out = max(len(datamodule.y_graph_scalars or []), 1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 import torch
 from e3nn import o3
 from torch import nn
@@ -45,32 +48,113 @@ def uvu_convolution(
     return product, irreps_out
 
 
-class ElementwiseProduct(nn.Module):
-    """Channel-wise tensor product ``a (x) b -> out`` with weights chosen by each atom's element.
+def _symmetric_basis(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """An orthonormal basis of the span of ``tensors`` ``[m, d, ..., d]`` after symmetrising their ``d`` axes."""
+    order = tensors[0].dim() - 1
+    permutations = list(itertools.permutations(range(1, order + 1)))
+    stacked = torch.stack([sum(t.permute(0, *p) for p in permutations) / len(permutations) for t in tensors])
+    _, singular, basis = torch.linalg.svd(stacked.flatten(1), full_matrices=False)
+    rank = int((singular > 1e-9 * singular.max().clamp_min(1e-300)).sum()) if len(singular) else 0
+    return list(basis[:rank].reshape(rank, *tensors[0].shape))
 
-    Shapes: ``[N, a.dim]``, ``[N, b.dim]``, ``[N, num_elements] -> [N, out.dim]``.
+
+@functools.cache
+def symmetric_coupling(irreps: str, order: int, ir_out: str) -> torch.Tensor:
+    """The independent ways to couple ``order`` copies of one ``irreps`` vector into ``ir_out``.
+
+    Returns ``U`` of shape ``[(2L+1) * d**order, k]`` (``d = irreps.dim``; ``k``
+    couplings, possibly 0): column ``q`` reshaped to ``[2L+1, d, ..., d]`` is a
+    tensor symmetric in its ``d`` indices with ``U_q . x^(x)order`` transforming as
+    ``ir_out``. Built order by order: every symmetric coupling of ``nu - 1``
+    copies is coupled to one more block of ``irreps`` by a Clebsch-Gordan
+    (Wigner 3j) product, symmetrised, and reduced to an orthonormal basis, since
+    ``Sym^nu V`` is the symmetrised ``Sym^(nu-1) V (x) V``. Float64, cached.
+    """
+    blocks = o3.Irreps(irreps)
+    d, l_max, target = blocks.dim, blocks.lmax, o3.Irrep(ir_out)
+    couplings: dict[o3.Irrep, list[torch.Tensor]] = {}
+    for (_, ir), block in zip(blocks, blocks.slices()):
+        identity = torch.zeros(ir.dim, d, dtype=torch.float64)
+        identity[:, block] = torch.eye(ir.dim, dtype=torch.float64)
+        couplings.setdefault(ir, []).append(identity)
+    for step in range(order - 1, 0, -1):
+        grown: dict[o3.Irrep, list[torch.Tensor]] = {}
+        for ir_left, tensors in couplings.items():
+            for (_, ir_right), block in zip(blocks, blocks.slices()):
+                for ir in ir_left * ir_right:
+                    if abs(ir.l - target.l) > (step - 1) * l_max:
+                        continue  # the remaining copies cannot bring it back to the target
+                    cg = o3.wigner_3j(ir_left.l, ir_right.l, ir.l, dtype=torch.float64)
+                    for tensor in tensors:
+                        coupled = torch.einsum("abm,a...->m...b", cg, tensor)
+                        padded = coupled.new_zeros(*coupled.shape[:-1], d)
+                        padded[..., block] = coupled
+                        grown.setdefault(ir, []).append(padded)
+        couplings = {ir: _symmetric_basis(tensors) for ir, tensors in grown.items()}
+    found = couplings.get(target, [])
+    if not found:
+        return torch.zeros(target.dim * d**order, 0, dtype=torch.float64)
+    return torch.stack(found).flatten(1).T.contiguous()
+
+
+class SymmetricContraction(nn.Module):
+    """MACE's product basis: element-weighted symmetric powers of ``A`` up to ``correlation``.
+
+    For every output irrep ``L`` and channel ``c``,
+    ``B[c, L] = sum_nu sum_k w[z, nu, L, k, c] U^{nu,L}_k . A[c]^(x)nu``, where
+    ``U^{nu,L}`` spans the symmetric couplings of ``nu`` copies of ``A[c]`` to ``L``
+    (:func:`symmetric_coupling`) and ``z`` is the atom's element. It is evaluated
+    from the highest order down, contracting one copy of ``A`` at a time, so the
+    largest intermediate is ``[N, (2L+1) d^(correlation-1), c]``.
+
+    Shapes: ``[N, c x irreps_sh]``, ``[N, num_elements] -> [N, c x irreps_out]``.
     """
 
-    def __init__(self, irreps_a: o3.Irreps, irreps_b: o3.Irreps, irreps_out: o3.Irreps, num_elements: int) -> None:
+    def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, num_elements: int) -> None:
         super().__init__()
-        wanted = {ir for _, ir in irreps_out}
-        outputs, instructions = [], []
-        for i, (mul_a, ir_a) in enumerate(irreps_a):
-            for j, (mul_b, ir_b) in enumerate(irreps_b):
-                if mul_a != mul_b:
-                    raise ValueError("channel-wise products need equal multiplicities")
-                for ir in ir_a * ir_b:
-                    if ir in wanted:
-                        instructions.append((i, j, len(outputs), "uuu", True))
-                        outputs.append((mul_a, ir))
-        self.irreps_out = o3.Irreps(outputs)
-        self.product = o3.TensorProduct(
-            irreps_a, irreps_b, self.irreps_out, instructions, shared_weights=False, internal_weights=False
-        )
-        self.element_weights = nn.Parameter(torch.randn(num_elements, self.product.weight_numel))
+        channels = {mul for mul, _ in irreps_a} | {mul for mul, _ in irreps_out}
+        if len(channels) != 1:
+            raise ValueError(f"A and the output must share one multiplicity, got {irreps_a} and {irreps_out}")
+        (self.channels,) = channels
+        self.a_dims = [ir.dim for _, ir in irreps_a]
+        irreps_single = str(o3.Irreps([(1, ir) for _, ir in irreps_a]))
+        self.irreps_out = irreps_out
+        self.correlation = correlation
+        self.weights = nn.ParameterList()
+        for index, (_, ir) in enumerate(irreps_out):
+            couplings = [symmetric_coupling(irreps_single, nu, str(ir)) for nu in range(1, correlation + 1)]
+            if not any(u.shape[1] for u in couplings):
+                raise ValueError(f"no symmetric product of {irreps_single} up to order {correlation} gives {ir}")
+            for nu, u in enumerate(couplings, start=1):
+                self.register_buffer(f"coupling_{index}_{nu}", u.to(torch.get_default_dtype(), copy=True))
+                self.weights.append(
+                    nn.Parameter(torch.randn(num_elements, u.shape[1], self.channels) / max(u.shape[1], 1))
+                )
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
-        return self.product(a, b, elements @ self.element_weights)
+    def forward(self, a: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
+        n, c = len(a), self.channels
+        # channels last, [N, d, c]: every contraction below is a batched GEMM or a
+        # broadcast multiply-and-sum over contiguous channels
+        blocks = a.split([c * dim for dim in self.a_dims], 1)
+        a = torch.cat([block.reshape(n, c, dim).transpose(1, 2) for block, dim in zip(blocks, self.a_dims)], 1)
+        d = a.shape[1]
+        outputs = []
+        weights = iter(self.weights)
+        for index in range(len(self.irreps_out)):
+            per_order = [
+                (getattr(self, f"coupling_{index}_{nu}"), next(weights)) for nu in range(1, self.correlation + 1)
+            ]
+            out = None
+            for coupling, weight in reversed(per_order):
+                if out is not None:
+                    out = (out.view(n, -1, d, c) * a.unsqueeze(1)).sum(2)
+                if coupling.shape[1]:
+                    # U . (A (x) w): contracts one copy of A and the weights in one GEMM
+                    w = (elements @ weight.flatten(1)).view(n, 1, -1, c)
+                    term = coupling.view(-1, d * w.shape[2]) @ (a.unsqueeze(2) * w).view(n, -1, c)
+                    out = term if out is None else out + term
+            outputs.append(out.transpose(1, 2).reshape(n, -1))
+        return torch.cat(outputs, -1)
 
 
 def embed_edges(

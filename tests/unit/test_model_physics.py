@@ -250,3 +250,20 @@ def test_energy_is_continuous_at_the_cut_off(name):
     assert energies[0].item() == pytest.approx(energies[1].item(), abs=1e-9)
     assert forces[:4].abs().max() < 1e-6  # the force vanishes at the cut-off as well
     assert abs(energies[2].item() - energies[1].item()) > 1e-4  # while a closer pair does interact
+
+
+@pytest.mark.parametrize("name", ["egnn_model", "mace_model", "nequip_model"])
+@pytest.mark.parametrize("improper", [False, True])
+def test_dipole_rotates_with_the_molecule(name, improper):
+    """A graph vector read from the features (so the last layer keeps its 1o channels) is equivariant."""
+    torch.manual_seed(0)
+    config = {**TINY[name], "y_graph_vector_loss_config": {"name": "MSELoss"}}
+    datamodule = {"cut_off": CUT_OFF, "y_graph_scalars": ["energy"], "y_graph_vector": "dipole"}
+    module = PhysicsMLModule(name, config, datamodule, num_elements=NUM_ELEMENTS).double().eval()
+    q = random_orthogonal(3, improper)
+    atoms = ethanol()
+    rotated = atoms.copy()
+    rotated.positions = atoms.positions @ q.T
+    dipoles = [module(batch_from_atoms([a], cut_off=CUT_OFF))[K.Y_GRAPH_VECTOR][0].detach() for a in (atoms, rotated)]
+    assert dipoles[0].norm() > 1e-3
+    assert torch.allclose(dipoles[1], dipoles[0] @ torch.from_numpy(q).T, atol=1e-9)
