@@ -2,12 +2,7 @@
 
     python benchmarks/egnn_rmd17.py [--epochs 5] [--reference-python benchmarks/.venvs/physicsml06/bin/python]
 
-The reference runs in its own virtual environment (see ../shared/PEERS.md for the
-pins that make it import):
-
-    python -m venv benchmarks/.venvs/physicsml06
-    benchmarks/.venvs/physicsml06/bin/pip install torch==2.13.0 physicsml==0.6.0
-    benchmarks/.venvs/physicsml06/bin/pip install "pyarrow<22" "torchani==2.2.3" "setuptools<81" rdkit
+The reference runs in its own virtual environment (how to make it: ``_rmd17.py``).
 
 Both train the same EGNN hyperparameters (reference defaults except ``c_hidden``
 and ``num_layers``) on 950 structures of ``rmd17_ethanol_botnet_train.xyz``
@@ -22,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,9 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _rmd17 import REFERENCE_PYTHON, SHARED, export_for_reference, peak_mb, run_reference, split_indices
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 EGNN = {
     "c_hidden": 64,
     "num_layers": 2,
@@ -45,15 +38,6 @@ LOSSES = {
     "y_graph_scalars_loss_config": {"name": "MSELoss", "weight": 1.0},
     "y_node_vector_loss_config": {"name": "MSELoss", "weight": 1.0},
 }
-
-
-def split_indices(n: int = 1000, n_validation: int = 50, seed: int = 0) -> tuple[list[int], list[int]]:
-    order = np.random.default_rng(seed).permutation(n)
-    return sorted(order[n_validation:].tolist()), sorted(order[:n_validation].tolist())
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_ours(epochs: int, num_rbf: int) -> dict:
@@ -126,129 +110,11 @@ def run_ours(epochs: int, num_rbf: int) -> dict:
     }
 
 
-def export_for_reference(path: Path) -> None:
-    """The same structures as plain columns, for the reference's own environment."""
-    import ase.io
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    train_idx, val_idx = split_indices()
-    frames = ase.io.read(SHARED / "rmd17_ethanol_botnet_train.xyz", ":")
-    test = ase.io.read(SHARED / "rmd17_ethanol_botnet_test.xyz", ":")
-    isolated = {
-        int(a.numbers[0]): a.get_potential_energy()
-        for a in ase.io.read(SHARED / "rmd17_ethanol_botnet_isolated_atoms.xyz", ":")
-    }
-    for name, subset in (
-        ("train", [frames[i] for i in train_idx]),
-        ("validation", [frames[i] for i in val_idx]),
-        ("test", test),
-    ):
-        table = pa.table(
-            {
-                "numbers": [a.numbers.tolist() for a in subset],
-                "positions": [a.positions.tolist() for a in subset],
-                "energy": [a.get_potential_energy() for a in subset],
-                "forces": [a.get_forces().tolist() for a in subset],
-            }
-        )
-        pq.write_table(table, path / f"{name}.parquet")
-    (path / "isolated.json").write_text(json.dumps(isolated))
-
-
-def run_reference(epochs: int, path: Path, num_rbf: int) -> dict:
-    """Runs inside the reference environment: molflux datasets, physicsml 0.6.0's egnn_model."""
-    import datasets
-    import pyarrow.parquet as pq
-    import torch
-    from molflux.core import featurise_dataset
-    from molflux.modelzoo import load_from_dict
-    from rdkit import Chem
-
-    torch.set_num_threads(1)
-    isolated = {int(k): v for k, v in json.loads((path / "isolated.json").read_text()).items()}
-    mapping = {z: i for i, z in enumerate(sorted(isolated))}
-
-    def dataset(name: str):
-        table = pq.read_table(path / f"{name}.parquet").to_pydict()
-        mols = []
-        for numbers, positions in zip(table["numbers"], table["positions"]):
-            block = f"{len(numbers)}\n\n" + "".join(
-                f"{Chem.GetPeriodicTable().GetElementSymbol(z)} {x:.8f} {y:.8f} {w:.8f}\n"
-                for z, (x, y, w) in zip(numbers, positions)
-            )
-            mols.append(Chem.MolFromXYZBlock(block).ToBinary())
-        raw = datasets.Dataset.from_dict({"mol_bytes": mols, "energy": table["energy"], "forces": table["forces"]})
-        metadata = {
-            "version": 1,
-            "config": [
-                {
-                    "column": "mol_bytes",
-                    "representations": [
-                        {
-                            "name": "physicsml_features",
-                            "config": {
-                                "atomic_number_mapping": mapping,
-                                "atomic_energies": isolated,
-                                "backend": "rdkit",
-                            },
-                            "as": "{feature_name}",
-                        }
-                    ],
-                }
-            ],
-        }
-        return featurise_dataset(raw, featurisation_metadata=metadata)
-
-    train, validation, test = dataset("train"), dataset("validation"), dataset("test")
-    config = {
-        "x_features": [
-            "physicsml_atom_idxs",
-            "physicsml_atom_numbers",
-            "physicsml_coordinates",
-            "physicsml_total_atomic_energy",
-        ],
-        "y_features": ["energy", "forces"],
-        "num_node_feats": len(mapping),
-        **EGNN,
-        "num_rbf": num_rbf,
-        **LOSSES,
-        "optimizer": {"name": "Adam", "config": {"lr": 1e-3}},
-        "scheduler": None,
-        "datamodule": {
-            "y_graph_scalars": ["energy"],
-            "y_node_vector": "forces",
-            "num_elements": len(mapping),
-            "cut_off": 5.0,
-            "train": {"batch_size": 32},
-            "validation": {"batch_size": 64},
-        },
-        "trainer": {"max_epochs": epochs, "accelerator": "cpu", "logger": False, "enable_checkpointing": False},
-    }
-    model = load_from_dict({"name": "egnn_model", "config": config})
-    start = time.perf_counter()
-    model.train(train_data=train, validation_data=validation)
-    fit = time.perf_counter() - start
-    start = time.perf_counter()
-    predictions = model.predict(test, datamodule_config={"predict": {"batch_size": 64}})
-    infer = time.perf_counter() - start
-    energy = np.asarray(test["energy"])
-    forces = np.concatenate([np.asarray(f) for f in test["forces"]])
-    predicted_forces = np.asarray(predictions["egnn_model::forces"]).reshape(-1, 3)
-    return {
-        "seconds_per_epoch": fit / epochs,
-        "structures_per_second_inference": len(energy) / infer,
-        "peak_mb": peak_mb(),
-        "energy_mae": float(np.abs(np.asarray(predictions["egnn_model::energy"]) - energy).mean()),
-        "force_mae": float(np.abs(predicted_forces - forces).mean()),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--num-rbf", type=int, default=0, help="radial Bessel functions (0: the reference default)")
-    parser.add_argument("--reference-python", default=str(ROOT / "benchmarks/.venvs/physicsml06/bin/python"))
+    parser.add_argument("--reference-python", default=str(REFERENCE_PYTHON))
     parser.add_argument("--worker", choices=["ours", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -256,7 +122,11 @@ def main() -> None:
         print(json.dumps(run_ours(args.epochs, args.num_rbf)))
         return
     if args.worker == "reference":
-        print(json.dumps(run_reference(args.epochs, args.data, args.num_rbf)))
+        config = {**EGNN, "num_rbf": args.num_rbf, **LOSSES}
+        result = run_reference("egnn_model", config, args.epochs, args.data, lr=1e-3, threads=1)
+        result["seconds_per_epoch"] = result.pop("fit_seconds") / args.epochs
+        result["structures_per_second_inference"] = result.pop("inference")
+        print(json.dumps(result))
         return
 
     rows = {}

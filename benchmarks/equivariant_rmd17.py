@@ -1,8 +1,9 @@
 """MACE and NequIP on rMD17 ethanol: physicsml beside mace-torch and nequip, same split and budget.
 
-    python benchmarks/equivariant_rmd17.py [--epochs 5] [--threads 2] [--only mace|nequip]
+    python benchmarks/equivariant_rmd17.py [--epochs 10] [--threads 2] [--only mace|nequip]
 
-Peers run from their own virtual environments (never the project's):
+Peers run from their own virtual environments (never the project's; physicsml
+0.6.0's is described in ``_rmd17.py``):
 
     python -m venv benchmarks/.venvs/mace && benchmarks/.venvs/mace/bin/pip install torch==2.13.0 mace-torch==0.3.16
     python -m venv benchmarks/.venvs/nequip && benchmarks/.venvs/nequip/bin/pip install torch==2.13.0 nequip
@@ -10,12 +11,14 @@ Peers run from their own virtual environments (never the project's):
 Split: 950 training / 50 validation structures of ``rmd17_ethanol_botnet_train.xyz``
 (seed 0), tested on the 1000 of ``rmd17_ethanol_botnet_test.xyz``; isolated-atom
 self-energies; Adam, batch 32, equal energy and force weights, float32, cut-off 5 Å.
-Seconds per epoch exclude setup: the median of epoch-to-epoch intervals
-(physicsml, mace-torch) or the time difference between runs of N and 1 epochs
-(nequip). Inference is structures per second over the 1000 test structures,
-file reading and neighbour lists included for the peers (mace-torch: the time
-difference between evaluating 1000 and 100; nequip: its trained checkpoint
-over the test frames in batches of 64, ``from_ase`` and neighbour lists included). Peak memory is the max RSS of each run's own process.
+Seconds per epoch (validation included) exclude setup: the median of
+epoch-to-epoch intervals after the first (physicsml, mace-torch, and nequip
+through a Lightning callback), or the fit-time difference between runs of N and
+1 epochs (physicsml 0.6.0). Inference is structures per
+second over the 1000 test structures, neighbour lists included (mace-torch: the
+time difference between evaluating 1000 and 100 from file; nequip: its trained
+checkpoint over the test frames in batches of 64, ``from_ase`` included).
+Peak memory is the max RSS of each run's own process.
 Matched architecture: the radial MLPs are [64, 64, 64] (MACE) and [64, 64]
 (NequIP) in both implementations, and both last layers keep only scalars.
 """
@@ -36,10 +39,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _rmd17 import REFERENCE_PYTHON, SHARED, VENVS, export_for_reference, run_reference, split_indices
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-VENVS = ROOT / "benchmarks" / ".venvs"
 HYPER = {
     "mace": {
         "hidden_irreps": "32x0e + 32x1o",
@@ -67,8 +68,8 @@ def prepare(directory: Path) -> dict[int, float]:
     import ase.io
 
     frames = ase.io.read(SHARED / "rmd17_ethanol_botnet_train.xyz", ":")
-    order = np.random.default_rng(0).permutation(len(frames))
-    parts = {"valid": sorted(order[:50]), "train": sorted(order[50:])}
+    train, valid = split_indices(len(frames))
+    parts = {"valid": valid, "train": train}
     for name, subset in [
         *[(k, [frames[i] for i in v]) for k, v in parts.items()],
         ("test", ase.io.read(SHARED / "rmd17_ethanol_botnet_test.xyz", ":")),
@@ -273,7 +274,7 @@ def run_mace(directory: Path, epochs: int, e0s: dict[int, float]) -> dict:
 
 
 NEQUIP_CONFIG = """
-run: {run}
+run: [train, test]
 seed: 0
 cutoff_radius: 5.0
 model_type_names: [H, C, O]
@@ -302,7 +303,8 @@ trainer:
   max_epochs: {epochs}
   check_val_every_n_epoch: 1
   enable_progress_bar: false
-  logger: {{_target_: lightning.pytorch.loggers.CSVLogger, save_dir: {dir}/nequip_csv, name: {name}}}
+  logger: {{_target_: lightning.pytorch.loggers.CSVLogger, save_dir: {dir}/nequip_csv, name: run}}
+  callbacks: [{{_target_: epoch_clock.EpochClock, path: {dir}/nequip_epochs.txt}}]
 training_module:
   _target_: nequip.train.NequIPLightningModule
   loss:
@@ -334,6 +336,27 @@ training_module:
 """
 
 
+EPOCH_CLOCK = """
+import time
+
+from lightning.pytorch import Callback
+
+
+class EpochClock(Callback):
+    def __init__(self, path):
+        self.path = path
+
+    def stamp(self):
+        with open(self.path, "a") as f:
+            f.write(f"{time.perf_counter()}\\n")
+
+    def on_train_epoch_start(self, trainer, module):
+        self.stamp()
+
+    def on_train_end(self, trainer, module):
+        self.stamp()
+"""
+
 NEQUIP_INFERENCE = """
 import sys, time, ase.io, torch
 from nequip.data import AtomicDataDict, from_ase
@@ -360,7 +383,7 @@ print(len(frames) / (time.perf_counter() - start))
 
 def nequip_inference(directory: Path) -> float:
     """Structures/s of the trained nequip model over the test set, neighbour lists and batching included."""
-    (checkpoint,) = (directory / "nequip_csv" / "full").rglob("*.ckpt")
+    (checkpoint,) = (directory / "nequip_csv").rglob("*.ckpt")
     script = directory / "nequip_inference.py"
     script.write_text(NEQUIP_INFERENCE)
     result = subprocess.run(
@@ -380,41 +403,38 @@ def run_nequip(directory: Path, epochs: int, e0s: dict[int, float]) -> dict:
     # the training split, which is what physicsml's E0s + scaling_mean 'auto' give
     train = ase.io.read(directory / "train.xyz", ":")
     residual = np.mean([(a.info["REF_energy"] - sum(e0s[int(z)] for z in a.numbers)) / len(a) for a in train])
-    durations = {}
-    for name, n, run in (("one", 1, "[train, test]"), ("full", epochs, "[train, test]")):
-        text = NEQUIP_CONFIG.format(
-            run=run,
-            dir=directory,
-            epochs=n,
-            name=name,
-            lr=LR,
-            l_max=h["max_ell"],
-            parity=str(h["parity"]).lower(),
-            num_layers=h["num_layers"],
-            num_features=h["num_features"],
-            num_bessel=h["num_bessel"],
-            p=h["num_polynomial_cutoff"],
-            shifts=json.dumps({"H": e0s[1] + residual, "C": e0s[6] + residual, "O": e0s[8] + residual}),
-        )
-        (directory / f"nequip_{name}.yaml").write_text(text)
-        start = time.perf_counter()
-        subprocess.run(
-            [
-                str(VENVS / "nequip/bin/nequip-train"),
-                "-cp",
-                str(directory),
-                "-cn",
-                f"nequip_{name}",
-                f"hydra.run.dir={directory}/nequip_out_{name}",
-            ],
-            cwd=directory,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        durations[name] = time.perf_counter() - start
+    text = NEQUIP_CONFIG.format(
+        dir=directory,
+        epochs=epochs,
+        lr=LR,
+        l_max=h["max_ell"],
+        parity=str(h["parity"]).lower(),
+        num_layers=h["num_layers"],
+        num_features=h["num_features"],
+        num_bessel=h["num_bessel"],
+        p=h["num_polynomial_cutoff"],
+        shifts=json.dumps({"H": e0s[1] + residual, "C": e0s[6] + residual, "O": e0s[8] + residual}),
+    )
+    (directory / "nequip.yaml").write_text(text)
+    (directory / "epoch_clock.py").write_text(EPOCH_CLOCK)
+    subprocess.run(
+        [
+            str(VENVS / "nequip/bin/nequip-train"),
+            "-cp",
+            str(directory),
+            "-cn",
+            "nequip",
+            f"hydra.run.dir={directory}/nequip_out",
+        ],
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(directory)},
+    )
+    stamps = [float(line) for line in (directory / "nequip_epochs.txt").read_text().split()]
     metrics = {}
-    for path in (directory / "nequip_csv" / "full").rglob("metrics.csv"):
+    for path in (directory / "nequip_csv").rglob("metrics.csv"):
         for row in csv.DictReader(path.open()):
             metrics.update({k: v for k, v in row.items() if v})
     energy = next(
@@ -424,16 +444,35 @@ def run_nequip(directory: Path, epochs: int, e0s: dict[int, float]) -> dict:
         (float(v) for k, v in metrics.items() if k.startswith("test") and k.endswith("forces_mae")), float("nan")
     )
     return {
-        "seconds_per_epoch": (durations["full"] - durations["one"]) / (epochs - 1),
+        "seconds_per_epoch": statistics.median(np.diff(stamps)[1:]),
         "inference": nequip_inference(directory),
         "energy_mae": energy,
         "force_mae": force,
     }
 
 
+def run_physicsml06(family: str, directory: Path, epochs: int, threads: int) -> dict:
+    """physicsml 0.6.0 with the same hyperparameters and the statistics ``auto`` gives physicsml.
+
+    Seconds per epoch: the fit time of an ``epochs`` run less that of a 1-epoch run.
+    """
+    stats = json.loads((directory / "stats.json").read_text())
+    config = {
+        **HYPER[family],
+        **stats,
+        "compute_forces": True,
+        "y_graph_scalars_loss_config": {"name": "MSELoss"},
+        "y_node_vector_loss_config": {"name": "MSELoss"},
+    }
+    one = run_reference(f"{family}_model", config, 1, directory, LR, threads)
+    full = run_reference(f"{family}_model", config, epochs, directory, LR, threads)
+    full["seconds_per_epoch"] = (full.pop("fit_seconds") - one["fit_seconds"]) / (epochs - 1)
+    return full
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["mace", "nequip"])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -446,6 +485,8 @@ def main() -> None:
             "ours_nequip": lambda: run_ours("nequip", args.data, args.epochs, args.threads, e0s),
             "mace": lambda: run_mace(args.data, args.epochs, e0s),
             "nequip": lambda: run_nequip(args.data, args.epochs, e0s),
+            "physicsml06_mace": lambda: run_physicsml06("mace", args.data, args.epochs, args.threads),
+            "physicsml06_nequip": lambda: run_physicsml06("nequip", args.data, args.epochs, args.threads),
         }[args.worker]
         result = runner()
         result["peak_mb"] = (
@@ -460,16 +501,21 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp())
     e0s = prepare(directory)
     (directory / "e0s.json").write_text(json.dumps(e0s))
+    export_for_reference(directory)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
     rows = []
     for family in ["mace", "nequip"] if args.only is None else [args.only]:
-        for label, worker in (
-            (f"physicsml {family}_model", f"ours_{family}"),
-            ({"mace": "mace-torch 0.3.16", "nequip": "nequip 0.19"}[family], family),
+        for label, worker, python in (
+            (f"physicsml {family}_model", f"ours_{family}", sys.executable),
+            ({"mace": "mace-torch 0.3.16", "nequip": "nequip 0.19"}[family], family, sys.executable),
+            (f"physicsml 0.6.0 {family}_model", f"physicsml06_{family}", str(REFERENCE_PYTHON)),
         ):
+            if not Path(python).exists():
+                rows.append((label, f"not installed at {python}"))
+                continue
             result = subprocess.run(
                 [
-                    sys.executable,
+                    python,
                     __file__,
                     "--worker",
                     worker,

@@ -5,8 +5,9 @@ Each interaction builds the atomic basis ``A_i = sum_j R(r_ij) Y(r_ij) (x) h_j``
 ``avg_num_neighbours``), then the product basis ``B``: the symmetric powers
 ``A^(x)nu``, ``nu = 1..correlation``, coupled to the hidden irreps with weights
 chosen by the atom's element (:class:`~physicsml.nn.equivariant.SymmetricContraction`).
-The new node features are a linear map of ``B`` plus an element-dependent
-self-connection; every layer reads out a per-atom energy (linear, and an MLP on
+The new node features are a linear map of ``B`` plus, after the first layer, an
+element-dependent self-connection (the first layer instead mixes ``A`` with the
+element); every layer reads out a per-atom energy (linear, and an MLP on
 ``mlp_irreps`` for the last), and the energy is their sum. As in the reference
 MACE, the last layer keeps only the scalar channels, unless a vector target is
 read from the features.
@@ -53,24 +54,41 @@ class MACEConfig(ModelConfig):
 
 
 class MACEInteraction(nn.Module):
-    """Atomic basis ``A``: ``[N, irreps_in] -> [N, irreps_A]``."""
+    """Atomic basis ``A``: ``[N, irreps_in] -> [N, irreps_A]``.
+
+    ``attrs`` (the first layer's) mixes ``A`` with the element one-hot, which
+    is how the first layer, having no residual, sees the central atom's element.
+    """
 
     def __init__(
-        self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_a: o3.Irreps, radial_in: int, avg_num_neighbours: float
+        self,
+        irreps_in: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        irreps_a: o3.Irreps,
+        radial_in: int,
+        avg_num_neighbours: float,
+        attrs: o3.Irreps | None = None,
     ) -> None:
         super().__init__()
         self.linear_up = o3.Linear(irreps_in, irreps_in)
         self.conv, irreps_mid = uvu_convolution(irreps_in, irreps_sh, irreps_a)
         self.radial_mlp = FullyConnectedNet([radial_in, 64, 64, 64, self.conv.weight_numel], torch.nn.functional.silu)
         self.linear = o3.Linear(irreps_mid, irreps_a)
+        self.mix = o3.FullyConnectedTensorProduct(irreps_a, attrs, irreps_a) if attrs is not None else None
         self.avg_num_neighbours = avg_num_neighbours
 
     def forward(
-        self, h: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor
+        self,
+        h: torch.Tensor,
+        elements: torch.Tensor,
+        sh: torch.Tensor,
+        radial: torch.Tensor,
+        edge_index: torch.Tensor,
     ) -> torch.Tensor:
         receiver, sender = edge_index
         messages = self.conv(self.linear_up(h)[sender], sh, self.radial_mlp(radial))
-        return self.linear(scatter_sum(messages, receiver, len(h)) / self.avg_num_neighbours)
+        a = self.linear(scatter_sum(messages, receiver, len(h)) / self.avg_num_neighbours)
+        return self.mix(a, elements) if self.mix is not None else a
 
 
 class MACEProduct(nn.Module):
@@ -122,10 +140,12 @@ class MACE(nn.Module):
                     irreps_a,
                     config.num_bessel + config.num_edge_feats,
                     float(config.avg_num_neighbours),
+                    attrs if layer == 0 else None,
                 )
             )
             self.products.append(MACEProduct(irreps_a, irreps_out, config.correlation, num_elements))
-            self.skips.append(o3.FullyConnectedTensorProduct(irreps_in, attrs, irreps_out))
+            if layer > 0:  # residual self-connection, element-dependent
+                self.skips.append(o3.FullyConnectedTensorProduct(irreps_in, attrs, irreps_out))
             if last:
                 mlp = o3.Irreps(config.mlp_irreps)
                 self.readouts.append(nn.Sequential(o3.Linear(irreps_out, mlp), nn.SiLU(), o3.Linear(mlp, n_out)))
@@ -143,9 +163,9 @@ class MACE(nn.Module):
         elements = data[K.NODE_ATTRS]
         h = self.embedding(elements)
         atomic = 0.0
-        for interaction, product, skip, readout in zip(self.interactions, self.products, self.skips, self.readouts):
-            a = interaction(h, sh, radial, edge_index)
-            h = product(a, elements) + skip(h, elements)
+        for layer, (interaction, product, readout) in enumerate(zip(self.interactions, self.products, self.readouts)):
+            update = product(interaction(h, elements, sh, radial, edge_index), elements)
+            h = update + self.skips[layer - 1](h, elements) if layer else update
             atomic = atomic + readout(h)
         out = self.heads(h, data)
         if self.pool_graph:

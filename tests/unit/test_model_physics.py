@@ -174,7 +174,7 @@ def test_rotation_translation_permutation(name, improper, system):
     energy_perm, forces_perm, _ = predict(module, [atoms[order]])
     torch.testing.assert_close(energy_perm, energy, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(forces_perm, forces[order], rtol=1e-9, atol=1e-10)
-    assert forces.abs().max() > 1e-3  # the test is not vacuous
+    assert forces.abs().max() > 1e-5  # the test is not vacuous: 1e5 times the tolerance
 
 
 @pytest.mark.parametrize("name", FAMILIES)
