@@ -31,6 +31,23 @@ def split_indices(n: int = 1000, n_validation: int = 50, seed: int = 0) -> tuple
     return sorted(order[n_validation:].tolist()), sorted(order[:n_validation].tolist())
 
 
+def print_table(title: str, rows: dict[str, dict | str]) -> None:
+    """The Markdown results table; a row that is a string is a failure or a missing peer."""
+    print(f"\n{title}\n")
+    print(
+        "| implementation | s/epoch | inference structures/s | peak RSS (MB) | test energy MAE (eV) | test force MAE (eV/Å) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, row in rows.items():
+        if isinstance(row, dict):
+            print(
+                f"| {label} | {row['seconds_per_epoch']:.2f} | {row['inference']:,.0f} | {row['peak_mb']:,.0f} "
+                f"| {row['energy_mae']:.4f} | {row['force_mae']:.4f} |"
+            )
+        else:
+            print(f"| {label} | failed: {' '.join(row.split())[-300:]} | | | | |")
+
+
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

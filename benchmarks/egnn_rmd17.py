@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _rmd17 import REFERENCE_PYTHON, SHARED, export_for_reference, peak_mb, run_reference, split_indices
+from _rmd17 import REFERENCE_PYTHON, SHARED, export_for_reference, peak_mb, print_table, run_reference, split_indices
 
 EGNN = {
     "c_hidden": 64,
@@ -103,7 +103,7 @@ def run_ours(epochs: int, num_rbf: int) -> dict:
     forces = np.concatenate([np.asarray(f) for f in tables["test"]["forces"].to_pylist()])
     return {
         "seconds_per_epoch": fit / epochs,
-        "structures_per_second_inference": len(energy) / infer,
+        "inference": len(energy) / infer,
         "peak_mb": peak_mb(),
         "energy_mae": float(np.abs(predictions["energy"] - energy).mean()),
         "force_mae": float(np.abs(np.concatenate(predictions["forces"]) - forces).mean()),
@@ -125,7 +125,6 @@ def main() -> None:
         config = {**EGNN, "num_rbf": args.num_rbf, **LOSSES}
         result = run_reference("egnn_model", config, args.epochs, args.data, lr=1e-3, threads=1)
         result["seconds_per_epoch"] = result.pop("fit_seconds") / args.epochs
-        result["structures_per_second_inference"] = result.pop("inference")
         print(json.dumps(result))
         return
 
@@ -160,20 +159,10 @@ def main() -> None:
         )
     else:
         rows["physicsml 0.6.0"] = f"not installed at {args.reference_python}"
-    print(
-        f"\nEGNN on rMD17 ethanol, 950 train / 50 validation / 1000 test, {args.epochs} epochs, num_rbf {args.num_rbf}, 1 thread\n"
+    print_table(
+        f"EGNN on rMD17 ethanol, 950 train / 50 validation / 1000 test, {args.epochs} epochs, num_rbf {args.num_rbf}, 1 thread",
+        rows,
     )
-    print(
-        "| implementation | s/epoch | inference structures/s | peak RSS (MB) | test energy MAE (eV) | test force MAE (eV/Å) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, row in rows.items():
-        if isinstance(row, dict):
-            print(
-                f"| {name} | {row['seconds_per_epoch']:.2f} | {row['structures_per_second_inference']:,.0f} | {row['peak_mb']:,.0f} | {row['energy_mae']:.4f} | {row['force_mae']:.4f} |"
-            )
-        else:
-            print(f"| {name} | failed: {row.strip().splitlines()[-1] if row.strip() else row} | | | | |")
 
 
 if __name__ == "__main__":

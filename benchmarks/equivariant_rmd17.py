@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _rmd17 import REFERENCE_PYTHON, SHARED, VENVS, export_for_reference, run_reference, split_indices
+from _rmd17 import REFERENCE_PYTHON, SHARED, VENVS, export_for_reference, print_table, run_reference, split_indices
 
 HYPER = {
     "mace": {
@@ -396,13 +396,10 @@ def nequip_inference(directory: Path) -> float:
 
 
 def run_nequip(directory: Path, epochs: int, e0s: dict[int, float]) -> dict:
-    import ase.io
-
     h = HYPER["nequip"]
     # per-type shifts: the isolated-atom energy plus the mean per-atom residual of
     # the training split, which is what physicsml's E0s + scaling_mean 'auto' give
-    train = ase.io.read(directory / "train.xyz", ":")
-    residual = np.mean([(a.info["REF_energy"] - sum(e0s[int(z)] for z in a.numbers)) / len(a) for a in train])
+    residual = json.loads((directory / "stats.json").read_text())["scaling_mean"]
     text = NEQUIP_CONFIG.format(
         dir=directory,
         epochs=epochs,
@@ -503,7 +500,7 @@ def main() -> None:
     (directory / "e0s.json").write_text(json.dumps(e0s))
     export_for_reference(directory)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-    rows = []
+    rows: dict[str, dict | str] = {}
     for family in ["mace", "nequip"] if args.only is None else [args.only]:
         for label, worker, python in (
             (f"physicsml {family}_model", f"ours_{family}", sys.executable),
@@ -511,7 +508,7 @@ def main() -> None:
             (f"physicsml 0.6.0 {family}_model", f"physicsml06_{family}", str(REFERENCE_PYTHON)),
         ):
             if not Path(python).exists():
-                rows.append((label, f"not installed at {python}"))
+                rows[label] = f"not installed at {python}"
                 continue
             result = subprocess.run(
                 [
@@ -530,28 +527,16 @@ def main() -> None:
                 text=True,
                 env=env,
             )
-            rows.append(
-                (
-                    label,
-                    json.loads(result.stdout.strip().splitlines()[-1])
-                    if result.returncode == 0
-                    else (result.stderr or result.stdout)[-600:],
-                )
+            rows[label] = (
+                json.loads(result.stdout.strip().splitlines()[-1])
+                if result.returncode == 0
+                else (result.stderr or result.stdout)[-600:]
             )
-    print(
-        f"\nrMD17 ethanol, 950/50/1000, {args.epochs} epochs, {args.threads} threads, float32; MACE {HYPER['mace']}; NequIP {HYPER['nequip']}\n"
+    print_table(
+        f"rMD17 ethanol, 950/50/1000, {args.epochs} epochs, {args.threads} threads, float32; "
+        f"MACE {HYPER['mace']}; NequIP {HYPER['nequip']}",
+        rows,
     )
-    print(
-        "| implementation | s/epoch | inference structures/s | peak RSS (MB) | test energy MAE (eV) | test force MAE (eV/Å) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, row in rows:
-        if isinstance(row, dict):
-            print(
-                f"| {label} | {row['seconds_per_epoch']:.2f} | {row['inference']:,.0f} | {row['peak_mb']:,.0f} | {row['energy_mae']:.4f} | {row['force_mae']:.4f} |"
-            )
-        else:
-            print(f"| {label} | failed: {' '.join(row.split())[-300:]} | | | | |")
 
 
 if __name__ == "__main__":

@@ -122,8 +122,9 @@ class NequIP(nn.Module):
         )
         self.embedding = o3.Linear(attrs, o3.Irreps(f"{config.num_features}x0e"))
         self.layers = nn.ModuleList()
-        irreps = o3.Irreps(f"{config.num_features}x0e")
-        last_hidden = hidden if wants_vectors(datamodule, config.compute_forces) else irreps
+        scalars = o3.Irreps(f"{config.num_features}x0e")
+        last_hidden = hidden if wants_vectors(datamodule, config.compute_forces) else scalars
+        irreps = scalars
         for layer_index in range(config.num_layers):
             layer = NequIPLayer(
                 irreps,
