@@ -27,6 +27,7 @@ from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
 from physicsml.data.collate import split_arrays
 from physicsml.data.datasets import InMemoryBatches, make_dataloader
+from physicsml.errors import InputError
 from physicsml.graphs import build_graphs
 from physicsml.io.arrow import read_table, table_metadata
 from physicsml.lightning.datamodule import BatchesDataModule
@@ -36,6 +37,29 @@ from physicsml.models import get_family
 from physicsml.models.statistics import resolve_auto
 
 FORMAT_VERSION = 1
+
+
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The payload of a file written by :meth:`Model.save`, loaded with ``weights_only=True``.
+
+    Raises:
+        InputError: naming the file when it is missing, is not a torch file, or is
+            a torch file that is not a physicsml model of a known format version.
+    """
+    if not Path(path).is_file():
+        raise InputError(str(path), None, None, "no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for a bad file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(str(path), None, None, f"not a saved physicsml model ({reason[:120]})") from None
+    if not isinstance(payload, dict) or not {"name", "hparams", "state_dict", "metadata"} <= set(payload):
+        raise InputError(str(path), None, None, "not a saved physicsml model (no weights and configs in it)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            str(path), None, "format_version", f"model format {payload.get('format_version')} is not {FORMAT_VERSION}"
+        )
+    return payload
 
 
 def _without_missing_targets(config: DataModuleConfig, columns: Sequence[str]) -> DataModuleConfig:
@@ -210,6 +234,8 @@ class Model:
             out = module(batch_as_dict(batch.to(module.device)))
             ptr = batch.ptr.cpu().numpy()
             for key, value in out.items():
+                if key == K.NODE_ENERGIES:
+                    continue
                 value = value.detach().cpu().numpy()
                 if key in (K.Y_NODE_SCALARS, K.Y_NODE_VECTOR):
                     collected.setdefault(key, []).extend(np.split(value, ptr[1:-1]))
@@ -264,10 +290,12 @@ class Model:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Model:
-        """A model saved by :meth:`save`."""
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: model format {payload.get('format_version')} is not {FORMAT_VERSION}")
+        """A model saved by :meth:`save`.
+
+        Raises:
+            InputError: when ``path`` does not exist or is not a model written by :meth:`save`.
+        """
+        payload = read_model_file(path)
         model = cls(payload["name"], payload["config"])
         model.metadata = payload["metadata"]
         model.module = PhysicsMLModule(**payload["hparams"])
@@ -275,6 +303,12 @@ class Model:
         if any(v.dtype == torch.float64 for v in payload["state_dict"].values()):
             model.module.double()
         return model
+
+    def calculator(self, device: str = "cpu", dtype: str = "float32", skin: float = 0.5) -> Any:
+        """This model as an ASE calculator (:class:`physicsml.ase.PhysicsMLCalculator`)."""
+        from physicsml.ase import PhysicsMLCalculator
+
+        return PhysicsMLCalculator(self, device=device, dtype=dtype, skin=skin)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Model:

@@ -271,6 +271,36 @@ class PredictConfig(Config):
     files: list[str] = Field(default_factory=list, description="Structure files (any supported format) to predict.")
 
 
+class MDConfig(Config):
+    """``md``: short trajectories of the trained model, to measure stability, energy drift and speed."""
+
+    split: Literal["train", "validation", "test"] = Field("test", description="Split whose structures start the runs.")
+    structures: int = Field(4, ge=1, description="Run one trajectory from each of the first `structures` of the split.")
+    steps: int = Field(400, ge=1, description="MD steps per trajectory.")
+    timestep_fs: float = Field(0.5, gt=0, description="Time step in fs.")
+    temperature_K: float = Field(
+        300.0, ge=0, description="Temperature of the initial Maxwell-Boltzmann velocities (and the thermostat)."
+    )
+    ensemble: Literal["nve", "langevin"] = Field(
+        "nve", description="nve: velocity Verlet; langevin: Langevin thermostat."
+    )
+    friction_per_fs: float = Field(0.01, gt=0, description="Langevin friction in 1/fs.")
+    dtype: Literal["float32", "float64"] = Field("float64", description="Precision of the model during MD.")
+    seed: int = Field(0, ge=0, description="Seed of the initial velocities (and Langevin noise).")
+    interval: int = Field(
+        5, ge=1, description="Record energies, check stability and write a frame every `interval` steps."
+    )
+    min_distance: float = Field(0.5, gt=0, description="Unstable once two atoms come closer than this (Å).")
+    bond_multiplier: float = Field(
+        1.25,
+        ge=0,
+        description="Molecules: bonds are pairs closer than this times the sum of ASE's natural cut-offs; "
+        "a trajectory is unstable once its bond graph changes. 0 switches the check off.",
+    )
+    skin: float = Field(0.5, ge=0, description="Neighbour-list skin in Å.")
+    device: str = Field("cpu", description="Torch device.")
+
+
 class ModelSection(Config):
     """``model``: a family by name, shared settings in ``config`` and per-family hyperparameters.
 
@@ -300,6 +330,7 @@ SECTIONS: dict[str, type[Config]] = {
     "trainer": TrainerConfig,
     "train": TrainConfig,
     "predict": PredictConfig,
+    "md": MDConfig,
 }
 
 

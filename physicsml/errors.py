@@ -49,3 +49,8 @@ class ConfigError(PhysicsMLError, ValueError):
         self.key = key
         self.message = message
         super().__init__(f"{self.source}: {key}: {message}")
+
+
+class StructureError(PhysicsMLError, ValueError):
+    """A structure handed to a trained model (a calculator, an MD run) that it cannot evaluate:
+    an element it was not trained on, a missing graph attribute, overlapping atoms."""

@@ -9,7 +9,9 @@ is never continued under a different config.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -22,12 +24,14 @@ import pyarrow as pa
 from physicsml.api import Model
 from physicsml.configs import (
     DataModuleConfig,
+    MDConfig,
     ModelSection,
     OptimizerConfig,
     SchedulerConfig,
     TrainConfig,
     TrainerConfig,
 )
+from physicsml.errors import ConfigError
 from physicsml.evaluate import metrics_table, test_metrics, write_json, write_parity
 from physicsml.io.arrow import read_table, table_metadata, to_numpy, write_table
 from physicsml.io.atomic import atomic_output_dir
@@ -192,3 +196,79 @@ def _prediction_table(ids: Any, predictions: dict[str, Any], references: dict[st
         else:
             columns[name] = fixed(np.asarray(values, dtype=np.float64))
     return pa.table(columns)
+
+
+def _atoms_of(table: pa.Table, rows: int, info_columns: list[str]) -> list[Any]:
+    """The first ``rows`` structures of a featurised table as ``ase.Atoms`` (graph attributes in ``info``)."""
+    from ase import Atoms
+
+    frames = []
+    for row in table.slice(0, rows).to_pylist():
+        cell, pbc = row["cell"], row["pbc"]
+        atoms = Atoms(
+            numbers=row["atomic_numbers"], positions=row["coordinates"], cell=cell, pbc=pbc if cell else False
+        )
+        atoms.info.update({name: row[name] for name in info_columns})
+        frames.append(atoms)
+    return frames
+
+
+def md_stage(
+    config: MDConfig,
+    model_path: str | os.PathLike = "models/model.pt",
+    featurised: str | os.PathLike = "data/featurised",
+    out: str | os.PathLike = "md",
+) -> dict[str, float]:
+    """Run the MD check from the first ``config.structures`` of a split; write its outputs to ``out``.
+
+    Writes ``trajectories/<k>.extxyz`` (frames every ``config.interval`` steps),
+    ``energies/<k>.csv`` (``time_ps,total,potential,kinetic`` in eV, for ``dvc plots``),
+    ``trajectories.csv`` (metrics of each trajectory) and ``metrics.json``
+    (``{"md": {...}}``, the means over trajectories). Each output is replaced
+    whole; files DVC keeps in ``out`` (its ``.gitignore``) are left alone.
+
+    Returns:
+        The metrics over all trajectories.
+    """
+    import ase.io
+
+    from physicsml.md import md_check
+
+    model = Model.load(model_path)
+    table = read_table(Path(featurised) / f"{config.split}.arrow")
+    rows = min(config.structures, table.num_rows)
+    if rows == 0:
+        raise ConfigError("params.yaml", "md.split", f"the {config.split} split has no structures to start MD from")
+    info_columns = list(model._require_module().datamodule_config.graph_attrs_cols or [])
+    names = [str(name) for name in table["id"].to_pylist()[:rows]]
+    report = md_check(model, _atoms_of(table, rows, info_columns), config, names)
+    out = Path(out)
+    with atomic_output_dir(out / "trajectories") as tmp:
+        for k, trajectory in enumerate(report.trajectories):
+            ase.io.write(tmp / f"{k:03d}.extxyz", trajectory.frames, format="extxyz")
+    with atomic_output_dir(out / "energies") as tmp:
+        for k, t in enumerate(report.trajectories):
+            lines = [
+                f"{a:.6f},{b:.8f},{c:.8f},{d:.8f}\n" for a, b, c, d in zip(t.time_ps, t.total, t.potential, t.kinetic)
+            ]
+            (tmp / f"{k:03d}.csv").write_text("time_ps,total,potential,kinetic\n" + "".join(lines))
+    each = [{"id": t.name, "atoms": t.num_atoms, **t.metrics()} for t in report.trajectories]
+    table_text = io.StringIO()
+    writer = csv.DictWriter(table_text, fieldnames=list(each[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(each)
+    _write_atomically(out / "trajectories.csv", table_text.getvalue())
+    metrics = report.metrics
+    _write_atomically(out / "metrics.json", json.dumps({"md": metrics}, indent=2, sort_keys=True) + "\n")
+    for row in each:
+        status = "stable" if row["stable"] else f"unstable at {row['time_to_failure_ps']:.3f} ps: {row['failure']}"
+        print(f"{row['id']}: {row['atoms']} atoms, drift {row['drift_meV_per_atom_ps']:+.3f} meV/atom/ps, {status}")
+    print("md " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
+    return metrics
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -11,11 +11,83 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+CUT_OFF = 4.0
+NUM_ELEMENTS = 7
+
+#: A small, fully random-weighted config per family, with physics switched on.
+TINY = {
+    "allegro_model": {
+        "num_layers": 2,
+        "max_ell": 2,
+        "env_embed_multiplicity": 4,
+        "two_body_latent_mlp_latent_dimensions": [8, 16],
+        "latent_mlp_latent_dimensions": [16],
+        "mlp_latent_dimensions": [8],
+        "num_bessel": 4,
+        "avg_num_neighbours": 8.0,
+        "latent_resnet_update_ratios": [0.5, 0.5],
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
+    "ani_model": {
+        "which_ani": "ani2",
+        "elements": ["H", "C", "N", "O", "F", "S", "Cl"],
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
+    "tensor_net_model": {
+        "num_features": 4,
+        "num_radial": 6,
+        "num_interaction_layers": 2,
+        "embedding_mlp_hidden_dims": [8],
+        "interaction_mlp_hidden_dims": [8],
+        "scalar_output_mlp_hidden_dims": [8],
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
+    "nequip_model": {
+        "num_features": 4,
+        "num_layers": 2,
+        "max_ell": 2,
+        "mlp_irreps": "4x0e",
+        "num_bessel": 4,
+        "avg_num_neighbours": 8.0,
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
+    "mace_model": {
+        "hidden_irreps": "4x0e + 4x1o",
+        "mlp_irreps": "4x0e",
+        "max_ell": 2,
+        "num_interactions": 2,
+        "correlation": 3,
+        "avg_num_neighbours": 8.0,
+        "num_bessel": 4,
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
+    "egnn_model": {
+        "c_hidden": 8,
+        "num_layers": 1,
+        "num_rbf": 4,
+        "modify_coords": True,
+        "scaling_mean": 0.1,
+        "scaling_std": 2.0,
+    },
+}
+
+
+#: Families whose element set or cut-off differs from the defaults above.
+ELEMENTS = {"ani_model": (1, 6, 7, 8, 9, 16, 17)}
+CUT_OFFS = {"ani_model": 5.2}
+
+
 PROJECT_FILES = [
     "dvc.yaml",
     "params.yaml",
@@ -110,3 +182,40 @@ def batch_from_atoms(frames, elements=(1, 6, 7, 8, 13, 28, 29), cut_off=4.0, dty
     config = DataModuleConfig(cut_off=cut_off)
     arrays = split_arrays(table, build_graphs(table, cut_off), config)
     return batch_as_dict(InMemoryBatches(arrays, len(frames), len(elements), dtype)[0])
+
+
+def save_tiny_model(name: str, path: Path, graph_attrs_cols=None, dtype=torch.float64) -> Path:
+    """A saved ``name`` model with the tiny config and random weights (seed 0), as the train stage writes one."""
+    from ase.data import chemical_symbols
+
+    from physicsml.api import Model
+    from physicsml.configs import DataModuleConfig
+
+    torch.manual_seed(0)
+    elements = ELEMENTS.get(name, (1, 6, 7, 8, 13, 28, 29))
+    config = {**TINY[name], "compute_forces": True, "y_graph_scalars_loss_config": {"name": "MSELoss"}}
+    if graph_attrs_cols:
+        config["num_graph_feats"] = len(graph_attrs_cols)
+    model = Model(name, config)
+    model.metadata = {
+        "atomic_numbers": list(elements),
+        "elements": [chemical_symbols[z] for z in elements],
+        "atomic_energies": {chemical_symbols[z]: -0.1 * z for z in elements},
+    }
+    datamodule = DataModuleConfig(
+        cut_off=CUT_OFFS.get(name, CUT_OFF),
+        y_graph_scalars=["energy"],
+        y_node_vector="forces",
+        graph_attrs_cols=graph_attrs_cols,
+    )
+    model.build(datamodule, len(elements))
+    model.module.to(dtype)
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Every family's tiny model, saved once per test session (float64 weights)."""
+    directory = tmp_path_factory.mktemp("models")
+    return {name: save_tiny_model(name, directory / f"{name}.pt") for name in TINY}

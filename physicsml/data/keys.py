@@ -32,6 +32,7 @@ Y_GRAPH_VECTOR = "y_graph_vector"  # [G, 3] float
 Y_EDGE_VECTOR = "y_edge_vector"  # [E, 3] float
 Y_NODE_VECTOR = "y_node_vector"  # [N, 3] float
 Y_STRESS = "y_stress"  # [G, 3, 3] float, reference stress (datamodule.y_stress)
+NODE_ENERGIES = "node_energies"  # [N] float, output: per-atom energies, self-energies excluded
 BATCH = "batch"  # [N] int64, graph index of each node
 PTR = "ptr"  # [G + 1] int64, node offsets of each graph (starts at 0)
 

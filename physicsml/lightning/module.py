@@ -35,6 +35,51 @@ def target_columns(datamodule: DataModuleConfig) -> dict[str, list[str]]:
     return {key: names for key, names in columns.items() if names}
 
 
+def with_derivatives(
+    net: torch.nn.Module, data: dict[str, torch.Tensor], forces: bool, stress: bool, create_graph: bool = False
+) -> dict[str, torch.Tensor]:
+    """``net(data)`` plus forces ``-dE/dx`` (``y_node_vector``) and stress ``(1/V) dE/d(strain)``.
+
+    ``E`` is the first ``y_graph_scalars`` column. The strain ``eps`` (symmetrised)
+    deforms positions, periodic shift vectors and cells as ``x -> x (1 + eps)``, so
+    the stress is the derivative at ``eps = 0``, in energy per volume (eV/Å^3),
+    ``[G, 3, 3]``, zero for structures without a cell. This is the one place any
+    family gets its forces and stress, in training and in simulations alike.
+
+    Args:
+        create_graph: keep the graph of the derivatives (training on forces needs it).
+    """
+    if not (forces or stress):
+        return net(data)
+    data = dict(data)
+    with torch.enable_grad():
+        positions = data[K.COORDINATES].detach().requires_grad_(True)
+        data[K.COORDINATES] = positions
+        inputs = [positions]
+        if stress:
+            strain = torch.zeros_like(data[K.CELL]).requires_grad_(True)
+            inputs.append(strain)
+            symmetric = 0.5 * (strain + strain.transpose(1, 2))
+            edge_graph = data[K.BATCH][data[K.EDGE_INDEX][0]]
+            data[K.COORDINATES] = positions + torch.einsum("ni,nij->nj", positions, symmetric[data[K.BATCH]])
+            data[K.CELL_SHIFT_VECTOR] = data[K.CELL_SHIFT_VECTOR] + torch.einsum(
+                "ei,eij->ej", data[K.CELL_SHIFT_VECTOR], symmetric[edge_graph]
+            )
+            data[K.CELL] = data[K.CELL] + data[K.CELL] @ symmetric
+        out = net(data)
+        energy = out[K.Y_GRAPH_SCALARS][:, 0].sum()
+        grads = torch.autograd.grad(energy, inputs, create_graph=create_graph, allow_unused=True)
+    if forces:
+        out[K.Y_NODE_VECTOR] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
+    if stress:
+        volume = torch.linalg.det(data[K.CELL].detach()).abs()
+        virial = grads[-1] if grads[-1] is not None else torch.zeros_like(data[K.CELL])
+        out[STRESS] = torch.where(
+            volume[:, None, None] > 0, virial / volume.clamp_min(1e-12)[:, None, None], torch.zeros_like(virial)
+        )
+    return out
+
+
 #: Target keys whose value is one vector or tensor per row, compared as a whole.
 WHOLE = {K.Y_GRAPH_VECTOR, K.Y_NODE_VECTOR, K.Y_STRESS}
 
@@ -84,36 +129,9 @@ class PhysicsMLModule(pl.LightningModule):
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Predictions for a batch dict, with forces and stress when configured."""
-        forces, stress = self.config.compute_forces, self.config.compute_stress
-        if not (forces or stress):
-            return self.net(data)
-        data = dict(data)
-        with torch.enable_grad():
-            positions = data[K.COORDINATES].detach().requires_grad_(True)
-            data[K.COORDINATES] = positions
-            inputs = [positions]
-            if stress:
-                strain = torch.zeros_like(data[K.CELL]).requires_grad_(True)
-                inputs.append(strain)
-                symmetric = 0.5 * (strain + strain.transpose(1, 2))
-                edge_graph = data[K.BATCH][data[K.EDGE_INDEX][0]]
-                data[K.COORDINATES] = positions + torch.einsum("ni,nij->nj", positions, symmetric[data[K.BATCH]])
-                data[K.CELL_SHIFT_VECTOR] = data[K.CELL_SHIFT_VECTOR] + torch.einsum(
-                    "ei,eij->ej", data[K.CELL_SHIFT_VECTOR], symmetric[edge_graph]
-                )
-                data[K.CELL] = data[K.CELL] + data[K.CELL] @ symmetric
-            out = self.net(data)
-            energy = out[K.Y_GRAPH_SCALARS][:, 0].sum()
-            grads = torch.autograd.grad(energy, inputs, create_graph=self.training, allow_unused=True)
-        if forces:
-            out[K.Y_NODE_VECTOR] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
-        if stress:
-            volume = torch.linalg.det(data[K.CELL].detach()).abs()
-            virial = grads[-1] if grads[-1] is not None else torch.zeros_like(data[K.CELL])
-            out[STRESS] = torch.where(
-                volume[:, None, None] > 0, virial / volume.clamp_min(1e-12)[:, None, None], torch.zeros_like(virial)
-            )
-        return out
+        return with_derivatives(
+            self.net, data, self.config.compute_forces, self.config.compute_stress, create_graph=self.training
+        )
 
     # ---- training ----------------------------------------------------------------
 

@@ -194,7 +194,7 @@ class Allegro(nn.Module):
         out: dict[str, torch.Tensor] = {}
         if self.pool_graph:
             atomic = scatter_sum(self.energy(x) * envelope, receiver, len(attrs))
-            out[K.Y_GRAPH_SCALARS] = pool_graph_scalars(atomic, data, std, mean)
+            out.update(pool_graph_scalars(atomic, data, std, mean))
         if self.node_scalars is not None:
             out[K.Y_NODE_SCALARS] = scatter_sum(self.node_scalars(x) * envelope, receiver, len(attrs)) * std + mean
         if self.node_vector is not None:

@@ -202,8 +202,4 @@ class ANI(nn.Module):
             atoms = torch.nonzero(species == index).squeeze(-1)
             if len(atoms):
                 atomic = atomic.index_copy(0, atoms, network(aev[atoms]))
-        return {
-            K.Y_GRAPH_SCALARS: pool_graph_scalars(
-                atomic, data, float(self.config.scaling_std), float(self.config.scaling_mean)
-            )
-        }
+        return pool_graph_scalars(atomic, data, float(self.config.scaling_std), float(self.config.scaling_mean))

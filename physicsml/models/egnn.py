@@ -11,7 +11,8 @@ move along edge vectors. Outputs:
 * ``y_node_vector`` (when not forces): ``sum_j r_ij * phi(m_ij)``, equivariant;
 * ``y_graph_vector``: ``sum_i q_i (x_i - centroid) + sum_i v_i``, equivariant.
 
-Messages are multiplied by a switch that falls smoothly from 1 to 0 over the
+Messages, and every per-edge term built from them (coordinate updates, edge
+pooling), are multiplied by a switch that falls smoothly from 1 to 0 over the
 last 20 % of the cut-off, so the energy is continuous when atoms cross it while
 closer pairs are untouched (a full-range envelope slowed learning measurably).
 """
@@ -84,7 +85,7 @@ class EGNNLayer(nn.Module):
         aggregated = scatter_sum(messages * self.attention(messages), receiver, len(h))
         h = self.phi_n(torch.cat([h, aggregated], dim=-1)) + h
         if self.phi_x is not None:
-            x = x + scatter_sum(vectors * self.phi_x(messages), receiver, len(h))
+            x = x + scatter_sum(vectors * self.phi_x(messages) * envelope, receiver, len(h))
         return h, x, messages
 
 
@@ -147,7 +148,7 @@ class EGNN(nn.Module):
         std, mean = self.config.scaling_std, self.config.scaling_mean
         out: dict[str, torch.Tensor] = {}
         if self.num_graph_scalars:
-            out[K.Y_GRAPH_SCALARS] = self._graph_scalars(h, messages, data, std, mean)
+            out.update(self._graph_scalars(h, messages, envelope, data, std, mean))
         if self.node_head is not None:
             out[K.Y_NODE_SCALARS] = self.node_head(h_head) * std + mean
         if self.vector_head is not None or self.dipole_heads is not None:
@@ -160,14 +161,14 @@ class EGNN(nn.Module):
                 out[K.Y_GRAPH_VECTOR] = graph_vector(self.dipole_heads[0](h_head), atomic, {**data, K.COORDINATES: x})
         return out
 
-    def _graph_scalars(self, h, messages, data, std, mean):  # noqa: ANN001, ANN202
+    def _graph_scalars(self, h, messages, envelope, data, std, mean):  # noqa: ANN001, ANN202
         """Per-atom contributions, pooled per structure, plus total_atomic_energy on the energy column."""
         batch = data[K.BATCH]
         features = []
         if self.config.pool_from in ("nodes", "nodes_edges"):
             features.append(self.head_features(h))
         if self.config.pool_from in ("edges", "nodes_edges"):
-            features.append(scatter_sum(self.head_features(messages), data[K.EDGE_INDEX][0], len(h)))
+            features.append(scatter_sum(self.head_features(messages) * envelope, data[K.EDGE_INDEX][0], len(h)))
         if self.config.num_graph_feats:
             features.append(data[K.GRAPH_ATTRS][batch])
         return pool_graph_scalars(self.graph_head(torch.cat(features, dim=-1)), data, std, mean, self.config.pool_type)

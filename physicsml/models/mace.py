@@ -169,7 +169,7 @@ class MACE(nn.Module):
             atomic = atomic + readout(h)
         out = self.heads(h, data)
         if self.pool_graph:
-            out[K.Y_GRAPH_SCALARS] = pool_graph_scalars(
-                atomic, data, float(self.config.scaling_std), float(self.config.scaling_mean)
+            out.update(
+                pool_graph_scalars(atomic, data, float(self.config.scaling_std), float(self.config.scaling_mean))
             )
         return out

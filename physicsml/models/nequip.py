@@ -155,7 +155,9 @@ class NequIP(nn.Module):
             h = layer(h, attrs, sh, radial, edge_index)
         out = self.heads(h, data)
         if self.pool_graph:
-            out[K.Y_GRAPH_SCALARS] = pool_graph_scalars(
-                self.readout(h), data, float(self.config.scaling_std), float(self.config.scaling_mean)
+            out.update(
+                pool_graph_scalars(
+                    self.readout(h), data, float(self.config.scaling_std), float(self.config.scaling_mean)
+                )
             )
         return out

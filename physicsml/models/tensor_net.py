@@ -169,7 +169,7 @@ class TensorNet(nn.Module):
             std, mean = float(self.config.scaling_std), float(self.config.scaling_mean)
             atomic = self.output(self.output_norm(self.invariants(x)))
             if self.n_graph:
-                out[K.Y_GRAPH_SCALARS] = pool_graph_scalars(atomic[:, : self.n_graph], data, std, mean)
+                out.update(pool_graph_scalars(atomic[:, : self.n_graph], data, std, mean))
             if atomic.shape[1] > self.n_graph:
                 out[K.Y_NODE_SCALARS] = atomic[:, self.n_graph :] * std + mean
         return out

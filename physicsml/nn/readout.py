@@ -10,16 +10,25 @@ from physicsml.nn.blocks import scatter_sum
 
 def pool_graph_scalars(
     atomic: torch.Tensor, data: dict[str, torch.Tensor], std: float, mean: float, pool: str = "sum"
-) -> torch.Tensor:
-    """``[N, k]`` per-atom outputs to ``[G, k]``: ``std * x + mean`` summed (or averaged) per
-    structure, with ``total_atomic_energy`` added to the first (energy) column."""
+) -> dict[str, torch.Tensor]:
+    """``[N, k]`` per-atom outputs to ``[G, k]`` graph scalars and ``[N]`` per-atom energies.
+
+    ``std * x + mean`` is summed (or averaged) per structure and
+    ``total_atomic_energy`` added to the first (energy) column. The per-atom
+    energies (:data:`~physicsml.data.keys.NODE_ENERGIES`) are each atom's share
+    of that column before the self-energies, so they sum to the energy minus
+    ``total_atomic_energy``; they are what an ASE calculator reports as ``energies``
+    once each atom's self-energy is added.
+    """
     num_graphs = len(data[K.PTR]) - 1
-    pooled = scatter_sum(atomic * std + mean, data[K.BATCH], num_graphs)
+    scaled = atomic * std + mean
     if pool == "mean":
-        pooled = pooled / (data[K.PTR][1:] - data[K.PTR][:-1]).to(pooled.dtype).unsqueeze(-1)
+        counts = (data[K.PTR][1:] - data[K.PTR][:-1]).to(scaled.dtype).unsqueeze(-1)
+        scaled = scaled / counts[data[K.BATCH]]
+    pooled = scatter_sum(scaled, data[K.BATCH], num_graphs)
     offset = torch.zeros_like(pooled)
     offset[:, 0] = data[K.TOTAL_ATOMIC_ENERGY]
-    return pooled + offset
+    return {K.Y_GRAPH_SCALARS: pooled + offset, K.NODE_ENERGIES: scaled[:, 0]}
 
 
 def graph_vector(charges: torch.Tensor, vectors: torch.Tensor, data: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
+from pathlib import Path
 
-from conftest import git_env
+import yaml
+from conftest import ROOT, git_env
 
 
 def dvc(project, *args: str) -> str:
@@ -36,3 +39,39 @@ def test_repro_and_experiments_rerun_only_what_changed(dvc_project):
     manifest = json.loads((dvc_project / "data/prebatched/manifest.json").read_text())
     assert manifest["splits"]["train"]["num_batches"] == 112  # ceil(781 / 7)
     assert "datamodule.train.batch_size" in dvc(dvc_project, "exp", "show", "--csv")
+
+
+def import_closure(script: Path) -> set[Path]:
+    """Every ``physicsml`` source file ``script`` imports, directly or not (function-level imports too)."""
+    root = script.parents[1]
+
+    def module_file(name: str) -> Path | None:
+        path = root.joinpath(*name.split("."))
+        return next((p for p in (path / "__init__.py", path.with_suffix(".py")) if p.is_file()), None)
+
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for node in ast.walk(ast.parse(current.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "physicsml":
+                    todo += [f for k in range(1, len(parts) + 1) if (f := module_file(".".join(parts[:k])))]
+    return seen
+
+
+def test_md_stage_deps_cover_everything_it_imports():
+    """A library change the md stage runs must re-run it: its deps cover its whole import closure."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["md"]
+    deps = [str(dep).rstrip("/") for dep in stage["deps"]]
+    files = [str(f.relative_to(ROOT)) for f in import_closure(ROOT / "stages/md.py")]
+    assert len(files) > 30  # the calculator pulls in the models, the data layout and the graphs
+    missing = [f for f in files if not any(f == dep or f.startswith(dep + "/") for dep in deps)]
+    assert missing == []

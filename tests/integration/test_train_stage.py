@@ -32,6 +32,7 @@ def small_project(project: Path, structures: int = 320, shrink: bool = True, **o
     if shrink:
         params["model"]["egnn_model"].update(SMALL_MODEL)
     params["trainer"]["max_epochs"] = 2
+    params["md"].update(structures=2, steps=20)
     for dotted, value in overrides.items():
         section, key = dotted.split(".")
         params[section][key] = value
@@ -155,7 +156,8 @@ def dvc(project: Path, *args: str) -> str:
 
 
 def ran(output: str) -> set[str]:
-    return {s for s in ("featurise", "graphs", "prebatch", "train", "predict") if f"Running stage '{s}'" in output}
+    stages = ("featurise", "graphs", "prebatch", "train", "predict", "md")
+    return {s for s in stages if f"Running stage '{s}'" in output}
 
 
 def test_dvc_pipeline_experiments_and_metrics(dvc_project):
@@ -163,7 +165,7 @@ def test_dvc_pipeline_experiments_and_metrics(dvc_project):
     env = git_env()
     subprocess.run(["git", "commit", "-qam", "small"], cwd=dvc_project, check=True, env=env)
     output = dvc(dvc_project, "repro")
-    assert ran(output) == {"featurise", "graphs", "prebatch", "train", "predict"}
+    assert ran(output) == {"featurise", "graphs", "prebatch", "train", "predict", "md"}
     assert "test metrics" in output and "forces" in output
     metrics = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
     assert {"mae", "rmse", "mae_per_atom", "rmse_per_atom"} <= set(metrics["energy"]) and {"mae", "rmse"} <= set(
@@ -173,7 +175,7 @@ def test_dvc_pipeline_experiments_and_metrics(dvc_project):
     subprocess.run(["git", "add", "-A"], cwd=dvc_project, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", "baseline"], cwd=dvc_project, check=True, env=env)
 
-    assert ran(dvc(dvc_project, "exp", "run", "-S", "trainer.max_epochs=3")) == {"train", "predict"}
+    assert ran(dvc(dvc_project, "exp", "run", "-S", "trainer.max_epochs=3")) == {"train", "predict", "md"}
     diff = dvc(dvc_project, "metrics", "diff", "--json")
     changed = json.loads(diff)
     assert "test.forces.mae" in changed["results/metrics.json"] and "epoch" in changed["dvclive/metrics.json"]
@@ -182,6 +184,19 @@ def test_dvc_pipeline_experiments_and_metrics(dvc_project):
     assert {"test.energy.mae", "test.forces.mae", "val.forces.mae", "trainer.max_epochs"} <= set(header)
     plots = json.loads(dvc(dvc_project, "plots", "show", "--json"))
     assert "results/parity/forces.csv" in plots["data"] and any("val" in key for key in plots["data"])
+
+    # the md stage: metrics beside the test errors, energy plots, and only md re-runs for md params
+    shown = json.loads(dvc(dvc_project, "metrics", "show", "--json"))
+    md_metrics = next(iter(shown.values()))["data"]["md/metrics.json"]["data"]["md"]
+    keys = {"stable_fraction", "drift_meV_per_atom_ps", "energy_rms_meV_per_atom", "time_to_failure_ps"}
+    assert keys | {"steps_per_second"} <= set(md_metrics) and 0 <= md_metrics["stable_fraction"] <= 1
+    energies = plots["data"]["md/energies/000.csv"][0]["content"]["data"]["values"]
+    assert {row["field"] for row in energies} == {"total", "potential", "kinetic"}
+    assert len(list((dvc_project / "md/trajectories").glob("*.extxyz"))) == 2
+    assert ran(dvc(dvc_project, "exp", "run", "-S", "md.steps=30")) == {"md"}
+    frames = ase.io.read(dvc_project / "md/trajectories/000.extxyz", ":")
+    assert frames[-1].info["time_ps"] <= 30 * 0.5e-3 + 1e-9 and len(frames) >= 2
+    assert "md.stable_fraction" in dvc(dvc_project, "exp", "show", "--csv").splitlines()[0]
 
 
 #: A few epochs each: the equivariant families learn forces much faster per epoch than EGNN.
@@ -202,7 +217,7 @@ def test_every_family_learns_through_dvc_exp_run(dvc_project, family):
     subprocess.run(["git", "commit", "-qam", "small"], cwd=dvc_project, check=True, env=git_env())
     dvc(dvc_project, "repro", "prebatch")
     output = dvc(dvc_project, "exp", "run", "-S", f"model.name={family}")
-    assert ran(output) == {"train", "predict"}
+    assert ran(output) == {"train", "predict", "md"}  # every family is run in MD as well
     from physicsml.io.arrow import read_table
 
     validation = read_table(dvc_project / "data/featurised/validation.arrow")

@@ -1,0 +1,93 @@
+"""A neighbour list that is reused between MD steps (a Verlet list with a skin).
+
+The list is built by vesin with radius ``cut_off + skin`` and kept while no atom
+has moved more than ``skin / 2`` since it was built: two atoms then approach by
+at most ``skin``, so every pair now closer than ``cut_off`` is still among the
+stored candidates. Each call measures the candidates' current lengths and keeps
+those below ``cut_off``, which gives exactly the edges a fresh list would give
+(ordered by receiver, then sender).
+
+Integer cell shifts stay valid while atoms move continuously, so atoms that
+leave the cell through a periodic face need nothing special. A wrapped atom
+(``atoms.wrap()``) jumps by a lattice vector, and any change of the cell, the
+periodicity or the atoms, triggers a rebuild.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from physicsml.graphs import _calculator, _vesin_edges
+
+
+class SkinNeighbourList:
+    """Edges within ``cut_off`` of one structure, rebuilt only when atoms moved far enough.
+
+    Args:
+        cut_off: neighbour radius in Å (pairs at exactly the cut-off are excluded).
+        skin: extra radius of the stored list in Å; ``0`` rebuilds at every call.
+        self_interaction: add one ``(i, i)`` edge with zero shift per atom.
+
+    Attributes:
+        builds: how many times the list was built (for tests and diagnostics).
+    """
+
+    def __init__(self, cut_off: float, skin: float = 0.5, self_interaction: bool = False) -> None:
+        if skin < 0:
+            raise ValueError(f"skin must be >= 0 Å, got {skin}")
+        self.cut_off = float(cut_off)
+        self.skin = float(skin)
+        self.self_interaction = self_interaction
+        self._calculator = _calculator(self.cut_off + self.skin)
+        self._key: tuple | None = None
+        self._built_at = np.zeros((0, 3))
+        self.builds = 0
+
+    def _stale(self, positions: np.ndarray, key: tuple) -> bool:
+        if self._key != key or self.skin == 0:
+            return True
+        moved = np.einsum("ij,ij->i", positions - self._built_at, positions - self._built_at)
+        return bool(moved.max(initial=0.0) > (0.5 * self.skin) ** 2)
+
+    def _build(self, positions: np.ndarray, cell: np.ndarray | None, pbc: np.ndarray) -> None:
+        i, j, shifts = _vesin_edges(self._calculator, positions, cell, pbc)
+        self._receivers = np.asarray(i, dtype=np.int64)
+        self._senders = np.asarray(j, dtype=np.int64)
+        self._shifts = np.asarray(shifts, dtype=np.int64).reshape(-1, 3)
+        periodic = cell is not None and bool(pbc.any())
+        self._shift_vectors = self._shifts @ cell if periodic else np.zeros((len(self._shifts), 3))
+        self._built_at = positions.copy()
+        self.builds += 1
+
+    def __call__(
+        self, positions: np.ndarray, cell: np.ndarray | None, pbc: Sequence[bool]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Edges of the structure now.
+
+        Args:
+            positions: ``[N, 3]`` Cartesian positions in Å.
+            cell: ``[3, 3]`` lattice vectors as rows, or ``None``.
+            pbc: periodicity along each lattice vector.
+
+        Returns:
+            ``edge_index`` ``[2, E]`` int64 (receiver, sender) and ``cell_shift_vector``
+            ``[E, 3]`` float64 (Cartesian shift of the sender's image).
+        """
+        positions = np.asarray(positions, dtype=np.float64)
+        pbc = np.asarray(pbc, dtype=bool).reshape(3)
+        cell = None if cell is None or not pbc.any() else np.asarray(cell, dtype=np.float64)
+        key = (len(positions), tuple(pbc), None if cell is None else cell.tobytes())
+        if self._stale(positions, key):
+            self._key = key
+            self._build(positions, cell, pbc)
+        vectors = positions[self._senders] - positions[self._receivers] + self._shift_vectors
+        keep = np.flatnonzero(np.einsum("ij,ij->i", vectors, vectors) < self.cut_off**2)
+        receivers, senders, shift_vectors = self._receivers[keep], self._senders[keep], self._shift_vectors[keep]
+        if self.self_interaction:
+            n = len(positions)
+            receivers = np.concatenate([np.arange(n), receivers])
+            senders = np.concatenate([np.arange(n), senders])
+            shift_vectors = np.concatenate([np.zeros((n, 3)), shift_vectors])
+        return np.stack([receivers, senders]), shift_vectors

@@ -1,0 +1,173 @@
+"""A trained model as an interatomic potential: energy, forces, stress and per-atom energies of one structure.
+
+This is the engine behind the ASE calculator (:mod:`physicsml.ase`), the OpenMM
+potential (:mod:`physicsml.openmm`) and the MD check (:mod:`physicsml.md`). It
+turns positions into the batch a model family reads (:mod:`physicsml.data.keys`)
+with no featurised table in between, keeps the neighbour list between calls
+(:class:`~physicsml.graphs.skin.SkinNeighbourList`), and takes forces and stress
+from the energy by autograd exactly as training does
+(:func:`~physicsml.lightning.module.with_derivatives`), whatever the family.
+
+>>> potential = Potential("models/model.pt", dtype="float64")
+>>> out = potential(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, stress=True)
+>>> out["energy"], out["forces"].shape, out["stress"].shape, out["energies"].sum()
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from ase.data import chemical_symbols
+
+from physicsml.data import keys as K
+from physicsml.errors import StructureError
+from physicsml.graphs.skin import SkinNeighbourList
+from physicsml.lightning.module import STRESS, with_derivatives
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class Potential:
+    """A trained model evaluated on one structure at a time.
+
+    Args:
+        model: a saved model file (``models/model.pt``) or a :class:`~physicsml.api.Model`.
+        device: torch device to run on (``"cpu"``, ``"cuda"``).
+        dtype: ``"float32"`` or ``"float64"``; the weights are cast to it.
+        skin: extra neighbour-list radius in Å; the list is rebuilt only when an atom
+            has moved more than half of it (``0``: rebuilt at every call).
+
+    Raises:
+        InputError: when ``model`` is a path that is not a saved model.
+    """
+
+    def __init__(self, model: Any, device: str = "cpu", dtype: str = "float32", skin: float = 0.5) -> None:
+        from physicsml.api import Model
+
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        loaded = isinstance(model, (str, os.PathLike))
+        model = Model.load(model) if loaded else model
+        module = model._require_module()
+        self.model = model
+        self.dtype = DTYPES[dtype]
+        self.device = torch.device(device)
+        # a Model handed in keeps its own weights and dtype
+        net = module.net if loaded else copy.deepcopy(module.net)
+        self.net = net.to(device=self.device, dtype=self.dtype).eval()
+        datamodule = module.datamodule_config
+        self.cut_off = datamodule.cut_off
+        self.graph_attrs_cols = list(datamodule.graph_attrs_cols or [])
+        self.num_elements = int(module.hparams["num_elements"]) or len(model.metadata["atomic_numbers"])
+        self.atomic_numbers = [int(z) for z in model.metadata["atomic_numbers"]]
+        self.elements = [chemical_symbols[z] for z in self.atomic_numbers]
+        energies = model.metadata.get("atomic_energies") or {}
+        self._self_energy = np.zeros(119)
+        self._self_energy[self.atomic_numbers] = [energies.get(symbol, 0.0) for symbol in self.elements]
+        self._species = np.full(119, -1, dtype=np.int64)
+        self._species[self.atomic_numbers] = np.arange(len(self.atomic_numbers))
+        self.neighbours = SkinNeighbourList(self.cut_off, skin, datamodule.self_interaction)
+        self._numbers: np.ndarray | None = None
+        self._fixed: dict[str, torch.Tensor] = {}
+
+    def _atoms_fields(self, numbers: np.ndarray) -> dict[str, torch.Tensor]:
+        """The batch fields that depend only on which atoms there are (cached between calls)."""
+        if self._numbers is not None and np.array_equal(numbers, self._numbers):
+            return self._fixed
+        numbers = np.asarray(numbers, dtype=np.int64)
+        species = self._species[np.clip(numbers, 0, 118)]
+        unknown = sorted({int(z) for z in numbers[species < 0]})
+        if unknown:
+            names = ", ".join(chemical_symbols[z] if 0 < z < 119 else str(z) for z in unknown)
+            raise StructureError(f"element(s) {names} not among the model's elements {', '.join(self.elements)}")
+        species_t = torch.as_tensor(species, device=self.device)
+        one_hot = torch.nn.functional.one_hot(species_t, self.num_elements).to(self.dtype)
+        n = len(numbers)
+        self._fixed = {
+            K.RAW_ATOMIC_NUMBERS: species_t,
+            K.ATOMIC_NUMBERS: one_hot,
+            K.NODE_ATTRS: one_hot,
+            K.TOTAL_ATOMIC_ENERGY: torch.tensor(
+                [self._self_energy[numbers].sum()], dtype=self.dtype, device=self.device
+            ),
+            K.BATCH: torch.zeros(n, dtype=torch.int64, device=self.device),
+            K.PTR: torch.tensor([0, n], dtype=torch.int64, device=self.device),
+            K.NUM_NODES: torch.tensor(n, dtype=torch.int64),
+            K.NUM_GRAPHS: torch.tensor(1, dtype=torch.int64),
+        }
+        self._numbers = numbers.copy()
+        return self._fixed
+
+    def _graph_attrs(self, info: Mapping[str, Any]) -> torch.Tensor:
+        values = []
+        for name in self.graph_attrs_cols:
+            if name not in info:
+                raise StructureError(
+                    f"the model was trained with graph attribute '{name}': set it in atoms.info['{name}']"
+                )
+            values.append(np.asarray(info[name], dtype=np.float64).reshape(-1))
+        return torch.as_tensor(np.concatenate(values)[None], dtype=self.dtype, device=self.device)
+
+    def batch(
+        self,
+        numbers: np.ndarray,
+        positions: np.ndarray,
+        cell: np.ndarray | None,
+        pbc: Sequence[bool],
+        info: Mapping[str, Any] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The one-structure batch dict a model family reads."""
+        positions = np.asarray(positions, dtype=np.float64)
+        if not np.isfinite(positions).all():
+            raise StructureError("non-finite positions")
+        pbc = np.asarray(pbc, dtype=bool).reshape(3)
+        has_cell = cell is not None and pbc.any()
+        if has_cell and abs(np.linalg.det(np.asarray(cell, dtype=np.float64)[pbc][:, pbc])) < 1e-10:
+            raise StructureError(f"singular cell with pbc {pbc.tolist()}")
+        data = dict(self._atoms_fields(np.asarray(numbers)))
+        edge_index, shift_vectors = self.neighbours(positions, cell if has_cell else None, pbc)
+        as_float = dict(dtype=self.dtype, device=self.device)
+        data[K.COORDINATES] = torch.as_tensor(positions, **as_float)
+        data[K.EDGE_INDEX] = torch.as_tensor(edge_index, device=self.device)
+        data[K.CELL_SHIFT_VECTOR] = torch.as_tensor(shift_vectors, **as_float)
+        data[K.CELL] = torch.as_tensor(np.asarray(cell if has_cell else np.zeros((3, 3)))[None], **as_float)
+        if self.graph_attrs_cols:
+            data[K.GRAPH_ATTRS] = self._graph_attrs(info or {})
+        return data
+
+    def __call__(
+        self,
+        numbers: np.ndarray,
+        positions: np.ndarray,
+        cell: np.ndarray | None = None,
+        pbc: Sequence[bool] = (False, False, False),
+        info: Mapping[str, Any] | None = None,
+        stress: bool = False,
+    ) -> dict[str, Any]:
+        """Energy (eV), forces ``[N, 3]`` (eV/Å), per-atom energies ``[N]`` (eV, self-energies
+        included, summing to the energy) and, with ``stress`` on a periodic cell, the stress
+        ``[3, 3]`` (eV/Å^3, ASE's sign: ``(1/V) dE/d(strain)``), all float64 numpy.
+
+        Raises:
+            StructureError: an element the model does not know, a graph attribute missing
+                from ``info``, non-finite positions or a singular periodic cell.
+        """
+        data = self.batch(numbers, positions, cell, pbc, info)
+        periodic = bool(data[K.CELL].abs().sum() > 0)
+        out = with_derivatives(self.net, data, forces=True, stress=stress and periodic)
+        energy = float(out[K.Y_GRAPH_SCALARS][0, 0].detach().double())
+        result: dict[str, Any] = {
+            "energy": energy,
+            "forces": out[K.Y_NODE_VECTOR].detach().cpu().double().numpy(),
+        }
+        if K.NODE_ENERGIES in out:
+            atomic = out[K.NODE_ENERGIES].detach().cpu().double().numpy()
+            result["energies"] = atomic + self._self_energy[np.asarray(numbers)]
+        if stress:
+            result["stress"] = out[STRESS][0].detach().cpu().double().numpy() if periodic else np.zeros((3, 3))
+        return result

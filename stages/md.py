@@ -1,0 +1,37 @@
+"""DVC stage: trained model -> short MD trajectories, their stability, energy drift and speed."""
+
+from pathlib import Path
+
+import typer
+
+from physicsml.cli import reports_errors, stage_app
+from physicsml.configs import load_params, parse_section
+from physicsml.workflows import md_stage
+
+app = stage_app(__doc__)
+
+
+@app.command()
+@reports_errors
+def main(
+    params: Path = typer.Option("params.yaml", help="Params file; reads the `md` section."),
+    model: Path = typer.Option("models/model.pt", help="Trained model written by the train stage."),
+    featurised: Path = typer.Option("data/featurised", help="Directory of featurised {split}.arrow tables."),
+    out: Path = typer.Option(
+        "md", help="Output directory: metrics.json, trajectories.csv, energies/*.csv, trajectories/*.extxyz."
+    ),
+) -> None:
+    """Run one MD trajectory from each of the first `md.structures` structures of `md.split`.
+
+    Velocities start from a Maxwell-Boltzmann distribution at `md.temperature_K`; the dynamics are
+    velocity Verlet (`md.ensemble: nve`) or Langevin, with the model in `md.dtype`. A trajectory stops
+    as unstable once two atoms come closer than `md.min_distance` Å or a molecule's bond graph changes.
+    `metrics.json` holds the energy drift (meV/atom/ps), RMS energy fluctuation (meV/atom), stable
+    fraction, mean time to failure (ps) and speed (steps/s); `energies/<k>.csv` feed `dvc plots`.
+    """
+    config = parse_section(load_params(params), "md", str(params))
+    md_stage(config, model, featurised, out)
+
+
+if __name__ == "__main__":
+    app()
