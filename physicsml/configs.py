@@ -347,7 +347,7 @@ def load_params(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(str(path), "(file)", "expected a mapping of sections")
     for key in params:
         if key not in SECTIONS:
-            raise ConfigError(str(path), str(key), _unknown(str(key), SECTIONS))
+            raise ConfigError(str(path), str(key), unknown_key(str(key), SECTIONS))
     return params
 
 
@@ -372,7 +372,7 @@ def parse_config(cls: type[Config], values: dict[str, Any], source: str = "confi
                 field = owner.model_fields.get(part)
                 annotation = field.annotation if field else None
                 owner = annotation if isinstance(annotation, type) and issubclass(annotation, Config) else owner
-            message = _unknown(loc[-1], owner.model_fields)
+            message = unknown_key(loc[-1], owner.model_fields)
         elif first["type"] == "value_error":
             message = first["msg"].removeprefix("Value error, ")
         else:
@@ -380,7 +380,8 @@ def parse_config(cls: type[Config], values: dict[str, Any], source: str = "confi
         raise ConfigError(source, key, message) from None
 
 
-def _unknown(key: str, valid: Any) -> str:
+def unknown_key(key: str, valid: Any) -> str:
+    """'unknown key' with the closest valid key and the full list."""
     close = difflib.get_close_matches(key, list(valid), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"unknown key{hint} Valid keys: {', '.join(sorted(valid))}"

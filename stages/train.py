@@ -6,6 +6,7 @@ import typer
 
 from physicsml.cli import reports_errors, stage_app
 from physicsml.configs import load_params, parse_section
+from physicsml.models import check_model_section
 from physicsml.workflows import train_stage
 
 app = stage_app(__doc__)
@@ -37,6 +38,7 @@ def main(
         name: parse_section(values, name, str(params))
         for name in ("model", "datamodule", "optimizer", "scheduler", "trainer", "train")
     }
+    check_model_section(sections["model"], str(params))  # every family section, before any data is read
     train_stage(
         sections["model"],
         sections["datamodule"],

@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 from torch import nn
 
+from physicsml.configs import ModelSection, parse_config, unknown_key
+from physicsml.errors import ConfigError
 from physicsml.models.allegro import Allegro, AllegroConfig
 from physicsml.models.ani import ANI, ANIConfig
 from physicsml.models.base import LossConfig, ModelConfig
@@ -38,10 +40,36 @@ MODELS: dict[str, Family] = {
 def get_family(name: str) -> Family:
     """The family registered as ``name``; ``KeyError`` lists the valid names."""
     if name not in MODELS:
-        close = difflib.get_close_matches(name, list(MODELS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise KeyError(f"unknown model '{name}'{hint} Valid: {', '.join(MODELS)}")
+        raise KeyError(_unknown_family(name))
     return MODELS[name]
 
 
-__all__ = ["MODELS", "Family", "LossConfig", "ModelConfig", "get_family"]
+def _unknown_family(name: str) -> str:
+    close = difflib.get_close_matches(name, list(MODELS), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown model family '{name}'{hint} Valid: {', '.join(MODELS)}"
+
+
+def check_model_section(section: ModelSection, source: str = "params.yaml") -> None:
+    """Validate ``model`` fully when params are read, before any data is loaded.
+
+    ``model.name`` must be a registered family, every ``model.<family>`` section
+    (selected or not, so a mistake does not wait for the day that family is
+    chosen) must validate against its family's config class, and ``model.config``
+    against the selected family's.
+
+    Raises:
+        ConfigError: naming the real dotted key (``model.mace_model.num_besel``).
+    """
+    if section.name not in MODELS:
+        raise ConfigError(source, "model.name", _unknown_family(section.name))
+    for family, values in (section.model_extra or {}).items():
+        if family not in MODELS:
+            raise ConfigError(source, f"model.{family}", unknown_key(family, ["name", "config", *MODELS]))
+        if not isinstance(values, dict):
+            raise ConfigError(source, f"model.{family}", f"expected a mapping of hyperparameters, got {values!r}")
+        parse_config(MODELS[family].config, values, source, f"model.{family}")
+    parse_config(MODELS[section.name].config, section.family_config(), source, "model.config")
+
+
+__all__ = ["MODELS", "Family", "LossConfig", "ModelConfig", "check_model_section", "get_family"]

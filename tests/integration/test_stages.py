@@ -146,3 +146,37 @@ def test_every_stage_explains_its_options():
     for name, option in [("featurise", "--params"), ("graphs", "--featurised"), ("prebatch", "--graphs")]:
         result = run_stage(name, "--help")
         assert result.returncode == 0 and option in result.stdout and "params" in result.stdout.lower()
+
+
+def test_misspelt_model_family_stops_the_train_stage_before_any_data(tmp_path):
+    params = write_params(tmp_path / "params.yaml", model={"name": "egnn_modle"})
+    outputs = ["--model-out", str(tmp_path / "model.pt"), "--checkpoints", str(tmp_path / "ckpt")]
+    result = run_stage("train", "--params", str(params), "--prebatched", str(tmp_path / "none"), *outputs)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        "error: " + str(params) + ": model.name: unknown model family 'egnn_modle'; did you mean 'egnn_model'?"
+    )
+    assert not any(tmp_path.joinpath(name).exists() for name in ("model.pt", "ckpt"))
+
+
+@pytest.mark.parametrize(
+    "family,values,key",
+    [
+        ("mace_model", {"num_besel": 8}, r"model.mace_model.num_besel: unknown key; did you mean 'num_bessel'\?"),
+        ("egnn_model", {"c_hiden": 8}, r"model.egnn_model.c_hiden: unknown key; did you mean 'c_hidden'\?"),
+        ("nequip_model", {"num_layers": "three"}, r"model.nequip_model.num_layers: Input should be a valid integer"),
+        ("mace_modle", {}, r"model.mace_modle: unknown key; did you mean 'mace_model'\?"),
+        ("config", {"compute_forcs": True}, r"model.config.compute_forcs: unknown key; did you mean 'compute_forces'"),
+    ],
+)
+def test_every_family_section_is_validated_when_params_are_read(family, values, key):
+    """Selected or not: a mistake in model.mace_model surfaces now, not the day mace_model is chosen."""
+    from physicsml.configs import parse_section
+    from physicsml.errors import ConfigError
+    from physicsml.models import check_model_section
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert params["model"]["name"] == "egnn_model"
+    params["model"].setdefault(family, {}).update(values)
+    with pytest.raises(ConfigError, match=r"^params.yaml: " + key):
+        check_model_section(parse_section(params, "model"))
