@@ -18,11 +18,6 @@ Metrics per trajectory, up to its first failure:
 * ``steps_per_second``: wall-clock speed, energies and forces included.
 
 >>> from physicsml.configs import MDConfig
-
-try:
-    from ase.md.velocitydistribution import thermalize_momenta
-except ImportError:  # ASE < 3.26
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 >>> report = md_check("models/model.pt", [atoms1, atoms2], MDConfig(steps=200))
 >>> report.metrics["stable_fraction"], report.metrics["drift_meV_per_atom_ps"]
 """
@@ -39,12 +34,12 @@ from ase import Atoms, units
 from tqdm.auto import tqdm
 
 from physicsml.configs import MDConfig
+from physicsml.errors import StructureError
 
 try:
     from ase.md.velocitydistribution import thermalize_momenta
 except ImportError:  # ASE < 3.26
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
-from physicsml.errors import StructureError
 
 
 @dataclasses.dataclass
