@@ -67,9 +67,10 @@ class PhysicsMLPotentialImpl(MLPotentialImpl):
     """
 
     def __init__(self, modelPath: str, device: str = "cpu", dtype: str = "float32", skin: float = 0.5) -> None:  # noqa: N803
-        self.model_path = modelPath
+        from physicsml.api import Model
+
+        self.model = Model.load(modelPath)  # read once; a bad file fails here, not in createSystem
         self.device, self.dtype, self.skin = device, dtype, skin
-        Potential(modelPath, device=device, dtype=dtype, skin=skin)  # fail here, not in createSystem, on a bad file
 
     def addForces(  # noqa: N802 (openmm-ml's name)
         self,
@@ -87,8 +88,8 @@ class PhysicsMLPotentialImpl(MLPotentialImpl):
             raise StructureError("every atom of the topology needs an element")
         numbers = np.array([atom.element.atomic_number for atom in included])
         periodic = topology.getPeriodicBoxVectors() is not None
-        potential = Potential(self.model_path, device=self.device, dtype=self.dtype, skin=self.skin)
-        potential.batch(numbers, np.zeros((len(numbers), 3)), None, (False,) * 3)  # unknown elements fail now
+        potential = Potential(self.model, device=self.device, dtype=self.dtype, skin=self.skin)
+        potential.atom_fields(numbers)  # an unknown element fails now, not at the first step
         info = dict(args.get("info") or {})
 
         def compute(state: openmm.State) -> tuple[float, np.ndarray]:

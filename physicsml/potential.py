@@ -54,7 +54,6 @@ class Potential:
         loaded = isinstance(model, (str, os.PathLike))
         model = Model.load(model) if loaded else model
         module = model._require_module()
-        self.model = model
         self.dtype = DTYPES[dtype]
         self.device = torch.device(device)
         # a Model handed in keeps its own weights and dtype
@@ -75,8 +74,12 @@ class Potential:
         self._numbers: np.ndarray | None = None
         self._fixed: dict[str, torch.Tensor] = {}
 
-    def _atoms_fields(self, numbers: np.ndarray) -> dict[str, torch.Tensor]:
-        """The batch fields that depend only on which atoms there are (cached between calls)."""
+    def atom_fields(self, numbers: np.ndarray) -> dict[str, torch.Tensor]:
+        """The batch fields that depend only on which atoms there are (cached between calls).
+
+        Raises:
+            StructureError: for an element the model was not trained on.
+        """
         if self._numbers is not None and np.array_equal(numbers, self._numbers):
             return self._fixed
         numbers = np.asarray(numbers, dtype=np.int64)
@@ -129,7 +132,7 @@ class Potential:
         has_cell = cell is not None and pbc.any()
         if has_cell and abs(np.linalg.det(np.asarray(cell, dtype=np.float64)[pbc][:, pbc])) < 1e-10:
             raise StructureError(f"singular cell with pbc {pbc.tolist()}")
-        data = dict(self._atoms_fields(np.asarray(numbers)))
+        data = dict(self.atom_fields(np.asarray(numbers)))
         edge_index, shift_vectors = self.neighbours(positions, cell if has_cell else None, pbc)
         as_float = dict(dtype=self.dtype, device=self.device)
         data[K.COORDINATES] = torch.as_tensor(positions, **as_float)
