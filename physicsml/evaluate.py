@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from physicsml.io.atomic import write_text_atomically
+
 
 def _errors(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     difference = np.asarray(predicted, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
@@ -86,5 +88,5 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
 
 
 def write_json(data: Any, path: str | os.PathLike) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """``data`` as indented JSON with sorted keys, written atomically."""
+    write_text_atomically(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

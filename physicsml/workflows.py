@@ -34,7 +34,7 @@ from physicsml.configs import (
 from physicsml.errors import ConfigError
 from physicsml.evaluate import metrics_table, test_metrics, write_json, write_parity
 from physicsml.io.arrow import read_table, table_metadata, to_numpy, write_table
-from physicsml.io.atomic import atomic_output_dir
+from physicsml.io.atomic import atomic_output_dir, write_text_atomically
 from physicsml.prebatch import load_batches
 
 FINGERPRINT = "fingerprint.json"
@@ -257,18 +257,11 @@ def md_stage(
     writer = csv.DictWriter(table_text, fieldnames=list(each[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(each)
-    _write_atomically(out / "trajectories.csv", table_text.getvalue())
+    write_text_atomically(out / "trajectories.csv", table_text.getvalue())
     metrics = report.metrics
-    _write_atomically(out / "metrics.json", json.dumps({"md": metrics}, indent=2, sort_keys=True) + "\n")
+    write_json({"md": metrics}, out / "metrics.json")
     for row in each:
         status = "stable" if row["stable"] else f"unstable at {row['time_to_failure_ps']:.3f} ps: {row['failure']}"
         print(f"{row['id']}: {row['atoms']} atoms, drift {row['drift_meV_per_atom_ps']:+.3f} meV/atom/ps, {status}")
     print("md " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
     return metrics
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
