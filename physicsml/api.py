@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,56 +22,24 @@ import torch
 from torch.utils.data import Dataset
 
 from physicsml.configs import DataModuleConfig, TrainerConfig, parse_config
-from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
 from physicsml.data.collate import split_arrays
 from physicsml.data.datasets import InMemoryBatches, make_dataloader
-from physicsml.errors import InputError
+from physicsml.data.targets import TARGET_KINDS, selected_columns
 from physicsml.graphs import build_graphs
 from physicsml.io.arrow import read_table, table_metadata
 from physicsml.lightning.datamodule import BatchesDataModule
-from physicsml.lightning.module import STRESS, PhysicsMLModule, target_columns
+from physicsml.lightning.module import PhysicsMLModule
 from physicsml.lightning.trainer import build_trainer
+from physicsml.model_file import read_model_file, write_model_file
 from physicsml.models import get_family
 from physicsml.models.statistics import resolve_auto
-
-FORMAT_VERSION = 1
-
-
-def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The payload of a file written by :meth:`Model.save`, loaded with ``weights_only=True``.
-
-    Raises:
-        InputError: naming the file when it is missing, is not a torch file, or is
-            a torch file that is not a physicsml model of a known format version.
-    """
-    if not Path(path).is_file():
-        raise InputError(str(path), None, None, "no such model file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several unrelated types for a bad file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(str(path), None, None, f"not a saved physicsml model ({reason[:120]})") from None
-    if not isinstance(payload, dict) or not {"name", "hparams", "state_dict", "metadata"} <= set(payload):
-        raise InputError(str(path), None, None, "not a saved physicsml model (no weights and configs in it)")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise InputError(
-            str(path), None, "format_version", f"model format {payload.get('format_version')} is not {FORMAT_VERSION}"
-        )
-    return payload
 
 
 def _without_missing_targets(config: DataModuleConfig, columns: Sequence[str]) -> DataModuleConfig:
     """``config`` with every target selection the table has no column for removed."""
-    update: dict[str, Any] = {}
-    for key in ("y_graph_scalars", "y_node_scalars"):
-        names = getattr(config, key)
-        if names and not set(names) <= set(columns):
-            update[key] = None
-    for key in ("y_graph_vector", "y_node_vector", "y_stress"):
-        if getattr(config, key) and getattr(config, key) not in columns:
-            update[key] = None
-    return config.model_copy(update=update)
+    missing = {key: None for key, names in selected_columns(config).items() if not set(names) <= set(columns)}
+    return config.model_copy(update=missing)
 
 
 class Model:
@@ -212,7 +179,11 @@ class Model:
             fields = get_family(self.name).config.model_fields
             if "elements" in fields and self.config.get("elements") is None and self.metadata.get("elements"):
                 self.config = {**self.config, "elements": list(self.metadata["elements"])}
-            self.config = resolve_auto(self.config, train, fields)
+            graph = datamodule.y_graph_scalars or []
+            energy_column = (
+                graph.index(self.config["energy_target"]) if self.config.get("energy_target") in graph else 0
+            )
+            self.config = resolve_auto(self.config, train, fields, energy_column)
             self.build(datamodule, num_elements, optimizer, scheduler)
         self.trainer = build_trainer(trainer_cfg, logger=logger, extra_callbacks=callbacks)
         data = BatchesDataModule(train, validation, datamodule.num_workers, seed)
@@ -233,35 +204,30 @@ class Model:
         for batch in make_dataloader(batches, shuffle=False):
             out = module(batch_as_dict(batch.to(module.device)))
             ptr = batch.ptr.cpu().numpy()
-            for key, value in out.items():
-                if key == K.NODE_ENERGIES:
+            for key, kind in TARGET_KINDS.items():
+                if kind.output not in out:
                     continue
-                value = value.detach().cpu().numpy()
-                if key in (K.Y_NODE_SCALARS, K.Y_NODE_VECTOR):
+                value = out[kind.output].detach().cpu().numpy()
+                if kind.level == "node":
                     collected.setdefault(key, []).extend(np.split(value, ptr[1:-1]))
                 else:
                     collected.setdefault(key, []).append(value)
-        return self._by_name(collected, target_columns(datamodule))
+        return self._by_name(collected, selected_columns(datamodule))
 
     @staticmethod
     def _by_name(collected: dict[str, list[np.ndarray]], columns: dict[str, list[str]]) -> dict[str, Any]:
+        """Per-kind parts to one entry per column name: graph targets one array, atom targets a list per structure.
+
+        A prediction with no selected column (stress computed but not trained on) keeps its output key.
+        """
         result: dict[str, Any] = {}
         for key, parts in collected.items():
-            if key == STRESS:
-                result[STRESS] = np.concatenate(parts)
-                continue
-            names = columns.get(key) or [key]
-            if key == K.Y_NODE_VECTOR:
-                result[names[0]] = parts
-            elif key == K.Y_NODE_SCALARS:
-                for column, name in enumerate(names):
-                    result[name] = [part[:, column] for part in parts]
-            elif key == K.Y_GRAPH_VECTOR:
-                result[names[0]] = np.concatenate(parts)
-            else:
-                values = np.concatenate(parts)
-                for column, name in enumerate(names):
-                    result[name] = values[:, column]
+            kind = TARGET_KINDS[key]
+            names = columns.get(key) or [kind.output]
+            values = parts if kind.level == "node" else [np.concatenate(parts)]
+            for column, name in enumerate(names):
+                per_column = values if not kind.many else [part[:, column] for part in values]
+                result[name] = per_column if kind.level == "node" else per_column[0]
         return result
 
     # ---- persistence ---------------------------------------------------------------
@@ -275,18 +241,13 @@ class Model:
         """Write weights, configs and the featurisation metadata to one file (atomically)."""
         module = self._require_module()
         payload = {
-            "format_version": FORMAT_VERSION,
             "name": self.name,
             "config": self.config,
             "hparams": dict(module.hparams),
             "metadata": self.metadata,
             "state_dict": module.state_dict(),
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        write_model_file(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Model:

@@ -304,7 +304,8 @@ class MDConfig(Config):
 class ModelSection(Config):
     """``model``: a family by name, shared settings in ``config`` and per-family hyperparameters.
 
-    The effective config of family ``name`` is ``{**model[name], **model.config}``,
+    The effective config of family ``name`` is ``{**model[name], **model.config}``
+    (:func:`physicsml.models.section_config`),
     so ``dvc exp run -S model.name=mace_model`` switches family with nothing else
     changed, and a reference-style ``{"name": ..., "config": {...}}`` dict drops in.
     """
@@ -313,10 +314,6 @@ class ModelSection(Config):
 
     name: str = Field("egnn_model", description="Model family: egnn_model, ...")
     config: dict[str, Any] = Field(default_factory=dict, description="Keys applied to whichever family is chosen.")
-
-    def family_config(self) -> dict[str, Any]:
-        extra = self.model_extra or {}
-        return {**(extra.get(self.name) or {}), **self.config}
 
 
 #: Every top-level params.yaml section and its config class.

@@ -163,7 +163,7 @@ class Potential:
         data = self.batch(numbers, positions, cell, pbc, info)
         periodic = bool(data[K.CELL].abs().sum() > 0)
         out = with_derivatives(self.net, data, forces=True, stress=stress and periodic)
-        energy = float(out[K.Y_GRAPH_SCALARS][0, 0].detach().double())
+        energy = float(out[K.ENERGY][0].detach().double())
         result: dict[str, Any] = {
             "energy": energy,
             "forces": out[K.Y_NODE_VECTOR].detach().cpu().double().numpy(),

@@ -31,10 +31,12 @@ from physicsml.configs import (
     TrainConfig,
     TrainerConfig,
 )
+from physicsml.data.targets import TARGET_KINDS, selected_columns
 from physicsml.errors import ConfigError
 from physicsml.evaluate import metrics_table, test_metrics, write_json, write_parity
 from physicsml.io.arrow import read_table, table_metadata, to_numpy, write_table
 from physicsml.io.atomic import atomic_output_dir, write_text_atomically
+from physicsml.models import section_config
 from physicsml.prebatch import load_batches
 
 FINGERPRINT = "fingerprint.json"
@@ -97,7 +99,7 @@ def train_stage(
 
     training = load_batches("train", prebatched, featurised, graphs, datamodule)
     validation = load_batches("validation", prebatched, featurised, graphs, datamodule)
-    model = Model(model_section.name, model_section.family_config())
+    model = Model(model_section.name, section_config(model_section))
     model.metadata = {
         k: v for k, v in table_metadata(read_table(Path(featurised) / "train.arrow")).items() if k != "targets"
     }
@@ -152,7 +154,7 @@ def predict_stage(
     predictions = model.predict(batches)
     references = _references(table, datamodule)
     counts = np.diff(to_numpy(table["atomic_numbers"])[1])
-    energy = (datamodule.y_graph_scalars or [None])[0]
+    energy = module.energy_name
     metrics = test_metrics(predictions, references, counts, energy)
     with atomic_output_dir(out) as tmp:
         (tmp / "predictions").mkdir()
@@ -170,17 +172,10 @@ def predict_stage(
 def _references(table: pa.Table, datamodule: DataModuleConfig) -> dict[str, Any]:
     """Reference values of the selected targets, shaped like :meth:`Model.predict`'s output."""
     references: dict[str, Any] = {}
-    graph = [
-        *(datamodule.y_graph_scalars or []),
-        *([datamodule.y_graph_vector] if datamodule.y_graph_vector else []),
-        *([datamodule.y_stress] if datamodule.y_stress else []),
-    ]
-    node = [*(datamodule.y_node_scalars or []), *([datamodule.y_node_vector] if datamodule.y_node_vector else [])]
-    for name in graph:
-        references[name] = to_numpy(table[name])[0]
-    for name in node:
-        values, offsets = to_numpy(table[name])
-        references[name] = np.split(values, offsets[1:-1])
+    for key, names in selected_columns(datamodule).items():
+        for name in names:
+            values, offsets = to_numpy(table[name])
+            references[name] = np.split(values, offsets[1:-1]) if TARGET_KINDS[key].level == "node" else values
     return references
 
 

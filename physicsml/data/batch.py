@@ -3,30 +3,58 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 from torch_geometric.data import Batch
 
 from physicsml.data import keys as K
+from physicsml.data.targets import TARGET_KINDS
 
 
-def make_batch(fields: Mapping[str, torch.Tensor], num_elements: int) -> Batch:
+class ElementMap(NamedTuple):
+    """Batches featurised with one element list, read by a model trained on another (fine-tuning).
+
+    Attributes:
+        species: ``[n_data_elements]`` index of each of the data's elements in the model's list.
+        num_elements: length of the model's list (the width of the one-hot features).
+        self_energies: ``[num_elements]`` the model's self-energies, to recompute
+            ``total_atomic_energy`` with (``None``: keep the data's).
+    """
+
+    species: torch.Tensor
+    num_elements: int
+    self_energies: torch.Tensor | None = None
+
+
+def make_batch(fields: Mapping[str, torch.Tensor], num_elements: int, elements: ElementMap | None = None) -> Batch:
     """Build the batch of :mod:`physicsml.data.keys` from one batch's collated tensors.
 
     Adds the one-hot ``atomic_numbers`` and ``node_attrs`` (float, width
     ``num_elements``), reshapes ``edge_index`` to ``[2, E]`` and ``cell`` to
-    ``[G, 3, 3]``, and sets ``num_nodes``/``num_graphs``.
+    ``[G, 3, 3]``, and sets ``num_nodes``/``num_graphs``. With ``elements``, the
+    species are first re-indexed into the model's element list.
     """
     data = dict(fields)
     float_dtype = data[K.COORDINATES].dtype
     species = data[K.RAW_ATOMIC_NUMBERS]
+    if elements is not None:
+        species = elements.species[species]
+        num_elements = elements.num_elements
+        data[K.RAW_ATOMIC_NUMBERS] = species
+        if elements.self_energies is not None:
+            per_atom = elements.self_energies.to(float_dtype)[species]
+            graphs = len(data[K.PTR]) - 1
+            total = per_atom.new_zeros(graphs).index_add_(0, data[K.BATCH], per_atom)
+            data[K.TOTAL_ATOMIC_ENERGY] = total
     one_hot = torch.nn.functional.one_hot(species, num_classes=num_elements).to(float_dtype)
     data[K.ATOMIC_NUMBERS] = one_hot
     data[K.NODE_ATTRS] = one_hot
     data[K.EDGE_INDEX] = data[K.EDGE_INDEX].view(2, -1)
     data[K.CELL] = data[K.CELL].view(-1, 3, 3)
-    if K.Y_STRESS in data:
-        data[K.Y_STRESS] = data[K.Y_STRESS].view(-1, 3, 3)
+    for key, kind in TARGET_KINDS.items():
+        if key in data and len(kind.shape) > 1:  # collated flat, one row per structure
+            data[key] = data[key].view(-1, *kind.shape)
     num_graphs = len(data[K.PTR]) - 1
     batch = Batch(**data, num_nodes=len(species))
     batch._num_graphs = num_graphs

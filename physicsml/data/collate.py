@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
+from physicsml.data.targets import TARGET_KINDS, selected_columns
 from physicsml.errors import ConfigError
 from physicsml.io.arrow import table_metadata, to_numpy
 
@@ -26,17 +27,13 @@ LEVELS = {
     K.RAW_ATOMIC_NUMBERS: "node",
     K.COORDINATES: "node",
     K.BATCH: "node",
-    K.Y_NODE_SCALARS: "node",
-    K.Y_NODE_VECTOR: "node",
     K.EDGE_INDEX: "edge_pair",
     K.CELL_SHIFT_VECTOR: "edge",
     K.TOTAL_ATOMIC_ENERGY: "graph",
     K.CELL: "graph",
     K.GRAPH_ATTRS: "graph",
-    K.Y_GRAPH_SCALARS: "graph",
-    K.Y_GRAPH_VECTOR: "graph",
-    K.Y_STRESS: "graph",
     K.PTR: "ptr",
+    **{key: kind.level for key, kind in TARGET_KINDS.items()},
 }
 
 
@@ -132,11 +129,7 @@ def split_arrays(
             cells[row] = cell
     targets: dict[str, np.ndarray] = {}
     selections = {
-        K.Y_GRAPH_SCALARS: (config.y_graph_scalars, ("graph_scalar",)),
-        K.Y_GRAPH_VECTOR: ([config.y_graph_vector] if config.y_graph_vector else None, ("graph_vector",)),
-        K.Y_NODE_SCALARS: (config.y_node_scalars, ("node_scalar",)),
-        K.Y_NODE_VECTOR: ([config.y_node_vector] if config.y_node_vector else None, ("node_vector",)),
-        K.Y_STRESS: ([config.y_stress] if config.y_stress else None, ("graph_tensor",)),
+        **{key: (names, (TARGET_KINDS[key].column_kind,)) for key, names in selected_columns(config).items()},
         K.GRAPH_ATTRS: (config.graph_attrs_cols, ("graph_scalar", "graph_vector")),
     }
     key_of = {K.GRAPH_ATTRS: "graph_attrs_cols"}

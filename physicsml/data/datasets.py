@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import Batch
 
-from physicsml.data.batch import make_batch
+from physicsml.data.batch import ElementMap, make_batch
 from physicsml.data.collate import LEVELS, Collated, SplitArrays, collate
 from physicsml.io.arrow import open_copy_on_write, table_metadata
 
@@ -42,6 +42,7 @@ class _CollatedBatches(Dataset):
         self.fields = fields
         self.offsets = offsets
         self.num_elements = num_elements
+        self.elements: ElementMap | None = None
 
     def __len__(self) -> int:
         return len(self.offsets["graph"]) - 1
@@ -53,7 +54,7 @@ class _CollatedBatches(Dataset):
         for name, tensor in self.fields.items():
             offsets = self.offsets[LEVELS[name]]
             sliced[name] = tensor[offsets[k] : offsets[k + 1]]
-        return make_batch(sliced, self.num_elements)
+        return make_batch(sliced, self.num_elements, self.elements)
 
 
 class InMemoryBatches(_CollatedBatches):
@@ -101,10 +102,11 @@ class OnDiskBatches(_CollatedBatches):
         return tensor.view(-1, *shape) if shape else tensor, offsets - offsets[0]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}
+        return {"path": self.path, "elements": self.elements}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])  # type: ignore[misc]
+        self.elements = state["elements"]
 
 
 class OnTheFlyBatches(Dataset):
@@ -115,6 +117,7 @@ class OnTheFlyBatches(Dataset):
         self.batch_size = batch_size
         self.num_elements = num_elements
         self.dtype = dtype
+        self.elements: ElementMap | None = None
 
     def __len__(self) -> int:
         return -(-self.arrays.num_rows // self.batch_size)
@@ -125,7 +128,7 @@ class OnTheFlyBatches(Dataset):
         rows = (k * self.batch_size, min((k + 1) * self.batch_size, self.arrays.num_rows))
         collated: Collated = collate(self.arrays, self.batch_size, self.dtype, rows)
         fields = {name: torch.from_numpy(array) for name, array in collated.batch(0).items()}
-        return make_batch(fields, self.num_elements)
+        return make_batch(fields, self.num_elements, self.elements)
 
 
 def make_dataloader(batches: Dataset, shuffle: bool, seed: int = 0, num_workers: int | str = 0) -> DataLoader:

@@ -25,6 +25,8 @@ RAW_ATOMIC_NUMBERS = "raw_atomic_numbers"  # [N] int64, index into the element l
 ATOMIC_NUMBERS = "atomic_numbers"  # [N, num_elements] float, one-hot of raw_atomic_numbers
 CELL = "cell"  # [G, 3, 3] float, rows are lattice vectors; zeros without a cell
 CELL_SHIFT_VECTOR = "cell_shift_vector"  # [E, 3] float, Cartesian periodic shift of the sender
+BATCH = "batch"  # [N] int64, graph index of each node
+PTR = "ptr"  # [G + 1] int64, node offsets of each graph (starts at 0)
 Y_GRAPH_SCALARS = "y_graph_scalars"  # [G, n_graph_scalars] float
 Y_EDGE_SCALARS = "y_edge_scalars"  # [E, n_edge_scalars] float
 Y_NODE_SCALARS = "y_node_scalars"  # [N, n_node_scalars] float
@@ -32,19 +34,16 @@ Y_GRAPH_VECTOR = "y_graph_vector"  # [G, 3] float
 Y_EDGE_VECTOR = "y_edge_vector"  # [E, 3] float
 Y_NODE_VECTOR = "y_node_vector"  # [N, 3] float
 Y_STRESS = "y_stress"  # [G, 3, 3] float, reference stress (datamodule.y_stress)
-NODE_ENERGIES = "node_energies"  # [N] float, output: per-atom energies, self-energies excluded
-BATCH = "batch"  # [N] int64, graph index of each node
-PTR = "ptr"  # [G + 1] int64, node offsets of each graph (starts at 0)
 
-#: The six target selections of the datamodule config, and the level of each.
-Y_KEYS = {
-    Y_GRAPH_SCALARS: "graph",
-    Y_GRAPH_VECTOR: "graph",
-    Y_NODE_SCALARS: "node",
-    Y_NODE_VECTOR: "node",
-    Y_EDGE_SCALARS: "edge",
-    Y_EDGE_VECTOR: "edge",
-}
+# Outputs of a backbone (a family's network before the heads, physicsml.nn.heads)
+NODE_FEATURES = "node_features"  # [N, F] float, invariant per-atom features of the last layer
+NODE_VECTORS = "node_vectors"  # [N, C, 3] float, equivariant (1o) per-atom vector features, when asked for
+NODE_CONTRIBUTIONS = "node_contributions"  # [N, n_graph_scalars] float, per-atom terms of y_graph_scalars, unscaled
+
+# Outputs of the heads, besides the y_* predictions
+ENERGY = "energy"  # [G] float, the energy (the named y_graph_scalars column), self-energies included
+NODE_ENERGIES = "node_energies"  # [N] float, per-atom energies, self-energies excluded
+STRESS = "stress"  # [G, 3, 3] float, (1/V) dE/d(strain), from the energy by autograd
 
 #: Padded batch of the ANI family.
 SPECIES = "species"  # [G, max_N] int64, element index, -1 for padding

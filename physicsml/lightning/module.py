@@ -18,21 +18,12 @@ from torch_geometric.data import Batch
 from physicsml.configs import DataModuleConfig, OptimizerConfig, SchedulerConfig, parse_config
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
+from physicsml.data.targets import TARGET_KINDS, compared_whole, selected_columns
 from physicsml.models import ModelConfig, get_family
+from physicsml.models.network import Network
+from physicsml.nn.heads import Outputs
 
-STRESS = "stress"
-
-
-def target_columns(datamodule: DataModuleConfig) -> dict[str, list[str]]:
-    """Batch key -> the names of its columns (for metrics and predictions)."""
-    columns = {
-        K.Y_GRAPH_SCALARS: datamodule.y_graph_scalars,
-        K.Y_GRAPH_VECTOR: [datamodule.y_graph_vector] if datamodule.y_graph_vector else None,
-        K.Y_NODE_SCALARS: datamodule.y_node_scalars,
-        K.Y_NODE_VECTOR: [datamodule.y_node_vector] if datamodule.y_node_vector else None,
-        K.Y_STRESS: [datamodule.y_stress] if datamodule.y_stress else None,
-    }
-    return {key: names for key, names in columns.items() if names}
+STRESS = K.STRESS
 
 
 def with_derivatives(
@@ -40,7 +31,7 @@ def with_derivatives(
 ) -> dict[str, torch.Tensor]:
     """``net(data)`` plus forces ``-dE/dx`` (``y_node_vector``) and stress ``(1/V) dE/d(strain)``.
 
-    ``E`` is the first ``y_graph_scalars`` column. The strain ``eps`` (symmetrised)
+    ``E`` is the network's ``energy`` output (the named ``y_graph_scalars`` column). The strain ``eps`` (symmetrised)
     deforms positions, periodic shift vectors and cells as ``x -> x (1 + eps)``, so
     the stress is the derivative at ``eps = 0``, in energy per volume (eV/Å^3),
     ``[G, 3, 3]``, zero for structures without a cell. This is the one place any
@@ -67,7 +58,7 @@ def with_derivatives(
             )
             data[K.CELL] = data[K.CELL] + data[K.CELL] @ symmetric
         out = net(data)
-        energy = out[K.Y_GRAPH_SCALARS][:, 0].sum()
+        energy = out[K.ENERGY].sum()
         grads = torch.autograd.grad(energy, inputs, create_graph=create_graph, allow_unused=True)
     if forces:
         out[K.Y_NODE_VECTOR] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
@@ -78,10 +69,6 @@ def with_derivatives(
             volume[:, None, None] > 0, virial / volume.clamp_min(1e-12)[:, None, None], torch.zeros_like(virial)
         )
     return out
-
-
-#: Target keys whose value is one vector or tensor per row, compared as a whole.
-WHOLE = {K.Y_GRAPH_VECTOR, K.Y_NODE_VECTOR, K.Y_STRESS}
 
 
 class PhysicsMLModule(pl.LightningModule):
@@ -112,18 +99,25 @@ class PhysicsMLModule(pl.LightningModule):
         self.datamodule_config = parse_config(DataModuleConfig, datamodule_config, "config", "datamodule")
         self.optimizer_config = parse_config(OptimizerConfig, optimizer or {}, "config", "optimizer")
         self.scheduler_config = parse_config(SchedulerConfig, scheduler, "config", "scheduler") if scheduler else None
-        self.net = family.module(self.config, self.datamodule_config, num_elements)
+        self.columns = selected_columns(self.datamodule_config)
+        self.outputs = Outputs.select(self.columns, self.config.compute_forces, self.config.energy_target)
+        self.net = Network(model_name, self.config, self.datamodule_config.cut_off, num_elements, self.outputs)
         self.loss_configs = self.config.loss_configs()
         self.losses = torch.nn.ModuleDict({key: config.build() for key, config in self.loss_configs.items()})
         if not self.losses:
             raise ValueError("no loss configured: set at least one y_*_loss_config in the model config")
-        self.columns = target_columns(self.datamodule_config)
         self.metrics = torch.nn.ModuleDict()
         for stage in ("train", "val"):
             for names in self.columns.values():
                 for name in names:
                     self.metrics[f"{stage}__{name}__mae"] = torchmetrics.MeanAbsoluteError()
                     self.metrics[f"{stage}__{name}__rmse"] = torchmetrics.MeanSquaredError(squared=False)
+
+    @property
+    def energy_name(self) -> str | None:
+        """The column name of the energy (``None`` when no graph scalar is predicted)."""
+        index = self.outputs.energy
+        return self.outputs.graph_scalars[index] if index is not None else None
 
     # ---- physics -----------------------------------------------------------------
 
@@ -141,7 +135,7 @@ class PhysicsMLModule(pl.LightningModule):
         """Target key -> (prediction, reference) for every target present in both."""
         pairs = {}
         for key in self.columns:
-            predicted = out.get(STRESS if key == K.Y_STRESS else key)
+            predicted = out.get(TARGET_KINDS[key].output)
             if predicted is not None and key in data:
                 pairs[key] = (predicted, data[key])
         return pairs
@@ -172,8 +166,9 @@ class PhysicsMLModule(pl.LightningModule):
         for key, (predicted, reference) in pairs.items():
             names = self.columns[key]
             for column, name in enumerate(names):
-                p = predicted.detach() if key in WHOLE else predicted.detach()[:, column]
-                r = reference if key in WHOLE else reference[:, column]
+                whole = compared_whole(key)
+                p = predicted.detach() if whole else predicted.detach()[:, column]
+                r = reference if whole else reference[:, column]
                 for kind in ("mae", "rmse"):
                     metric = self.metrics[f"{stage}__{name}__{kind}"]
                     metric(p.reshape(-1), r.reshape(-1))

@@ -1,17 +1,22 @@
-"""The registry of model families: one name -> (config class, network class).
+"""The registry of model families: one name -> (config class, backbone class, targets it supports).
 
-The same table validates ``params.yaml``, feeds the CLI's choices and
-parametrises the tests.
+The same table validates ``params.yaml``, feeds the CLI's choices, parametrises
+the tests and says which targets each family's heads can predict (forces and
+stress, derivatives of the energy, every family has).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import NamedTuple
 
+import pydantic
+from pydantic import Field
 from torch import nn
 
 from physicsml.configs import ModelSection, parse_config, unknown_key
+from physicsml.data import keys as K
 from physicsml.errors import ConfigError
 from physicsml.models.allegro import Allegro, AllegroConfig
 from physicsml.models.ani import ANI, ANIConfig
@@ -20,34 +25,90 @@ from physicsml.models.egnn import EGNN, EGNNConfig
 from physicsml.models.mace import MACE, MACEConfig
 from physicsml.models.nequip import NequIP, NequIPConfig
 from physicsml.models.tensor_net import TensorNet, TensorNetConfig
+from physicsml.nn.modifiers import MODIFIERS
 
 
 class Family(NamedTuple):
     config: type[ModelConfig]
-    module: type[nn.Module]
+    backbone: type[nn.Module]
+    targets: frozenset[str]
 
+
+_SCALARS = frozenset({K.Y_GRAPH_SCALARS, K.Y_NODE_SCALARS})
+_ALL = _SCALARS | {K.Y_NODE_VECTOR, K.Y_GRAPH_VECTOR}
 
 MODELS: dict[str, Family] = {
-    "egnn_model": Family(EGNNConfig, EGNN),
-    "mace_model": Family(MACEConfig, MACE),
-    "nequip_model": Family(NequIPConfig, NequIP),
-    "tensor_net_model": Family(TensorNetConfig, TensorNet),
-    "ani_model": Family(ANIConfig, ANI),
-    "allegro_model": Family(AllegroConfig, Allegro),
+    "egnn_model": Family(EGNNConfig, EGNN, _ALL),
+    "mace_model": Family(MACEConfig, MACE, _ALL),
+    "nequip_model": Family(NequIPConfig, NequIP, _ALL),
+    "tensor_net_model": Family(TensorNetConfig, TensorNet, _SCALARS),
+    "ani_model": Family(ANIConfig, ANI, _SCALARS),
+    "allegro_model": Family(AllegroConfig, Allegro, _ALL),
 }
 
 
+#: Every valid ``model.name``: a family, or ``<modifier>_<family>`` for that family with a
+#: fine-tuning modifier (:mod:`physicsml.nn.modifiers`), as the reference's ``ssf_mace_model``.
+MODEL_NAMES: tuple[str, ...] = (*MODELS, *(f"{kind}_{family}" for kind in MODIFIERS for family in MODELS))
+
+
+def resolve_name(name: str) -> tuple[str, str | None]:
+    """``(family, modifier)`` of a model name: ``"ssf_mace_model"`` -> ``("mace_model", "ssf")``.
+
+    Raises:
+        KeyError: listing the valid names, for an unknown one.
+    """
+    if name in MODELS:
+        return name, None
+    for kind in MODIFIERS:
+        family = name.removeprefix(f"{kind}_")
+        if family != name and family in MODELS:
+            return family, kind
+    raise KeyError(_unknown_family(name))
+
+
+class AdapterOptions(pydantic.BaseModel):
+    """The keys an ``adapter_<family>`` model adds to its family's config (the reference's names)."""
+
+    ratio_adapter_down: int = Field(10, ge=1, description="Adapter width is the layer's channels // this.")
+    initial_s: float = Field(0.01, description="Initial scale s of every adapter's output.")
+
+
+@functools.cache
+def _adapter_config(family: str) -> type[ModelConfig]:
+    base = MODELS[family].config
+    fields = {name: (info.annotation, info) for name, info in AdapterOptions.model_fields.items()}
+    return pydantic.create_model(f"Adapter{base.__name__}", __base__=base, **fields)  # type: ignore[call-overload]
+
+
 def get_family(name: str) -> Family:
-    """The family registered as ``name``; ``KeyError`` lists the valid names."""
-    if name not in MODELS:
-        raise KeyError(_unknown_family(name))
-    return MODELS[name]
+    """The family of model ``name``, its config class extended by the modifier's keys.
+
+    Raises:
+        KeyError: listing the valid names, for an unknown one.
+    """
+    family, modifier = resolve_name(name)
+    entry = MODELS[family]
+    return entry._replace(config=_adapter_config(family)) if modifier == "adapter" else entry
+
+
+def unsupported_targets(name: str, predicted: set[str]) -> list[str]:
+    """The keys of ``predicted`` (targets a head must predict) that model ``name`` cannot predict."""
+    return sorted(predicted - get_family(name).targets)
+
+
+def section_config(section: ModelSection) -> dict:
+    """The effective config of ``section.name``: ``model.<family>``, then ``model.<name>`` for a
+    modified family, then ``model.config``, later keys winning."""
+    family, _ = resolve_name(section.name)
+    extra = section.model_extra or {}
+    return {**(extra.get(family) or {}), **(extra.get(section.name) or {}), **section.config}
 
 
 def _unknown_family(name: str) -> str:
-    close = difflib.get_close_matches(name, list(MODELS), n=1)
+    close = difflib.get_close_matches(name, list(MODEL_NAMES), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown model family '{name}'{hint} Valid: {', '.join(MODELS)}"
+    return f"unknown model '{name}'{hint} Valid: {', '.join(MODEL_NAMES)}"
 
 
 def check_model_section(section: ModelSection, source: str = "params.yaml") -> None:
@@ -61,15 +122,26 @@ def check_model_section(section: ModelSection, source: str = "params.yaml") -> N
     Raises:
         ConfigError: naming the real dotted key (``model.mace_model.num_besel``).
     """
-    if section.name not in MODELS:
+    if section.name not in MODEL_NAMES:
         raise ConfigError(source, "model.name", _unknown_family(section.name))
-    for family, values in (section.model_extra or {}).items():
-        if family not in MODELS:
-            raise ConfigError(source, f"model.{family}", unknown_key(family, ["name", "config", *MODELS]))
+    for name, values in (section.model_extra or {}).items():
+        if name not in MODEL_NAMES:
+            raise ConfigError(source, f"model.{name}", unknown_key(name, ["name", "config", *MODEL_NAMES]))
         if not isinstance(values, dict):
-            raise ConfigError(source, f"model.{family}", f"expected a mapping of hyperparameters, got {values!r}")
-        parse_config(MODELS[family].config, values, source, f"model.{family}")
-    parse_config(MODELS[section.name].config, section.family_config(), source, "model.config")
+            raise ConfigError(source, f"model.{name}", f"expected a mapping of hyperparameters, got {values!r}")
+        parse_config(get_family(name).config, values, source, f"model.{name}")
+    parse_config(get_family(section.name).config, section_config(section), source, "model.config")
 
 
-__all__ = ["MODELS", "Family", "LossConfig", "ModelConfig", "check_model_section", "get_family"]
+__all__ = [
+    "MODELS",
+    "MODEL_NAMES",
+    "Family",
+    "LossConfig",
+    "ModelConfig",
+    "check_model_section",
+    "get_family",
+    "resolve_name",
+    "section_config",
+    "unsupported_targets",
+]

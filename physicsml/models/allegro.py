@@ -10,9 +10,12 @@ Every edge ``ij`` carries a scalar latent ``x_ij`` and equivariant features
   latent through ``latent_mlp`` (optionally as a resnet with update ratios) and
   the latent re-weights ``V_ij``; the last layer keeps scalars only;
 * per-edge energies from ``mlp_latent_dimensions``, times the cut-off envelope,
-  are summed onto the receiver atom, then per structure with ``total_atomic_energy``.
+  are summed onto the receiver atom: the per-atom energy terms the heads pool
+  (:mod:`physicsml.nn.heads`).
 
-Outputs ``y_graph_scalars``, ``y_node_scalars`` and ``y_node_vector`` (or forces).
+The node features are the final latents summed onto the receiver (times the
+envelope); for vector targets, ``env_embed_multiplicity`` vector channels
+``sum_j w(x_ij) r_ij / |r_ij|``.
 """
 
 from __future__ import annotations
@@ -25,12 +28,11 @@ from e3nn import o3
 from pydantic import Field
 from torch import nn
 
-from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
 from physicsml.nn import edge_vectors, scatter_sum
 from physicsml.nn.blocks import BesselBasis, PolynomialCutoff, mlp_from_widths
-from physicsml.nn.readout import pool_graph_scalars
+from physicsml.nn.heads import Outputs
 
 Auto = Literal["auto"]
 
@@ -86,30 +88,24 @@ def weight_irreps(weights: torch.Tensor, harmonics: torch.Tensor, irreps_sh: o3.
 
 
 class Allegro(nn.Module):
-    """The Allegro network (see the module docstring)."""
+    """The Allegro backbone (see the module docstring)."""
 
-    def __init__(self, config: AllegroConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
+    def __init__(self, config: AllegroConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
         super().__init__()
         check_ready(config, num_elements)
-        cutoffs = config.per_layer_cutoffs or [datamodule.cut_off] * config.num_layers
-        if len(cutoffs) != config.num_layers or max(cutoffs) > datamodule.cut_off or min(cutoffs) <= 0:
-            raise ValueError(
-                f"per_layer_cutoffs needs {config.num_layers} values in (0, {datamodule.cut_off}], got {cutoffs}"
-            )
+        cutoffs = config.per_layer_cutoffs or [cut_off] * config.num_layers
+        if len(cutoffs) != config.num_layers or max(cutoffs) > cut_off or min(cutoffs) <= 0:
+            raise ValueError(f"per_layer_cutoffs needs {config.num_layers} values in (0, {cut_off}], got {cutoffs}")
         ratios = config.latent_resnet_update_ratios or [1.0] * config.num_layers
         if len(ratios) != config.num_layers:
             raise ValueError(f"latent_resnet_update_ratios needs {config.num_layers} values, got {ratios}")
-        if datamodule.y_graph_vector:
-            raise ValueError("allegro_model predicts no graph vectors")
         self.config = config
         m = config.env_embed_multiplicity
         latent = config.two_body_latent_mlp_latent_dimensions[-1]
         self.irreps_sh = o3.Irreps.spherical_harmonics(config.max_ell, p=-1 if config.parity else 1)
         self.sh = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
-        self.bessel = BesselBasis(datamodule.cut_off, config.num_bessel, config.bessel_basis_trainable)
-        self.cutoffs = nn.ModuleList(
-            PolynomialCutoff(c, config.num_polynomial_cutoff) for c in [datamodule.cut_off, *cutoffs]
-        )
+        self.bessel = BesselBasis(cut_off, config.num_bessel, config.bessel_basis_trainable)
+        self.cutoffs = nn.ModuleList(PolynomialCutoff(c, config.num_polynomial_cutoff) for c in [cut_off, *cutoffs])
         self.two_body = mlp_from_widths(
             [
                 2 * num_elements + config.num_bessel + config.num_edge_feats,
@@ -130,16 +126,16 @@ class Allegro(nn.Module):
             last = layer == config.num_layers - 1
             target = o3.Irreps(f"{m}x0e") if last else o3.Irreps([(m, ir) for ir in allowed])
             self.env_weights.append(mlp_from_widths([latent, *config.env_embed_mlp_latent_dimensions, m * n_blocks]))
-            instructions, outputs = [], []
+            instructions, paths = [], []
             for i, (_, ir_v) in enumerate(irreps):
                 for j, (_, ir_e) in enumerate(self.irreps_sh):
                     for ir in ir_v * ir_e:
                         if (ir.l, ir.p) in [(t.l, t.p) for _, t in target]:
-                            instructions.append((i, j, len(outputs), "uuu", True))
-                            outputs.append((m, ir))
+                            instructions.append((i, j, len(paths), "uuu", True))
+                            paths.append((m, ir))
             env_irreps = o3.Irreps([(m, ir) for _, ir in self.irreps_sh])
             product = o3.TensorProduct(
-                irreps, env_irreps, o3.Irreps(outputs), instructions, internal_weights=True, shared_weights=True
+                irreps, env_irreps, o3.Irreps(paths), instructions, internal_weights=True, shared_weights=True
             )
             self.products.append(product)
             self.mixers.append(o3.Linear(product.irreps_out, target))
@@ -147,12 +143,9 @@ class Allegro(nn.Module):
             self.feature_weights.append(None if last else nn.Linear(latent, m * len(target)))
             irreps = target
         self.ratios = nn.Parameter(torch.tensor(ratios), requires_grad=config.latent_resnet_update_ratios_learnable)
-        n_graph, n_node = max(len(datamodule.y_graph_scalars or []), 1), len(datamodule.y_node_scalars or [])
-        self.energy = mlp_from_widths([latent, *config.mlp_latent_dimensions, n_graph])
-        self.node_scalars = mlp_from_widths([latent, *config.mlp_latent_dimensions, n_node]) if n_node else None
-        wants_vector = datamodule.y_node_vector is not None and not config.compute_forces
-        self.node_vector = mlp_from_widths([latent, *config.mlp_latent_dimensions, 1]) if wants_vector else None
-        self.pool_graph = bool(datamodule.y_graph_scalars)
+        self.energy = mlp_from_widths([latent, *config.mlp_latent_dimensions, outputs.num_contributions])
+        self.vector_weights = nn.Linear(latent, m) if outputs.vectors else None
+        self.num_features, self.num_vectors = latent, (m if outputs.vectors else 0)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         config, m = self.config, self.config.env_embed_multiplicity
@@ -190,15 +183,13 @@ class Allegro(nn.Module):
             if self.feature_weights[layer] is not None:
                 weights = self.feature_weights[layer](x)
                 v = _scale_channels(v, weights, self.mixers[layer].irreps_out, m)
-        std, mean = float(config.scaling_std), float(config.scaling_mean)
-        out: dict[str, torch.Tensor] = {}
-        if self.pool_graph:
-            atomic = scatter_sum(self.energy(x) * envelope, receiver, len(attrs))
-            out.update(pool_graph_scalars(atomic, data, std, mean))
-        if self.node_scalars is not None:
-            out[K.Y_NODE_SCALARS] = scatter_sum(self.node_scalars(x) * envelope, receiver, len(attrs)) * std + mean
-        if self.node_vector is not None:
-            out[K.Y_NODE_VECTOR] = scatter_sum(self.node_vector(x) * envelope * vectors / lengths, receiver, len(attrs))
+        out = {
+            K.NODE_CONTRIBUTIONS: scatter_sum(self.energy(x) * envelope, receiver, len(attrs)),
+            K.NODE_FEATURES: scatter_sum(x * envelope, receiver, len(attrs)),
+        }
+        if self.vector_weights is not None:
+            weights = (self.vector_weights(x) * envelope)[:, :, None]  # [E, m, 1]
+            out[K.NODE_VECTORS] = scatter_sum(weights * (vectors / lengths)[:, None, :], receiver, len(attrs))
         return out
 
 

@@ -5,14 +5,15 @@ Each atom's AEV concatenates, per neighbour element, radial terms
 neighbour elements, angular terms
 ``2^(1-zeta) (1 + cos(theta_ijk - s_Z))^zeta exp(-eta_A ((r_ij + r_ik)/2 - s_A)^2) f_c(r_ij) f_c(r_ik)``
 with the cosine cut-off ``f_c``. An MLP per element maps the AEV to the atom's
-energy; energies are summed with ``total_atomic_energy``.
+energy term (pooled by the heads, :mod:`physicsml.nn.heads`); the last hidden
+layer of that MLP is the atom's feature vector.
 
 ``which_ani`` picks the element set and AEV parameters: ``ani1`` (H, C, N, O;
 ANI-1x parameters and network widths), ``ani2`` (H, C, N, O, F, S, Cl; ANI-2x
 parameters) and ``ani_spice`` (H, C, N, O, F, P, S, Cl, Br, I with the ANI-2x AEV).
 Neighbour pairs come from the batch's edges (so periodic cells work too); the
-datamodule cut-off must reach the radial cut-off. Supports ``y_graph_scalars``
-and forces/stress by autograd. :func:`physicsml.data.batch.padded_batch` gives
+datamodule cut-off must reach the radial cut-off. Supports ``y_graph_scalars``,
+``y_node_scalars`` and forces/stress by autograd. :func:`physicsml.data.batch.padded_batch` gives
 the padded ANI batch layout of the reference for other tools.
 """
 
@@ -25,11 +26,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
 from physicsml.nn import edge_vectors
-from physicsml.nn.readout import pool_graph_scalars
+from physicsml.nn.heads import Outputs
 
 
 class AEVParameters(NamedTuple):
@@ -158,20 +158,14 @@ class AEV(nn.Module):
 class ANI(nn.Module):
     """AEVs and one MLP per element (see the module docstring)."""
 
-    def __init__(self, config: ANIConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
+    def __init__(self, config: ANIConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
         super().__init__()
         check_ready(config, num_elements)
         parameters = ANI_PARAMETERS[config.which_ani]
-        if datamodule.cut_off < parameters.radial_cut_off:
+        if cut_off < parameters.radial_cut_off:
             raise ValueError(
-                f"{config.which_ani} needs datamodule.cut_off >= {parameters.radial_cut_off} Å (its radial cut-off), got {datamodule.cut_off}"
+                f"{config.which_ani} needs datamodule.cut_off >= {parameters.radial_cut_off} Å (its radial cut-off), got {cut_off}"
             )
-        if (
-            datamodule.y_graph_vector
-            or datamodule.y_node_scalars
-            or (datamodule.y_node_vector and not config.compute_forces)
-        ):
-            raise ValueError("ani_model predicts y_graph_scalars, and node vectors only as forces (compute_forces)")
         elements = config.elements or list(parameters.elements[:num_elements])
         unknown = [e for e in elements if e not in parameters.elements]
         if unknown:
@@ -183,7 +177,7 @@ class ANI(nn.Module):
         self.config = config
         self.register_buffer("to_ani", torch.tensor([parameters.elements.index(e) for e in elements]))
         self.aev = AEV(parameters)
-        n_out = max(len(datamodule.y_graph_scalars or []), 1)
+        n_out = outputs.num_contributions
         self.networks = nn.ModuleList()
         for element in parameters.elements:
             widths = [self.aev.length, *parameters.hidden.get(element, DEFAULT_HIDDEN)]
@@ -191,15 +185,22 @@ class ANI(nn.Module):
             for a, b in zip(widths[:-1], widths[1:]):
                 layers += [nn.Linear(a, b), nn.CELU(0.1)]
             self.networks.append(nn.Sequential(*layers, nn.Linear(widths[-1], n_out)))
+        last_hidden = {parameters.hidden.get(element, DEFAULT_HIDDEN)[-1] for element in parameters.elements}
+        if len(last_hidden) != 1:
+            raise ValueError(f"{config.which_ani}: the element networks' last hidden widths differ ({last_hidden})")
         self.n_out = n_out
+        self.num_features, self.num_vectors = last_hidden.pop(), 0
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         species = self.to_ani[data[K.RAW_ATOMIC_NUMBERS]]
         vectors, lengths = edge_vectors(data[K.COORDINATES], data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
         aev = self.aev(species, vectors, lengths, data[K.EDGE_INDEX])
         atomic = aev.new_zeros(len(species), self.n_out)
+        features = aev.new_zeros(len(species), self.num_features)
         for index, network in enumerate(self.networks):
             atoms = torch.nonzero(species == index).squeeze(-1)
             if len(atoms):
-                atomic = atomic.index_copy(0, atoms, network(aev[atoms]))
-        return pool_graph_scalars(atomic, data, float(self.config.scaling_std), float(self.config.scaling_mean))
+                hidden = network[:-1](aev[atoms])
+                features = features.index_copy(0, atoms, hidden)
+                atomic = atomic.index_copy(0, atoms, network[-1](hidden))
+        return {K.NODE_CONTRIBUTIONS: atomic, K.NODE_FEATURES: features}

@@ -1,11 +1,17 @@
-"""What every model family shares: its config keys and the interface of its network.
+"""What every model family shares: its config keys and the interface of its backbone.
 
 A family is a config class (its hyperparameters, subclassing :class:`ModelConfig`)
-and a ``torch.nn.Module`` built as ``module(config, datamodule, num_elements)``
-whose ``forward(data)`` maps a batch dict (:mod:`physicsml.data.keys`) to
-predictions under the same ``y_*`` keys. The first ``y_graph_scalars`` column
-is the energy: forces and stress are taken from it by
-:class:`~physicsml.lightning.module.PhysicsMLModule`, never by the family.
+and a backbone, a ``torch.nn.Module`` built as
+``backbone(config, cut_off, num_elements, outputs)`` (``outputs``: the
+:class:`~physicsml.nn.heads.Outputs` to predict, which say how many per-atom
+energy terms to compute and whether vector features are needed). Its
+``forward(data)`` maps a batch dict (:mod:`physicsml.data.keys`) to per-atom
+outputs: ``node_contributions`` ``[N, k]``, ``node_features`` ``[N, F]`` and,
+when asked for, ``node_vectors`` ``[N, C, 3]``; it has attributes
+``num_features`` (``F``) and ``num_vectors`` (``C``, 0 without vectors). The
+shared heads (:mod:`physicsml.nn.heads`) make the targets of them, and
+:func:`~physicsml.lightning.module.with_derivatives` forces and stress of the
+energy, never the family.
 """
 
 from __future__ import annotations
@@ -40,9 +46,14 @@ class ModelConfig(Config):
     """Keys every family accepts besides its hyperparameters."""
 
     compute_forces: bool = Field(
-        False, description="Predict y_node_vector as -dE/dx of the first y_graph_scalars column."
+        False, description="Predict y_node_vector as -dE/dx of the energy (see energy_target)."
     )
     compute_stress: bool = Field(False, description="Predict stress (1/V) dE/d(strain) for periodic structures.")
+    energy_target: str | None = Field(
+        None,
+        description="The y_graph_scalars column that is the energy (self-energies are added to it, forces "
+        "and stress are its derivatives); null: the first.",
+    )
     y_graph_scalars_loss_config: LossConfig | None = None
     y_graph_vector_loss_config: LossConfig | None = None
     y_node_scalars_loss_config: LossConfig | None = None

@@ -2,14 +2,15 @@
 
 Messages depend on invariant distances only; node features are updated with
 attention-weighted sums of messages and, with ``modify_coords``, coordinates
-move along edge vectors. Outputs:
+move along edge vectors. The backbone returns (:mod:`physicsml.nn.heads`):
 
-* ``y_graph_scalars``: per-atom contributions ``std * e_i + mean`` summed
-  (``pool_type: sum``) or averaged per structure; the energy column (the first)
-  also gets ``total_atomic_energy``;
-* ``y_node_scalars``: per-atom ``std * q_i + mean``;
-* ``y_node_vector`` (when not forces): ``sum_j r_ij * phi(m_ij)``, equivariant;
-* ``y_graph_vector``: ``sum_i q_i (x_i - centroid) + sum_i v_i``, equivariant.
+* per-atom terms of the graph scalars: an MLP of the node features (``pool_from:
+  nodes``), of the edge messages summed per atom (``edges``) or of both, with the
+  graph attributes appended when ``num_graph_feats``; the heads sum
+  (``pool_type: sum``) or average them per structure;
+* node features: the last layer's ``h_i`` (with the graph attributes);
+* vector features, for vector targets: ``sum_j r_ij m_ij``, one channel per
+  message channel, equivariant.
 
 Messages, and every per-edge term built from them (coordinate updates, edge
 pooling), are multiplied by a switch that falls smoothly from 1 to 0 over the
@@ -25,11 +26,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, make_mlp, scatter_sum
-from physicsml.nn.readout import graph_vector, pool_graph_scalars
+from physicsml.nn.heads import Outputs
 
 
 class EGNNConfig(ModelConfig):
@@ -90,9 +90,9 @@ class EGNNLayer(nn.Module):
 
 
 class EGNN(nn.Module):
-    """The EGNN network and its output heads (see the module docstring)."""
+    """The EGNN backbone (see the module docstring)."""
 
-    def __init__(self, config: EGNNConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
+    def __init__(self, config: EGNNConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
         super().__init__()
         c = config.c_hidden
         self.config = config
@@ -100,37 +100,24 @@ class EGNN(nn.Module):
         mlp = dict(dropout=config.dropout, mlp_activation=config.mlp_activation)
         self.embed_nodes = make_mlp(num_elements, c, c, 2, output_activation=config.mlp_output_activation, **mlp)
         self.embed_edges = make_mlp(config.num_edge_feats, c, c, 2, **mlp) if config.num_edge_feats else None
-        self.envelope = CosineSwitch(datamodule.cut_off, 0.8 * datamodule.cut_off)
+        self.envelope = CosineSwitch(cut_off, 0.8 * cut_off)
         self.layers = nn.ModuleList(
-            EGNNLayer(c, config.num_rbf, c if config.num_edge_feats else 0, config, datamodule.cut_off)
+            EGNNLayer(c, config.num_rbf, c if config.num_edge_feats else 0, config, cut_off)
             for _ in range(config.num_layers + 1)
         )
         head = dict(num_layers=config.num_layers_pooling, **mlp)
-        c_head = c + config.num_graph_feats
-        self.num_graph_scalars = len(datamodule.y_graph_scalars or [])
-        if self.num_graph_scalars:
-            self.head_features = make_mlp(c, c, c, output_activation=config.mlp_output_activation, **head)
-            width = 2 * c if config.pool_from == "nodes_edges" else c
-            self.graph_head = make_mlp(
-                width + config.num_graph_feats,
-                c,
-                self.num_graph_scalars,
-                output_activation=config.output_activation,
-                **head,
-            )
-        n_node_scalars = len(datamodule.y_node_scalars or [])
-        self.node_head = (
-            make_mlp(c_head, c, n_node_scalars, output_activation=config.output_activation, **head)
-            if n_node_scalars
-            else None
+        self.head_features = make_mlp(c, c, c, output_activation=config.mlp_output_activation, **head)
+        width = 2 * c if config.pool_from == "nodes_edges" else c
+        self.graph_head = make_mlp(
+            width + config.num_graph_feats,
+            c,
+            outputs.num_contributions,
+            output_activation=config.output_activation,
+            **head,
         )
-        wants_vector = datamodule.y_node_vector is not None and not config.compute_forces
-        self.vector_head = make_mlp(c, c, 1, **head) if wants_vector else None
-        self.dipole_heads = (
-            nn.ModuleList([make_mlp(c_head, c, 1, **head), make_mlp(c, c, 1, **head)])
-            if datamodule.y_graph_vector
-            else None
-        )
+        self.vectors = outputs.vectors
+        self.num_features = c + config.num_graph_feats
+        self.num_vectors = c if outputs.vectors else 0
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = data[K.COORDINATES]
@@ -143,32 +130,19 @@ class EGNN(nn.Module):
         for layer in self.layers:
             h, x, messages = layer(h, x, data, edge_feats, envelope)
 
-        batch = data[K.BATCH]
-        h_head = torch.cat([h, data[K.GRAPH_ATTRS][batch]], dim=-1) if self.config.num_graph_feats else h
-        std, mean = self.config.scaling_std, self.config.scaling_mean
-        out: dict[str, torch.Tensor] = {}
-        if self.num_graph_scalars:
-            out.update(self._graph_scalars(h, messages, envelope, data, std, mean))
-        if self.node_head is not None:
-            out[K.Y_NODE_SCALARS] = self.node_head(h_head) * std + mean
-        if self.vector_head is not None or self.dipole_heads is not None:
-            vectors, _ = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
-            receiver = data[K.EDGE_INDEX][0]
-            if self.vector_head is not None:
-                out[K.Y_NODE_VECTOR] = scatter_sum(vectors * self.vector_head(messages) * envelope, receiver, len(h))
-            if self.dipole_heads is not None:
-                atomic = scatter_sum(vectors * self.dipole_heads[1](messages) * envelope, receiver, len(h))
-                out[K.Y_GRAPH_VECTOR] = graph_vector(self.dipole_heads[0](h_head), atomic, {**data, K.COORDINATES: x})
-        return out
-
-    def _graph_scalars(self, h, messages, envelope, data, std, mean):  # noqa: ANN001, ANN202
-        """Per-atom contributions, pooled per structure, plus total_atomic_energy on the energy column."""
-        batch = data[K.BATCH]
+        receiver = data[K.EDGE_INDEX][0]
+        graph_attrs = [data[K.GRAPH_ATTRS][data[K.BATCH]]] if self.config.num_graph_feats else []
         features = []
         if self.config.pool_from in ("nodes", "nodes_edges"):
             features.append(self.head_features(h))
         if self.config.pool_from in ("edges", "nodes_edges"):
-            features.append(scatter_sum(self.head_features(messages) * envelope, data[K.EDGE_INDEX][0], len(h)))
-        if self.config.num_graph_feats:
-            features.append(data[K.GRAPH_ATTRS][batch])
-        return pool_graph_scalars(self.graph_head(torch.cat(features, dim=-1)), data, std, mean, self.config.pool_type)
+            features.append(scatter_sum(self.head_features(messages) * envelope, receiver, len(h)))
+        out = {
+            K.NODE_CONTRIBUTIONS: self.graph_head(torch.cat(features + graph_attrs, dim=-1)),
+            K.NODE_FEATURES: torch.cat([h, *graph_attrs], dim=-1),
+        }
+        if self.vectors:
+            vectors, _ = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
+            weights = (messages * envelope)[:, :, None]  # [E, c, 1]
+            out[K.NODE_VECTORS] = scatter_sum(weights * vectors[:, None, :], receiver, len(h))
+        return out

@@ -10,7 +10,8 @@ element-dependent self-connection (the first layer instead mixes ``A`` with the
 element); every layer reads out a per-atom energy (linear, and an MLP on
 ``mlp_irreps`` for the last), and the energy is their sum. As in the reference
 MACE, the last layer keeps only the scalar channels, unless a vector target is
-read from the features.
+read from the features. The backbone returns the per-atom energy terms and the
+last layer's ``0e`` (and ``1o``) channels as features (:mod:`physicsml.nn.heads`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,18 @@ from e3nn.nn import FullyConnectedNet
 from pydantic import Field
 from torch import nn
 
-from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
-from physicsml.models.equivariant_heads import IrrepsHeads, wants_vectors
 from physicsml.nn import scatter_sum
-from physicsml.nn.equivariant import RadialEmbedding, SymmetricContraction, embed_edges, uvu_convolution
-from physicsml.nn.readout import pool_graph_scalars
+from physicsml.nn.equivariant import (
+    RadialEmbedding,
+    SymmetricContraction,
+    embed_edges,
+    irreps_outputs,
+    irreps_widths,
+    uvu_convolution,
+)
+from physicsml.nn.heads import Outputs
 
 Auto = Literal["auto"]
 
@@ -106,9 +112,9 @@ class MACEProduct(nn.Module):
 
 
 class MACE(nn.Module):
-    """The MACE network and its heads (see the module docstring)."""
+    """The MACE backbone (see the module docstring)."""
 
-    def __init__(self, config: MACEConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
+    def __init__(self, config: MACEConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
         super().__init__()
         check_ready(config, num_elements)
         self.config = config
@@ -121,14 +127,14 @@ class MACE(nn.Module):
         irreps_a = o3.Irreps([(c, ir) for _, ir in irreps_sh])
         attrs = o3.Irreps(f"{num_elements}x0e")
         self.sh = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
-        self.radial = RadialEmbedding(datamodule.cut_off, config.num_bessel, config.num_polynomial_cutoff)
+        self.radial = RadialEmbedding(cut_off, config.num_bessel, config.num_polynomial_cutoff)
         self.embedding = o3.Linear(attrs, o3.Irreps(f"{c}x0e"))
         self.interactions, self.products, self.skips, self.readouts = (nn.ModuleList() for _ in range(4))
         scalars = o3.Irreps([(mul, ir) for mul, ir in hidden if ir == o3.Irrep("0e")])
         if not scalars:
             raise ValueError(f"hidden_irreps need scalar (0e) channels for the energy, got {hidden}")
-        last_irreps = hidden if wants_vectors(datamodule, config.compute_forces) else scalars
-        n_out = o3.Irreps(f"{max(len(datamodule.y_graph_scalars or []), 1)}x0e")
+        last_irreps = hidden if outputs.vectors else scalars
+        n_out = o3.Irreps(f"{outputs.num_contributions}x0e")
         irreps_in = o3.Irreps(f"{c}x0e")
         for layer in range(config.num_interactions):
             last = layer == config.num_interactions - 1
@@ -152,10 +158,8 @@ class MACE(nn.Module):
             else:
                 self.readouts.append(o3.Linear(irreps_out, n_out))
             irreps_in = irreps_out
-        self.pool_graph = bool(datamodule.y_graph_scalars)
-        self.heads = IrrepsHeads(
-            irreps_in, datamodule, config.compute_forces, float(config.scaling_std), float(config.scaling_mean)
-        )
+        self.irreps_out = irreps_in
+        self.num_features, self.num_vectors = irreps_widths(irreps_in)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         edge_index = data[K.EDGE_INDEX]
@@ -167,9 +171,4 @@ class MACE(nn.Module):
             update = product(interaction(h, elements, sh, radial, edge_index), elements)
             h = update + self.skips[layer - 1](h, elements) if layer else update
             atomic = atomic + readout(h)
-        out = self.heads(h, data)
-        if self.pool_graph:
-            out.update(
-                pool_graph_scalars(atomic, data, float(self.config.scaling_std), float(self.config.scaling_mean))
-            )
-        return out
+        return {K.NODE_CONTRIBUTIONS: atomic, **irreps_outputs(h, self.irreps_out)}

@@ -7,7 +7,8 @@ a gated nonlinearity (SiLU/tanh on even/odd scalars, sigmoid gates on l > 0);
 ``resnet`` adds the layer's input when the irreps match. Per-atom energies are
 read out through ``mlp_irreps`` and summed. As in the reference NequIP, the last
 layer computes only the scalar channels, unless a vector target is read from
-the features.
+the features. The backbone returns the per-atom energy terms and the last
+layer's ``0e`` (and ``1o``) channels as features (:mod:`physicsml.nn.heads`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from e3nn.nn import FullyConnectedNet, Gate
 from pydantic import Field
 from torch import nn
 
-from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
-from physicsml.models.equivariant_heads import IrrepsHeads, wants_vectors
 from physicsml.nn import scatter_sum
-from physicsml.nn.equivariant import RadialEmbedding, embed_edges, uvu_convolution
-from physicsml.nn.readout import pool_graph_scalars
+from physicsml.nn.equivariant import RadialEmbedding, embed_edges, irreps_outputs, irreps_widths, uvu_convolution
+from physicsml.nn.heads import Outputs
 
 Auto = Literal["auto"]
 
@@ -107,9 +106,9 @@ class NequIPLayer(nn.Module):
 
 
 class NequIP(nn.Module):
-    """The NequIP network and its heads (see the module docstring)."""
+    """The NequIP backbone (see the module docstring)."""
 
-    def __init__(self, config: NequIPConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
+    def __init__(self, config: NequIPConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
         super().__init__()
         check_ready(config, num_elements)
         self.config = config
@@ -118,12 +117,12 @@ class NequIP(nn.Module):
         hidden = feature_irreps(config.num_features, config.max_ell, config.parity)
         self.sh = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
         self.radial = RadialEmbedding(
-            datamodule.cut_off, config.num_bessel, config.num_polynomial_cutoff, config.bessel_basis_trainable
+            cut_off, config.num_bessel, config.num_polynomial_cutoff, config.bessel_basis_trainable
         )
         self.embedding = o3.Linear(attrs, o3.Irreps(f"{config.num_features}x0e"))
         self.layers = nn.ModuleList()
         scalars = o3.Irreps(f"{config.num_features}x0e")
-        last_hidden = hidden if wants_vectors(datamodule, config.compute_forces) else scalars
+        last_hidden = hidden if outputs.vectors else scalars
         irreps = scalars
         for layer_index in range(config.num_layers):
             layer = NequIPLayer(
@@ -136,15 +135,13 @@ class NequIP(nn.Module):
             )
             self.layers.append(layer)
             irreps = layer.irreps_out
-        n_out = max(len(datamodule.y_graph_scalars or []), 1)
+        n_out = outputs.num_contributions
         self.readout = nn.Sequential(
             o3.Linear(irreps, o3.Irreps(config.mlp_irreps)),
             o3.Linear(o3.Irreps(config.mlp_irreps), o3.Irreps(f"{n_out}x0e")),
         )
-        self.pool_graph = bool(datamodule.y_graph_scalars)
-        self.heads = IrrepsHeads(
-            irreps, datamodule, config.compute_forces, float(config.scaling_std), float(config.scaling_mean)
-        )
+        self.irreps_out = irreps
+        self.num_features, self.num_vectors = irreps_widths(irreps)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         edge_index = data[K.EDGE_INDEX]
@@ -153,11 +150,4 @@ class NequIP(nn.Module):
         h = self.embedding(attrs)
         for layer in self.layers:
             h = layer(h, attrs, sh, radial, edge_index)
-        out = self.heads(h, data)
-        if self.pool_graph:
-            out.update(
-                pool_graph_scalars(
-                    self.readout(h), data, float(self.config.scaling_std), float(self.config.scaling_mean)
-                )
-            )
-        return out
+        return {K.NODE_CONTRIBUTIONS: self.readout(h), **irreps_outputs(h, self.irreps_out)}

@@ -17,8 +17,10 @@ from physicsml.data import keys as K
 AUTO = "auto"
 
 
-def training_statistics(batches: Iterable[Any]) -> dict[str, float]:
+def training_statistics(batches: Iterable[Any], energy_column: int = 0) -> dict[str, float]:
     """Per-atom mean of ``E - total_atomic_energy``, a force-scale std and the mean neighbour count.
+
+    ``E`` is column ``energy_column`` of ``y_graph_scalars``.
 
     ``scaling_std`` is the RMS of the reference force components when forces are
     selected (the scale forces are learnt on, as in MACE), else the std of the
@@ -31,7 +33,7 @@ def training_statistics(batches: Iterable[Any]) -> dict[str, float]:
         atoms += int(counts.sum())
         edges += batch[K.EDGE_INDEX].shape[1]
         if K.Y_GRAPH_SCALARS in batch:
-            energy = batch[K.Y_GRAPH_SCALARS][:, 0].double() - batch[K.TOTAL_ATOMIC_ENERGY].double()
+            energy = batch[K.Y_GRAPH_SCALARS][:, energy_column].double() - batch[K.TOTAL_ATOMIC_ENERGY].double()
             residual += float(energy.sum())
             per_atom.append(energy / counts)
         if K.Y_NODE_VECTOR in batch:
@@ -47,7 +49,9 @@ def training_statistics(batches: Iterable[Any]) -> dict[str, float]:
     return {"scaling_mean": mean, "scaling_std": std or 1.0, "avg_num_neighbours": edges / atoms if atoms else 1.0}
 
 
-def resolve_auto(config: dict[str, Any], batches: Iterable[Any], fields: Iterable[str] = ()) -> dict[str, Any]:
+def resolve_auto(
+    config: dict[str, Any], batches: Iterable[Any], fields: Iterable[str] = (), energy_column: int = 0
+) -> dict[str, Any]:
     """``config`` with every ``"auto"`` statistic replaced by its value on ``batches``.
 
     ``avg_num_neighbours`` left unset (``None``) counts as ``"auto"`` for a family
@@ -58,5 +62,5 @@ def resolve_auto(config: dict[str, Any], batches: Iterable[Any], fields: Iterabl
         wanted.append("avg_num_neighbours")
     if not wanted:
         return config
-    stats = training_statistics(batches)
+    stats = training_statistics(batches, energy_column)
     return {**config, **{key: stats[key] for key in wanted}}

@@ -7,8 +7,9 @@ embeddings of the two elements times radial functions times the edge tensors
 ``I``, ``A`` and ``S``, gathers neighbour components weighted by radial MLPs into
 ``M``, and updates with ``Y M + M Y`` (the product that keeps the pseudo-tensor
 ``A`` consistent under inversion). Per-atom outputs come from the squared norms
-of ``I``, ``A`` and ``S``, so energies are O(3)-invariant. Supports
-``y_graph_scalars``, ``y_node_scalars`` and forces/stress by autograd.
+of ``I``, ``A`` and ``S``, so energies are O(3)-invariant; those norms are the
+node features (:mod:`physicsml.nn.heads`). Supports ``y_graph_scalars``,
+``y_node_scalars`` and forces/stress by autograd.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, scatter_sum
 from physicsml.nn.blocks import mlp_from_widths
-from physicsml.nn.readout import pool_graph_scalars
+from physicsml.nn.heads import Outputs
 
 
 class TensorNetConfig(ModelConfig):
@@ -110,19 +110,15 @@ class TensorNetInteraction(nn.Module):
 
 
 class TensorNet(nn.Module):
-    """The TensorNet network and its heads (see the module docstring)."""
+    """The TensorNet backbone (see the module docstring)."""
 
-    def __init__(self, config: TensorNetConfig, datamodule: DataModuleConfig, num_elements: int) -> None:
+    def __init__(self, config: TensorNetConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
         super().__init__()
         check_ready(config, num_elements)
-        if datamodule.y_graph_vector or (datamodule.y_node_vector and not config.compute_forces):
-            raise ValueError(
-                "tensor_net_model predicts node vectors only as forces (compute_forces) and no graph vectors"
-            )
         self.config = config
         f = config.num_features
-        self.rbf = BesselBasis(datamodule.cut_off, config.num_radial)
-        self.switch = CosineSwitch(datamodule.cut_off, 0.0)
+        self.rbf = BesselBasis(cut_off, config.num_radial)
+        self.switch = CosineSwitch(cut_off, 0.0)
         self.element_embedding = nn.Linear(num_elements, f)
         self.pair_embedding = nn.Linear(2 * f, f)
         self.edge_functions = nn.Linear(config.num_radial, 3 * f)
@@ -130,15 +126,9 @@ class TensorNet(nn.Module):
         self.embedding_mlp = mlp_from_widths([3 * f, *config.embedding_mlp_hidden_dims, 3 * f])
         self.embedding_mix = ChannelMix(f)
         self.layers = nn.ModuleList(TensorNetInteraction(config) for _ in range(config.num_interaction_layers))
-        n_graph = len(datamodule.y_graph_scalars or [])
-        n_node = len(datamodule.y_node_scalars or [])
         self.output_norm = nn.LayerNorm(3 * f)
-        self.output = (
-            mlp_from_widths([3 * f, *config.scalar_output_mlp_hidden_dims, n_graph + n_node])
-            if n_graph + n_node
-            else None
-        )
-        self.n_graph = n_graph
+        self.output = mlp_from_widths([3 * f, *config.scalar_output_mlp_hidden_dims, outputs.num_contributions])
+        self.num_features, self.num_vectors = 3 * f, 0
 
     def invariants(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([norm2(part) for part in decompose(x)], dim=-1)  # [N, 3F]
@@ -164,12 +154,5 @@ class TensorNet(nn.Module):
         x = self.embedding_mix(decompose(x), scales)
         for layer in self.layers:
             x = layer(x, rbf, switch, edge_index)
-        out: dict[str, torch.Tensor] = {}
-        if self.output is not None:
-            std, mean = float(self.config.scaling_std), float(self.config.scaling_mean)
-            atomic = self.output(self.output_norm(self.invariants(x)))
-            if self.n_graph:
-                out.update(pool_graph_scalars(atomic[:, : self.n_graph], data, std, mean))
-            if atomic.shape[1] > self.n_graph:
-                out[K.Y_NODE_SCALARS] = atomic[:, self.n_graph :] * std + mean
-        return out
+        features = self.output_norm(self.invariants(x))
+        return {K.NODE_CONTRIBUTIONS: self.output(features), K.NODE_FEATURES: features}

@@ -166,3 +166,23 @@ def embed_edges(
     if num_edge_feats:
         features = torch.cat([features, data[K.EDGE_ATTRS]], dim=-1)
     return harmonics(vectors), features
+
+
+def irreps_outputs(features: torch.Tensor, irreps: o3.Irreps) -> dict[str, torch.Tensor]:
+    """A backbone's ``node_features`` (the ``0e`` channels, ``[N, n_0e]``) and, when the
+    irreps have ``1o`` channels, ``node_vectors`` (``[N, n_1o, 3]``) of e3nn features."""
+    out = {}
+    for (mul, ir), block in zip(irreps, irreps.slices()):
+        if ir == o3.Irrep("0e"):
+            out.setdefault(K.NODE_FEATURES, []).append(features[:, block])
+        elif ir == o3.Irrep("1o"):
+            out.setdefault(K.NODE_VECTORS, []).append(features[:, block].reshape(len(features), mul, 3))
+    return {key: torch.cat(parts, dim=1) for key, parts in out.items()}
+
+
+def irreps_widths(irreps: o3.Irreps) -> tuple[int, int]:
+    """``(F, C)``: the number of ``0e`` and of ``1o`` channels of ``irreps``."""
+    return (
+        sum(mul for mul, ir in irreps if ir == o3.Irrep("0e")),
+        sum(mul for mul, ir in irreps if ir == o3.Irrep("1o")),
+    )

@@ -154,7 +154,7 @@ def test_misspelt_model_family_stops_the_train_stage_before_any_data(tmp_path):
     result = run_stage("train", "--params", str(params), "--prebatched", str(tmp_path / "none"), *outputs)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(
-        "error: " + str(params) + ": model.name: unknown model family 'egnn_modle'; did you mean 'egnn_model'?"
+        "error: " + str(params) + ": model.name: unknown model 'egnn_modle'; did you mean 'egnn_model'?"
     )
     assert not any(tmp_path.joinpath(name).exists() for name in ("model.pt", "ckpt"))
 

@@ -1,0 +1,56 @@
+"""The one table of target kinds; configs, collation, losses, metrics and predictions derive from it.
+
+A target kind is a batch key (``y_graph_scalars``, ...) with its level (one row
+per structure or per atom), the featurised column kind it reads, the shape of
+one column's value, whether the datamodule selects a list of columns or one
+column, and whether its errors are taken over the whole row (vectors, tensors:
+one metric per column name) or column by column (scalars).
+
+Adding a target kind is one row here, plus the head that predicts it
+(:mod:`physicsml.nn.heads`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple
+
+from physicsml.data import keys as K
+
+
+class TargetKind(NamedTuple):
+    key: str
+    level: Literal["graph", "node"]
+    column_kind: str
+    shape: tuple[int, ...]
+    many: bool
+    output: str
+    derived: bool = False
+
+
+#: Every target kind a batch can carry. ``output`` is the key of the model's
+#: prediction; ``derived`` kinds are derivatives of the energy (never a head).
+TARGET_KINDS: dict[str, TargetKind] = {
+    kind.key: kind
+    for kind in (
+        TargetKind(K.Y_GRAPH_SCALARS, "graph", "graph_scalar", (), True, K.Y_GRAPH_SCALARS),
+        TargetKind(K.Y_GRAPH_VECTOR, "graph", "graph_vector", (3,), False, K.Y_GRAPH_VECTOR),
+        TargetKind(K.Y_NODE_SCALARS, "node", "node_scalar", (), True, K.Y_NODE_SCALARS),
+        TargetKind(K.Y_NODE_VECTOR, "node", "node_vector", (3,), False, K.Y_NODE_VECTOR),
+        TargetKind(K.Y_STRESS, "graph", "graph_tensor", (3, 3), False, K.STRESS, derived=True),
+    )
+}
+
+
+def selected_columns(datamodule: Any) -> dict[str, list[str]]:
+    """Batch key -> the names of its selected columns, for every target kind the datamodule config selects."""
+    columns = {}
+    for key, kind in TARGET_KINDS.items():
+        value = getattr(datamodule, key)
+        if value:
+            columns[key] = list(value) if kind.many else [value]
+    return columns
+
+
+def compared_whole(key: str) -> bool:
+    """Whether errors of ``key`` are taken over each whole row (a vector or tensor) rather than per column."""
+    return not TARGET_KINDS[key].many

@@ -1,0 +1,89 @@
+"""The saved model file: its format version, reading it safely, and upgrading older formats.
+
+A model file is one ``torch.save`` of a dict: ``format_version``, ``name`` (the
+model name), ``config`` (the family config as given), ``hparams`` (everything
+:class:`~physicsml.lightning.module.PhysicsMLModule` is built from),
+``metadata`` (element list and self-energies of the featurisation) and
+``state_dict``. It is read with ``weights_only=True``, so loading never runs
+code from the file. A file of an older format is upgraded in memory by one
+small function per version step, tested against a stored file of that format.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from physicsml.errors import InputError
+
+FORMAT_VERSION = 2
+
+
+def _upgrade_1_to_2(payload: dict[str, Any], path: str) -> dict[str, Any]:
+    """Format 1 built each family's heads inside its network; format 2 splits ``net`` into
+    ``net.backbone`` and shared ``net.heads``. The energy path keeps its weights under the new
+    prefix; a format-1 model with per-atom or vector heads has no equivalent and must be retrained."""
+    datamodule = payload["hparams"]["datamodule_config"]
+    forces = payload["hparams"]["model_config"].get("compute_forces", False)
+    heads = [
+        key
+        for key in ("y_node_scalars", "y_graph_vector", "y_node_vector")
+        if datamodule.get(key) and not (key == "y_node_vector" and forces)
+    ]
+    if heads:
+        raise InputError(
+            path,
+            None,
+            "format_version",
+            f"a format-1 model predicting {', '.join(heads)} cannot be upgraded (its heads changed): retrain it",
+        )
+    state = {
+        ("net.backbone." + key.removeprefix("net.") if key.startswith("net.") else key): value
+        for key, value in payload["state_dict"].items()
+    }
+    return {**payload, "state_dict": state, "format_version": 2}
+
+
+UPGRADES = {1: _upgrade_1_to_2}
+
+
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The payload of a saved model, loaded with ``weights_only=True`` and upgraded to :data:`FORMAT_VERSION`.
+
+    Raises:
+        InputError: naming the file when it is missing, is not a torch file, is a torch
+            file that is not a physicsml model, or has a format this version cannot read.
+    """
+    if not Path(path).is_file():
+        raise InputError(str(path), None, None, "no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for a bad file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(str(path), None, None, f"not a saved physicsml model ({reason[:120]})") from None
+    if not isinstance(payload, dict) or not {"name", "hparams", "state_dict", "metadata"} <= set(payload):
+        raise InputError(str(path), None, None, "not a saved physicsml model (no weights and configs in it)")
+    version = payload.get("format_version")
+    while version in UPGRADES:
+        payload = UPGRADES[version](payload, str(path))
+        version = payload["format_version"]
+    if version != FORMAT_VERSION:
+        raise InputError(
+            str(path),
+            None,
+            "format_version",
+            f"model format {version} is not one this version reads ({FORMAT_VERSION})",
+        )
+    return payload
+
+
+def write_model_file(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``payload`` (without ``format_version``, which is added) atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
+    os.replace(tmp, path)

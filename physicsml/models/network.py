@@ -1,0 +1,65 @@
+"""A model: a family's backbone followed by the shared heads.
+
+>>> net = Network("mace_model", config, cut_off=5.0, num_elements=4,
+...               outputs=Outputs.select({"y_graph_scalars": ["energy"]}, compute_forces=True))
+>>> net(batch)["energy"]   # [G]; forces come from with_derivatives(net, batch, ...)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from physicsml.models import get_family, resolve_name, unsupported_targets
+from physicsml.models.base import ModelConfig
+from physicsml.nn.heads import Heads, Outputs
+from physicsml.nn.modifiers import apply_modifier
+
+
+class Network(nn.Module):
+    """``backbone`` (per-atom outputs of family ``name``) then ``heads`` (the ``y_*`` targets).
+
+    A modified family (``ssf_mace_model``) has its modifier attached to the backbone's
+    linear layers, its parameters under ``modifier`` (:mod:`physicsml.nn.modifiers`).
+
+    Args:
+        name: registered model name (a family, or a modifier and a family).
+        config: its validated config (numbers, no ``"auto"`` left).
+        cut_off: neighbour cut-off in Å the batches were built with.
+        num_elements: width of the one-hot element features.
+        outputs: what to predict.
+
+    Raises:
+        ValueError: for a target the family cannot predict, or a config the backbone cannot be built from.
+    """
+
+    def __init__(self, name: str, config: ModelConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
+        super().__init__()
+        missing = unsupported_targets(name, outputs.predicted_keys())
+        if missing:
+            supported = ", ".join(sorted(get_family(name).targets))
+            raise ValueError(f"{name} cannot predict {', '.join(missing)} (it predicts {supported}, forces and stress)")
+        self.outputs = outputs
+        self.backbone = get_family(name).backbone(config, cut_off, num_elements, outputs)
+        self.heads = Heads(
+            outputs,
+            self.backbone.num_features,
+            self.backbone.num_vectors,
+            float(config.scaling_std),  # type: ignore[attr-defined]
+            float(config.scaling_mean),  # type: ignore[attr-defined]
+            getattr(config, "pool_type", "sum"),
+        )
+        _, modifier = resolve_name(name)
+        self.modifier = (
+            apply_modifier(
+                self.backbone,
+                modifier,
+                getattr(config, "ratio_adapter_down", 10),
+                getattr(config, "initial_s", 0.01),
+            )
+            if modifier
+            else None
+        )
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.heads(self.backbone(data), data)

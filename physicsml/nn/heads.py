@@ -1,0 +1,162 @@
+"""The heads: targets from a backbone's per-atom outputs, one implementation for every family.
+
+A backbone (a family's network, :mod:`physicsml.models`) returns per-atom
+outputs under the keys of :mod:`physicsml.data.keys`:
+
+* ``node_contributions`` ``[N, n_graph_scalars]``: each atom's unscaled term of
+  every graph scalar (the per-atom energy before scale and shift);
+* ``node_features`` ``[N, F]``: invariant features of the last layer;
+* ``node_vectors`` ``[N, C, 3]``: equivariant vector features, only when the
+  network was built for a vector target.
+
+:class:`Heads` turns them into the ``y_*`` predictions: graph scalars are
+``std * c_i + mean`` pooled per structure, with ``total_atomic_energy`` added to
+the energy column; per-atom scalars are an MLP of the features; vectors are
+linear combinations of the vector channels (so they rotate with the structure);
+the dipole-like graph vector is ``sum_i q_i (x_i - centroid) + v_i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from physicsml.data import keys as K
+from physicsml.nn.blocks import mlp_from_widths, scatter_sum
+
+
+class Outputs(NamedTuple):
+    """What a network predicts, from the selected target columns.
+
+    Attributes:
+        graph_scalars: names of the ``y_graph_scalars`` columns.
+        node_scalars: number of ``y_node_scalars`` columns.
+        node_vector: whether ``y_node_vector`` comes from a head (not as forces).
+        graph_vector: whether ``y_graph_vector`` is predicted.
+        energy: index of the energy among ``graph_scalars`` (``None``: no energy).
+    """
+
+    graph_scalars: tuple[str, ...] = ()
+    node_scalars: int = 0
+    node_vector: bool = False
+    graph_vector: bool = False
+    energy: int | None = None
+
+    @property
+    def vectors(self) -> bool:
+        """Whether the backbone must keep vector features for a head."""
+        return self.node_vector or self.graph_vector
+
+    @property
+    def num_contributions(self) -> int:
+        """Per-atom terms the backbone computes (at least one: the energy)."""
+        return max(len(self.graph_scalars), 1)
+
+    @classmethod
+    def select(
+        cls, columns: Mapping[str, Sequence[str]], compute_forces: bool, energy_target: str | None = None
+    ) -> Outputs:
+        """From ``{batch key: column names}`` (:func:`physicsml.data.targets.selected_columns`).
+
+        Raises:
+            ValueError: when ``energy_target`` is not a graph scalar, or forces are asked
+                for with no graph scalar to differentiate.
+        """
+        graph = tuple(columns.get(K.Y_GRAPH_SCALARS, ()))
+        if energy_target is not None and energy_target not in graph:
+            raise ValueError(f"energy_target '{energy_target}' is not among the graph scalars {list(graph)}")
+        energy = graph.index(energy_target) if energy_target is not None else (0 if graph else None)
+        if compute_forces and energy is None:
+            raise ValueError("compute_forces needs an energy: select it in y_graph_scalars")
+        return cls(
+            graph_scalars=graph,
+            node_scalars=len(columns.get(K.Y_NODE_SCALARS, ())),
+            node_vector=K.Y_NODE_VECTOR in columns and not compute_forces,
+            graph_vector=K.Y_GRAPH_VECTOR in columns,
+            energy=energy,
+        )
+
+    def predicted_keys(self) -> set[str]:
+        """The ``y_*`` keys the heads produce."""
+        flags = {
+            K.Y_GRAPH_SCALARS: bool(self.graph_scalars),
+            K.Y_NODE_SCALARS: bool(self.node_scalars),
+            K.Y_NODE_VECTOR: self.node_vector,
+            K.Y_GRAPH_VECTOR: self.graph_vector,
+        }
+        return {key for key, wanted in flags.items() if wanted}
+
+
+class Heads(nn.Module):
+    """``y_*`` predictions from a backbone's per-atom outputs (see the module docstring).
+
+    Args:
+        outputs: what to predict.
+        num_features: ``F``, width of the backbone's ``node_features``.
+        num_vectors: ``C``, channels of its ``node_vectors`` (0 when it has none).
+        std, mean: scale and per-atom shift of the scalar targets (``scaling_std``, ``scaling_mean``).
+        pool: ``"sum"`` (extensive targets) or ``"mean"`` over the atoms of a structure.
+    """
+
+    def __init__(
+        self, outputs: Outputs, num_features: int, num_vectors: int, std: float, mean: float, pool: str = "sum"
+    ) -> None:
+        super().__init__()
+        if outputs.vectors and not num_vectors:
+            raise ValueError("vector targets need vector features, which this backbone does not have")
+        self.outputs = outputs
+        self.std, self.mean, self.pool = std, mean, pool
+        f, n = num_features, outputs.node_scalars
+        self.node_scalars = mlp_from_widths([f, f, n]) if n else None
+        self.node_vector = nn.Linear(num_vectors, 1, bias=False) if outputs.node_vector else None
+        self.charges = mlp_from_widths([f, f, 1]) if outputs.graph_vector else None
+        self.dipoles = nn.Linear(num_vectors, 1, bias=False) if outputs.graph_vector else None
+
+    def forward(self, atomic: dict[str, torch.Tensor], data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        if self.outputs.graph_scalars:
+            out.update(self.pool_graph_scalars(atomic[K.NODE_CONTRIBUTIONS], data))
+        if self.node_scalars is not None:
+            out[K.Y_NODE_SCALARS] = self.node_scalars(atomic[K.NODE_FEATURES]) * self.std + self.mean
+        if self.node_vector is not None:
+            out[K.Y_NODE_VECTOR] = self.node_vector(atomic[K.NODE_VECTORS].transpose(1, 2)).squeeze(-1)
+        if self.charges is not None and self.dipoles is not None:
+            charges = self.charges(atomic[K.NODE_FEATURES])
+            vectors = self.dipoles(atomic[K.NODE_VECTORS].transpose(1, 2)).squeeze(-1)
+            out[K.Y_GRAPH_VECTOR] = graph_vector(charges, vectors, data)
+        return out
+
+    def pool_graph_scalars(self, contributions: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``[N, k]`` per-atom terms to ``[G, k]`` graph scalars, the energy and per-atom energies.
+
+        ``std * c + mean`` is summed (or averaged) per structure and
+        ``total_atomic_energy`` added to the energy column. The per-atom energies
+        are each atom's share of that column before the self-energies, so they sum
+        to the energy minus ``total_atomic_energy``.
+        """
+        num_graphs = len(data[K.PTR]) - 1
+        scaled = contributions[:, : len(self.outputs.graph_scalars)] * self.std + self.mean
+        if self.pool == "mean":
+            counts = (data[K.PTR][1:] - data[K.PTR][:-1]).to(scaled.dtype).unsqueeze(-1)
+            scaled = scaled / counts[data[K.BATCH]]
+        pooled = scatter_sum(scaled, data[K.BATCH], num_graphs)
+        out = {K.Y_GRAPH_SCALARS: pooled}
+        if self.outputs.energy is not None:
+            column = self.outputs.energy
+            energy = pooled[:, column] + data[K.TOTAL_ATOMIC_ENERGY]
+            out[K.Y_GRAPH_SCALARS] = torch.cat([pooled[:, :column], energy[:, None], pooled[:, column + 1 :]], dim=1)
+            out[K.ENERGY] = energy
+            out[K.NODE_ENERGIES] = scaled[:, column]
+        return out
+
+
+def graph_vector(charges: torch.Tensor, vectors: torch.Tensor, data: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Dipole-like ``[G, 3]``: ``sum_i q_i (x_i - centroid) + v_i`` from ``[N, 1]`` charges and ``[N, 3]`` vectors."""
+    batch, x = data[K.BATCH], data[K.COORDINATES]
+    num_graphs = len(data[K.PTR]) - 1
+    counts = (data[K.PTR][1:] - data[K.PTR][:-1]).to(x.dtype).unsqueeze(-1)
+    centroid = scatter_sum(x, batch, num_graphs) / counts
+    return scatter_sum(charges * (x - centroid[batch]) + vectors, batch, num_graphs)

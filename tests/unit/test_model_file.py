@@ -1,0 +1,44 @@
+"""Saved model files: a format-1 file, stored in tests/data, is upgraded and predicts what it did."""
+
+from __future__ import annotations
+
+import json
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+
+from physicsml.api import Model
+from physicsml.errors import InputError
+from physicsml.model_file import FORMAT_VERSION, read_model_file
+
+DATA = ROOT / "tests" / "data"
+
+
+@pytest.mark.parametrize("name", ["egnn_model", "mace_model"])
+def test_format_1_file_is_upgraded_and_predicts_as_before(name):
+    path = DATA / f"{name}_format1.pt"
+    assert torch.load(path, weights_only=True)["format_version"] == 1
+    payload = read_model_file(path)
+    assert payload["format_version"] == FORMAT_VERSION
+    assert all(key.startswith("net.backbone.") for key in payload["state_dict"] if key.startswith("net."))
+    expected = json.loads((DATA / "format1_predictions.json").read_text())[name]
+    atoms = ase.io.read(DATA / "format1_ethanol.extxyz")
+    atoms.calc = Model.load(path).calculator(dtype="float64")
+    assert atoms.get_potential_energy() == pytest.approx(expected["energy"], abs=1e-10)
+    np.testing.assert_allclose(atoms.get_forces(), expected["forces"], atol=1e-10)
+
+
+def test_format_1_file_with_a_per_atom_head_asks_for_retraining(tmp_path):
+    payload = torch.load(DATA / "egnn_model_format1.pt", weights_only=True)
+    payload["hparams"]["datamodule_config"]["y_node_scalars"] = ["charge"]
+    path = tmp_path / "old.pt"
+    torch.save(payload, path)
+    with pytest.raises(InputError, match=r"old.pt: .*format-1 model predicting y_node_scalars cannot be upgraded"):
+        Model.load(path)
+    payload["format_version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(InputError, match=r"model format 99 is not one this version reads \(2\)"):
+        Model.load(path)
