@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -26,14 +26,33 @@ from physicsml.data.batch import batch_as_dict
 from physicsml.data.collate import split_arrays
 from physicsml.data.datasets import InMemoryBatches, make_dataloader
 from physicsml.data.targets import TARGET_KINDS, selected_columns
+from physicsml.finetune import (
+    StartingPoint,
+    element_map,
+    inherit_metadata,
+    inherit_statistics,
+    load_starting_weights,
+)
+from physicsml.finetune import freeze as apply_freeze
 from physicsml.graphs import build_graphs
 from physicsml.io.arrow import read_table, table_metadata
 from physicsml.lightning.datamodule import BatchesDataModule
 from physicsml.lightning.module import PhysicsMLModule
 from physicsml.lightning.trainer import build_trainer
 from physicsml.model_file import read_model_file, write_model_file
-from physicsml.models import get_family
+from physicsml.models import get_family, resolve_name
 from physicsml.models.statistics import resolve_auto
+
+
+def _featurisation(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The featurisation part of a table's metadata (element list, self-energies), which a model keeps."""
+    return {key: value for key, value in metadata.items() if key != "targets"}
+
+
+def _check_same_family(name: str, start: StartingPoint) -> None:
+    family, base = resolve_name(name)[0], resolve_name(start.name)[0]
+    if family != base:
+        raise ValueError(f"{start.source} is a {start.name}; a {name} cannot start from it (another family)")
 
 
 def _without_missing_targets(config: DataModuleConfig, columns: Sequence[str]) -> DataModuleConfig:
@@ -65,6 +84,7 @@ class Model:
         self.module: PhysicsMLModule | None = None
         self.metadata: dict[str, Any] = {}
         self.trainer: Any = None
+        self.start: StartingPoint | None = None
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> Model:
@@ -90,12 +110,28 @@ class Model:
         table = self._table(data)
         if not labelled:
             datamodule = _without_missing_targets(datamodule, table.column_names)
-        metadata = table_metadata(table)
+        metadata = _featurisation(table_metadata(table))
         if metadata.get("elements") and not self.metadata:
-            self.metadata = {k: v for k, v in metadata.items() if k != "targets"}
+            self.metadata = metadata
         graphs = build_graphs(table, datamodule.cut_off, datamodule.pbc, datamodule.cell, datamodule.self_interaction)
-        num_elements = datamodule.num_elements or len(self.metadata.get("elements", []))
-        return InMemoryBatches(split_arrays(table, graphs, datamodule, "config"), batch_size, num_elements, dtype)
+        num_elements = datamodule.num_elements or len(metadata.get("elements", []))
+        batches = InMemoryBatches(split_arrays(table, graphs, datamodule, "config"), batch_size, num_elements, dtype)
+        return self.adapt_batches(batches, metadata)
+
+    def adapt_batches(self, batches: Dataset, data_metadata: Mapping[str, Any]) -> Dataset:
+        """Let this model read ``batches`` featurised with another element list or other self-energies.
+
+        A fine-tuned model keeps its base model's element list; data featurised on its
+        own has its own list (a subset) and, when the model keeps the base's self-energies,
+        other ones. This re-indexes the species (and recomputes ``total_atomic_energy``)
+        batch by batch.
+
+        Raises:
+            ValueError: for an element of the data the model does not know.
+        """
+        if self.metadata.get("elements") and data_metadata.get("elements") and hasattr(batches, "elements"):
+            batches.elements = element_map(data_metadata, self.metadata)
+        return batches
 
     def _table(self, data: Any) -> pa.Table:
         from physicsml.featurise import featurise_like
@@ -141,12 +177,30 @@ class Model:
         logger: Any = False,
         callbacks: Sequence[Any] = (),
         seed: int = 0,
+        init: Literal["continue", "fresh"] = "continue",
+        freeze: Sequence[str] | None = None,
+        self_energies: Literal["data", "model"] = "data",
+        data_metadata: Mapping[str, Any] | None = None,
     ) -> Model:
         """Train on ``train_data`` (validating on ``validation_data``) with Lightning.
+
+        A model that has weights (loaded, trained before, or given a base model with
+        :meth:`start_from`) continues from them: its element list and hyperparameters are
+        kept, and data statistics (``scaling_*``, ``avg_num_neighbours``) are not recomputed.
 
         Args:
             ckpt_path: a checkpoint to resume from, or ``"last"`` for the newest in
                 the trainer's checkpoint directory.
+            init: ``"continue"`` from the model's weights, or ``"fresh"``: initialise anew.
+            freeze: parameter-name patterns (fnmatch, e.g. ``"backbone.layers.0.*"``; names as in
+                ``model.module.net.named_parameters()``) whose values stay fixed. ``None``:
+                nothing, except on a modified model (``ssf_*``, ``adapter_*``), where all but
+                the modifier's parameters stay fixed.
+            self_energies: when continuing, ``"data"``: the self-energies featurise computed
+                for the new data (fine-tuning to another level of theory), or ``"model"``: the
+                model's own.
+            data_metadata: the featurisation metadata of ``train_data`` when it is a batch
+                dataset (tables carry their own).
         """
         import lightning.pytorch as pl
 
@@ -166,17 +220,33 @@ class Model:
             else parse_config(TrainerConfig, trainer_config or {}, "config", "trainer")
         )
         dtype = np.float64 if int(trainer_cfg.precision) == 64 else np.float32
+        if init not in ("continue", "fresh"):
+            raise ValueError(f"init must be 'continue' or 'fresh', got {init!r}")
+        start = self.start
+        if start is None and init == "continue" and self.module is not None and ckpt_path is None:
+            start = self._starting_point("the model's own weights")
+        data_metadata = _featurisation(data_metadata or self._metadata_of(train_data))
+        if start is not None:
+            self.metadata = inherit_metadata(start.metadata, data_metadata, self_energies)
+        elif data_metadata.get("elements") and (self.module is None or init == "fresh"):
+            self.metadata = data_metadata
         train = self.as_batches(train_data, datamodule, datamodule.train.batch_size, dtype)
         validation = (
             None
             if validation_data is None
             else self.as_batches(validation_data, datamodule, datamodule.validation.batch_size, dtype)
         )
+        for batches in (train, validation):
+            if isinstance(batches, Dataset) and data_metadata:
+                self.adapt_batches(batches, data_metadata)
         num_elements = (
-            getattr(train, "num_elements", None) or datamodule.num_elements or len(self.metadata.get("elements", []))
+            datamodule.num_elements or len(self.metadata.get("elements", [])) or getattr(train, "num_elements", 0)
         )
         if self.module is None or ckpt_path is None:
             fields = get_family(self.name).config.model_fields
+            if start is not None:
+                _check_same_family(self.name, start)
+                self.config = inherit_statistics(self.config, start.config)
             if "elements" in fields and self.config.get("elements") is None and self.metadata.get("elements"):
                 self.config = {**self.config, "elements": list(self.metadata["elements"])}
             graph = datamodule.y_graph_scalars or []
@@ -185,10 +255,37 @@ class Model:
             )
             self.config = resolve_auto(self.config, train, fields, energy_column)
             self.build(datamodule, num_elements, optimizer, scheduler)
+            if start is not None:
+                load_starting_weights(self._require_module(), start, self.config)
+        apply_freeze(self._require_module().net, freeze)
+        self.start = None
         self.trainer = build_trainer(trainer_cfg, logger=logger, extra_callbacks=callbacks)
         data = BatchesDataModule(train, validation, datamodule.num_workers, seed)
         self.trainer.fit(self.module, datamodule=data, ckpt_path=ckpt_path)
         return self
+
+    def start_from(self, base: Model, source: str = "the base model") -> Model:
+        """Make the next :meth:`train` start from ``base``'s weights, element list and statistics.
+
+        ``base`` must be of the same family (this model may add a modifier to it: an
+        ``ssf_mace_model`` from a ``mace_model``); hyperparameters that change a weight's
+        shape are an error naming the keys that differ.
+        """
+        self.start = base._starting_point(source)
+        return self
+
+    def _starting_point(self, source: str) -> StartingPoint:
+        module = self._require_module()
+        state = {key: value.detach().clone() for key, value in module.state_dict().items()}
+        return StartingPoint(self.name, dict(self.config), dict(self.metadata), state, source)
+
+    @staticmethod
+    def _metadata_of(data: Any) -> dict[str, Any]:
+        if isinstance(data, pa.Table):
+            return table_metadata(data)
+        if isinstance(data, (str, os.PathLike)) and str(data).endswith(".arrow"):
+            return table_metadata(read_table(data))
+        return {}
 
     # ---- prediction ----------------------------------------------------------------
 

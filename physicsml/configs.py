@@ -258,11 +258,33 @@ class SchedulerConfig(Config):
         return self
 
 
+class InitFromConfig(Config):
+    """``train.init_from`` as a mapping: a saved model at a path, optionally at a git revision or DVC experiment."""
+
+    path: str = Field(..., description="Path of the saved model (models/model.pt).")
+    rev: str | None = Field(None, description="Git revision or DVC experiment name to read it at (via dvc.api).")
+
+
 class TrainConfig(Config):
     """``train``: how the train stage runs."""
 
     seed: int = Field(0, description="Seed of weights, dropout and batch order.")
     resume: bool = Field(True, description="Resume an interrupted run of the same config from its last checkpoint.")
+    init_from: str | InitFromConfig | None = Field(
+        None,
+        description="A saved model to start from (fine-tuning): a path, or {path, rev} for a git revision "
+        "or DVC experiment. Its element list and hyperparameters are kept.",
+    )
+    freeze: list[str] | None = Field(
+        None,
+        description="Parameter-name patterns (fnmatch, e.g. 'backbone.layers.0.*') kept fixed; null: none, "
+        "or all but the modifier for ssf_*/adapter_* models.",
+    )
+    self_energies: Literal["data", "model"] = Field(
+        "data",
+        description="With init_from: the self-energies featurise computed for this data (another level of "
+        "theory) or the initial model's.",
+    )
 
 
 class PredictConfig(Config):

@@ -24,6 +24,7 @@ import pyarrow as pa
 from physicsml.api import Model
 from physicsml.configs import (
     DataModuleConfig,
+    InitFromConfig,
     MDConfig,
     ModelSection,
     OptimizerConfig,
@@ -34,6 +35,7 @@ from physicsml.configs import (
 from physicsml.data.targets import TARGET_KINDS, selected_columns
 from physicsml.errors import ConfigError
 from physicsml.evaluate import metrics_table, test_metrics, write_json, write_parity
+from physicsml.finetune import read_init_model
 from physicsml.io.arrow import read_table, table_metadata, to_numpy, write_table
 from physicsml.io.atomic import atomic_output_dir, write_text_atomically
 from physicsml.models import section_config
@@ -73,7 +75,12 @@ def train_stage(
     from dvclive.lightning import DVCLiveLogger
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    init_model, init_bytes = None, b""
+    if train.init_from is not None:
+        spec = train.init_from if not isinstance(train.init_from, str) else InitFromConfig(path=train.init_from)
+        init_model, init_bytes = read_init_model(spec.path, spec.rev)
     configs = {
+        "init_model_sha256": hashlib.sha256(init_bytes).hexdigest() if init_model is not None else None,
         "model": model_section.model_dump(),
         "datamodule": datamodule.model_dump(),
         "optimizer": optimizer.model_dump(),
@@ -100,9 +107,9 @@ def train_stage(
     training = load_batches("train", prebatched, featurised, graphs, datamodule)
     validation = load_batches("validation", prebatched, featurised, graphs, datamodule)
     model = Model(model_section.name, section_config(model_section))
-    model.metadata = {
-        k: v for k, v in table_metadata(read_table(Path(featurised) / "train.arrow")).items() if k != "targets"
-    }
+    data_metadata = table_metadata(read_table(Path(featurised) / "train.arrow"))
+    if init_model is not None:
+        model.start_from(init_model, f"train.init_from ({spec.path}{'@' + spec.rev if spec.rev else ''})")
     logger = DVCLiveLogger(
         dir=str(logs), dvcyaml=False, save_dvc_exp=False, log_model=False, resume=resume, report=None
     )
@@ -127,6 +134,9 @@ def train_stage(
         logger=logger,
         callbacks=[checkpoint],
         seed=train.seed,
+        freeze=train.freeze,
+        self_energies=train.self_energies,
+        data_metadata=data_metadata,
     )
     if model.trainer.is_global_zero:
         model.save(model_out)
@@ -150,7 +160,9 @@ def predict_stage(
     module = model._require_module()
     datamodule = module.datamodule_config
     table = read_table(Path(featurised) / "test.arrow")
-    batches = load_batches("test", prebatched, featurised, graphs, datamodule)
+    batches = model.adapt_batches(
+        load_batches("test", prebatched, featurised, graphs, datamodule), table_metadata(table)
+    )
     predictions = model.predict(batches)
     references = _references(table, datamodule)
     counts = np.diff(to_numpy(table["atomic_numbers"])[1])

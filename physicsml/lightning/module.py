@@ -188,7 +188,8 @@ class PhysicsMLModule(pl.LightningModule):
         return out
 
     def configure_optimizers(self) -> Any:
-        optimizer = getattr(torch.optim, self.optimizer_config.name)(self.parameters(), **self.optimizer_config.config)
+        trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]
+        optimizer = getattr(torch.optim, self.optimizer_config.name)(trainable, **self.optimizer_config.config)
         if self.scheduler_config is None:
             return optimizer
         config = self.scheduler_config

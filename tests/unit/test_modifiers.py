@@ -9,7 +9,7 @@ from conftest import CUT_OFF, CUT_OFFS, NUM_ELEMENTS, TINY
 from test_model_physics import ethanol, periodic, predict, random_orthogonal
 
 from physicsml.lightning.module import PhysicsMLModule
-from physicsml.models import MODELS, MODEL_NAMES, resolve_name
+from physicsml.models import MODEL_NAMES, MODELS, resolve_name
 
 MODIFIED = [name for name in MODEL_NAMES if name not in MODELS]
 

@@ -1,0 +1,180 @@
+"""Starting from a trained model: its weights, its element list, frozen parameters.
+
+Used by :meth:`physicsml.api.Model.train` (a loaded model continues from its
+weights) and by the train stage's ``train.init_from``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from physicsml.data.batch import ElementMap
+from physicsml.errors import InputError
+
+#: Config keys set from the training data when ``"auto"`` (or unset); a fine-tuned model keeps the base's.
+STATISTICS = ("scaling_mean", "scaling_std", "avg_num_neighbours", "elements")
+
+
+class StartingPoint(NamedTuple):
+    """What a fine-tuned model takes from its base model."""
+
+    name: str
+    config: dict[str, Any]
+    metadata: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    source: str
+
+
+def inherit_statistics(config: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with every statistic left to the data (``"auto"``/unset) taken from the base model's config."""
+    inherited = {key: base[key] for key in STATISTICS if key in base and config.get(key) in ("auto", None)}
+    return {**config, **inherited}
+
+
+def load_starting_weights(module: torch.nn.Module, start: StartingPoint, config: dict[str, Any]) -> None:
+    """Copy the base weights into ``module`` (a freshly built ``PhysicsMLModule``).
+
+    Backbone weights must match one to one; the modifier's parameters and heads the
+    base did not have keep their initial values, heads the new model lacks are dropped.
+
+    Raises:
+        ValueError: when a weight's shape differs or a backbone weight is missing,
+            naming the weight and the config keys that differ from the base model's.
+    """
+    own = module.state_dict()
+    problems = [
+        f"{key}: saved {tuple(value.shape)}, built {tuple(own[key].shape)}"
+        for key, value in start.state_dict.items()
+        if key in own and own[key].shape != value.shape
+    ]
+    problems += [f"{key}: built, not saved" for key in own if key not in start.state_dict and _backbone(key)]
+    problems += [f"{key}: saved, not built" for key in start.state_dict if key not in own and _backbone(key)]
+    if problems:
+        differing = [
+            f"{key}: {config.get(key)!r} here, {start.config.get(key)!r} in the saved model"
+            for key in sorted(set(config) | set(start.config))
+            if config.get(key) != start.config.get(key) and not key.endswith("_loss_config")
+        ]
+        raise ValueError(
+            f"{start.source} has another shape than the model built here ({'; '.join(problems[:3])}). "
+            f"Config keys that differ: {'; '.join(differing) or 'none'}"
+        )
+    shared = {key: value for key, value in start.state_dict.items() if key in own}
+    module.load_state_dict(shared, strict=False)
+
+
+def _backbone(key: str) -> bool:
+    return key.startswith("net.backbone.")
+
+
+def freeze(net: torch.nn.Module, patterns: Sequence[str] | None) -> list[str]:
+    """Stop gradients of ``net``'s parameters whose names match a pattern (fnmatch).
+
+    ``None`` freezes nothing, except on a modified model (``ssf_*``, ``adapter_*``),
+    where everything but the modifier is frozen. Returns the frozen names.
+
+    Raises:
+        ValueError: for a pattern that matches no parameter, with examples of names.
+    """
+    names = [name for name, _ in net.named_parameters()]
+    if patterns is None:
+        modified = getattr(net, "modifier", None) is not None
+        patterns = [name for name in names if not name.startswith("modifier.")] if modified else []
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            examples = ", ".join(names[:: max(1, len(names) // 6)][:6])
+            raise ValueError(f"freeze pattern '{pattern}' matches no parameter; names look like: {examples}")
+    frozen = []
+    for name, parameter in net.named_parameters():
+        fixed = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+        parameter.requires_grad_(not fixed)
+        if fixed:
+            frozen.append(name)
+    return frozen
+
+
+def inherit_metadata(model: Mapping[str, Any], data: Mapping[str, Any], self_energies: str = "data") -> dict[str, Any]:
+    """A fine-tuned model's featurisation metadata: the base model's element list, and the
+    data's self-energies (``"data"``; the base's for elements the data lacks) or the base's (``"model"``)."""
+    if self_energies not in ("data", "model"):
+        raise ValueError(f"self_energies must be 'data' or 'model', got {self_energies!r}")
+    merged = dict(model)
+    if self_energies == "data" and data.get("atomic_energies") is not None:
+        merged["atomic_energies"] = {**(model.get("atomic_energies") or {}), **data["atomic_energies"]}
+    return merged
+
+
+def element_map(data_metadata: Mapping[str, Any], model_metadata: Mapping[str, Any]) -> ElementMap | None:
+    """How batches featurised with ``data_metadata`` become batches of the model's featurisation.
+
+    Species are re-indexed into the model's element list, and ``total_atomic_energy``
+    recomputed from the model's self-energies when the data's differ from them.
+    ``None`` when nothing needs changing.
+
+    Raises:
+        ValueError: naming the data's elements the model was not trained on.
+    """
+    data_elements, model_elements = list(data_metadata["elements"]), list(model_metadata["elements"])
+    missing = [element for element in data_elements if element not in model_elements]
+    if missing:
+        raise ValueError(
+            f"the data has element(s) {', '.join(missing)} the model was not trained on "
+            f"(it knows {', '.join(model_elements)})"
+        )
+    data_energies = data_metadata.get("atomic_energies") or {}
+    model_energies = model_metadata.get("atomic_energies") or {}
+    differ = any(
+        abs(float(data_energies.get(e, 0.0)) - float(model_energies.get(e, 0.0))) > 1e-9 for e in data_elements
+    )
+    if data_elements == model_elements and not differ:
+        return None
+    species = torch.tensor([model_elements.index(element) for element in data_elements], dtype=torch.long)
+    energies = (
+        torch.tensor([float(model_energies.get(e, 0.0)) for e in model_elements], dtype=torch.float64)
+        if differ
+        else None
+    )
+    return ElementMap(species, len(model_elements), energies)
+
+
+def read_init_model(path: str, rev: str | None = None) -> tuple[Any, bytes]:
+    """The model at ``path`` (in the working tree, or at git revision / DVC experiment ``rev``) and its bytes.
+
+    Raises:
+        InputError: naming the path and revision when it cannot be read.
+    """
+    from physicsml.api import Model
+
+    where = f"{path}@{rev}" if rev else path
+    if rev is None:
+        if not Path(path).is_file():
+            raise InputError(
+                path,
+                None,
+                "train.init_from",
+                "no such model file (the train stage removes its own models/model.pt before it runs: "
+                "give {path: models/model.pt, rev: HEAD} to start from the committed one)",
+            )
+        content = Path(path).read_bytes()
+    else:
+        import dvc.api
+
+        try:
+            with dvc.api.open(path, rev=rev, mode="rb") as handle:
+                content = handle.read()
+        except Exception as error:  # dvc raises many types: no such rev, path, cache entry
+            raise InputError(where, None, "train.init_from", f"cannot read it: {error}") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "model.pt"
+        copy.write_bytes(content)
+        try:
+            model = Model.load(copy)
+        except InputError as error:
+            raise InputError(where, None, "train.init_from", error.message) from None
+    return model, content
