@@ -27,6 +27,17 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+class WeightsConfig(Config):
+    """``data.weights``: each structure's weight in every loss, from a key of its ``info``
+    (as mace's ``config_type_weights``)."""
+
+    key: str = Field(..., description="Info key holding the weight, or a category mapped by `values`.")
+    values: dict[str, float] | None = Field(
+        None, description="Category -> weight (e.g. {bulk: 1.0, surface: 3.0}); null: the info value is the weight."
+    )
+    default: float = Field(1.0, ge=0, description="Weight of a record without the key (or of an unmapped category).")
+
+
 class DataConfig(Config):
     """``data``: where the raw structures are and which of their keys are targets."""
 
@@ -42,11 +53,20 @@ class DataConfig(Config):
     targets: dict[str, str] = Field(
         default_factory=dict, description="Target column name -> key in the file (calculator result, info or arrays)."
     )
+    allow_missing: list[str] = Field(
+        default_factory=list,
+        description="Targets that may be absent or NaN in some records (or atoms); those records (atoms) are "
+        "left out of that target's loss and metrics, e.g. [stress] for molecules beside periodic cells.",
+    )
+    weights: WeightsConfig | None = Field(None, description="Per-structure loss weights from an info key.")
 
     @pydantic.model_validator(mode="after")
     def _one_layout(self) -> DataConfig:
         if (self.source is None) == (self.train is None):
             raise ValueError("give either `source` (one dataset to split) or `train` (with `validation`/`test`)")
+        unknown = [name for name in self.allow_missing if name not in self.targets]
+        if unknown:
+            raise ValueError(f"allow_missing names {unknown}, which are not among the targets {list(self.targets)}")
         return self
 
 

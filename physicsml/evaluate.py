@@ -13,7 +13,9 @@ from physicsml.io.atomic import write_text_atomically
 
 
 def _errors(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """MAE and RMSE over the known labels (NaN references, missing labels, are left out)."""
     difference = np.asarray(predicted, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    difference = difference[np.isfinite(difference)]
     return {"mae": float(np.abs(difference).mean()), "rmse": float(np.sqrt((difference**2).mean()))}
 
 
@@ -28,6 +30,8 @@ def test_metrics(
         predicted = predictions[name]
         if isinstance(reference, list):
             predicted, reference = np.concatenate(predicted), np.concatenate(reference)
+        if not np.isfinite(reference).any():
+            continue  # no known label of this target in the split
         metrics[name] = _errors(predicted, reference)
         if name == energy:
             per_atom = _errors(np.asarray(predicted) / num_atoms, np.asarray(reference) / num_atoms)
@@ -58,6 +62,8 @@ def write_parity(
         if isinstance(reference, list):
             predicted, reference = np.concatenate(predicted), np.concatenate(reference)
         predicted, reference = np.ravel(predicted), np.ravel(reference)
+        known = np.isfinite(reference)
+        predicted, reference = predicted[known], reference[known]
         keep = np.linspace(0, len(reference) - 1, min(len(reference), max_points)).astype(int) if len(reference) else []
         path = out / f"{name}.csv"
         rows = "".join(f"{r:.8g},{p:.8g}\n" for r, p in zip(reference[keep], predicted[keep]))

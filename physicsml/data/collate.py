@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
-from physicsml.data.targets import TARGET_KINDS, selected_columns
+from physicsml.data.targets import TARGET_KINDS, mask_key, presence, selected_columns
 from physicsml.errors import ConfigError
 from physicsml.io.arrow import table_metadata, to_numpy
 
@@ -33,7 +33,9 @@ LEVELS = {
     K.CELL: "graph",
     K.GRAPH_ATTRS: "graph",
     K.PTR: "ptr",
+    K.LOSS_WEIGHT: "graph",
     **{key: kind.level for key, kind in TARGET_KINDS.items()},
+    **{mask_key(key): kind.level for key, kind in TARGET_KINDS.items()},
 }
 
 
@@ -136,6 +138,13 @@ def split_arrays(
     for field, (names, allowed) in selections.items():
         if names:
             targets[field] = _columns(featurised, names, kinds, allowed, key_of.get(field, field), source)
+    for field in [field for field in targets if field in TARGET_KINDS]:
+        present = presence(field, targets[field])
+        if not present.all():  # missing labels: a mask, and zeros instead of NaN so nothing propagates
+            targets[mask_key(field)] = present
+            targets[field] = np.nan_to_num(targets[field], nan=0.0)
+    if K.LOSS_WEIGHT in featurised.column_names:
+        targets[K.LOSS_WEIGHT] = to_numpy(featurised[K.LOSS_WEIGHT])[0].astype(np.float64)
     assert node_offsets is not None and edge_offsets is not None
     return SplitArrays(
         node_offsets=node_offsets,

@@ -51,6 +51,24 @@ def selected_columns(datamodule: Any) -> dict[str, list[str]]:
     return columns
 
 
+def mask_key(key: str) -> str:
+    """Batch key of the presence mask of target ``key``: ``[rows, n_columns]``, 1 where the
+    label is known. Only batches of data with missing labels (``data.allow_missing``) carry one."""
+    return f"{key}_mask"
+
+
+def presence(key: str, values: Any) -> Any:
+    """``[rows, n_columns]`` mask of ``[rows, n_columns * components]`` values: a column of a
+    row is present when none of its components is NaN."""
+    import numpy as np
+
+    rows = len(values)
+    finite = np.isfinite(values).reshape(rows, -1)
+    if TARGET_KINDS[key].many:
+        return finite
+    return finite.all(axis=1, keepdims=True)
+
+
 def compared_whole(key: str) -> bool:
     """Whether errors of ``key`` are taken over each whole row (a vector or tensor) rather than per column."""
     return not TARGET_KINDS[key].many

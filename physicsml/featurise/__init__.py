@@ -18,11 +18,11 @@ import pyarrow as pa
 from ase.data import chemical_symbols
 from tqdm.auto import tqdm
 
-from physicsml.configs import DataConfig, FeaturiseConfig
-from physicsml.errors import ConfigError
+from physicsml.configs import DataConfig, FeaturiseConfig, WeightsConfig
+from physicsml.errors import ConfigError, InputError
 from physicsml.featurise import atomic_energies as self_energies
 from physicsml.featurise.elements import resolve_elements, species_of
-from physicsml.featurise.table import structures_to_table, target_kinds
+from physicsml.featurise.table import missing_counts, structures_to_table, target_kinds
 from physicsml.io.arrow import with_metadata, write_table
 from physicsml.io.atomic import atomic_output_dir
 from physicsml.io.structures import Structure, read_structures
@@ -38,7 +38,7 @@ def _read(files: Sequence[str], data: DataConfig, root: Path) -> list[Structure]
     structures: list[Structure] = []
     for file in tqdm(files, desc="reading", unit="file", disable=len(files) < 2):
         path = Path(file) if Path(file).is_absolute() else root / file
-        structures.extend(read_structures(path, data.targets, data.format))
+        structures.extend(read_structures(path, data.targets, data.format, data.allow_missing))
     return structures
 
 
@@ -115,8 +115,35 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
     for name, part in splits.items():
         total = np.array([per_index[s].sum() for s in species[name]], dtype=np.float64)
         table = structures_to_table(part, species[name], total, kinds)
-        tables[name] = with_metadata(table, metadata)
+        if data.weights is not None:
+            table = table.append_column("loss_weight", pa.array(loss_weights(part, data.weights)))
+        tables[name] = with_metadata(table, {**metadata, "missing": missing_counts(table, kinds)})
     return tables
+
+
+def loss_weights(structures: Sequence[Structure], config: WeightsConfig) -> np.ndarray:
+    """Each record's loss weight from ``info[config.key]`` (mapped through ``config.values``).
+
+    Raises:
+        InputError: for a value that is neither mapped nor a non-negative number.
+    """
+    weights = np.full(len(structures), config.default, dtype=np.float64)
+    for row, structure in enumerate(structures):
+        value = structure.info.get(config.key)
+        if value is None:
+            continue
+        if config.values is not None:
+            weights[row] = config.values.get(str(value), config.default)
+            continue
+        try:
+            weights[row] = float(value)
+        except (TypeError, ValueError):
+            weights[row] = -1.0
+        if not weights[row] >= 0:
+            raise InputError(
+                structure.file, structure.index, config.key, f"loss weight must be a non-negative number, got {value!r}"
+            )
+    return weights
 
 
 def featurise_like(structures: Sequence[Structure], metadata: dict, targets: Sequence[str] = ()) -> pa.Table:

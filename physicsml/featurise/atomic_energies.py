@@ -64,6 +64,12 @@ def least_squares(structures: Sequence[Structure], target: str, elements: Sequen
     molecule, say) the minimum-norm solution is returned, which still makes
     ``total_atomic_energy`` the best linear baseline.
     """
+    # records missing the energy (data.allow_missing) do not enter the fit
+    structures = [
+        s
+        for s in structures
+        if target not in s.targets or (s.targets[target] is not None and np.isfinite(s.targets[target]).all())
+    ]
     if not structures:
         raise ConfigError("params.yaml", "featurise.atomic_energies", "least_squares needs a non-empty training split")
     index = {z: i for i, z in enumerate(elements)}

@@ -8,10 +8,12 @@ Columns (``N`` atoms of the row):
 * ``coordinates`` list<fixed_size_list<float64, 3>> ``[N, 3]`` in Å;
 * ``cell`` fixed_size_list<fixed_size_list<float64, 3>, 3> or null; ``pbc`` fixed_size_list<bool, 3>;
 * ``total_atomic_energy`` float64, the sum of the atoms' self-energies;
-* one column per target, typed by its kind (see :data:`TARGET_TYPES`).
+* one column per target, typed by its kind (see :data:`TARGET_TYPES`); a value
+  missing from a record (a target in ``data.allow_missing``) is NaN;
+* ``loss_weight`` float64, with ``data.weights``: the record's weight in the losses.
 
-The schema metadata (JSON) holds the element list, the self-energies and the
-kind of each target.
+The schema metadata (JSON) holds the element list, the self-energies, the
+kind of each target and, per target, how many records miss it (``missing``).
 """
 
 from __future__ import annotations
@@ -48,16 +50,58 @@ def target_kind(structure: Structure, name: str) -> str:
 
 
 def target_kinds(structures: Sequence[Structure], targets: Sequence[str]) -> dict[str, str]:
-    """The kind of every target, checked to be the same in every record."""
+    """The kind of every target, checked to be the same in every record that has it."""
     kinds: dict[str, str] = {}
     for structure in structures:
         for name in targets:
+            if structure.targets.get(name) is None:
+                continue
             kind = target_kind(structure, name)
             if kinds.setdefault(name, kind) != kind:
                 raise InputError(
                     structure.file, structure.index, name, f"target is {kind} here but {kinds[name]} in earlier records"
                 )
+    absent = [name for name in targets if name not in kinds]
+    if absent and structures:
+        raise InputError(structures[0].file, None, absent[0], "target missing from every record")
     return kinds
+
+
+#: Shape of one structure's value of each graph-level kind.
+GRAPH_SHAPES = {"graph_scalar": (), "graph_vector": (3,), "graph_tensor": (3, 3)}
+
+
+def _value(structure: Structure, name: str, kind: str) -> np.ndarray:
+    """The target as float64, all NaN when the record does not have it."""
+    value = structure.targets.get(name)
+    if value is not None:
+        return np.asarray(value, dtype=np.float64)
+    shape = (
+        (len(structure), 3)
+        if kind == "node_vector"
+        else (len(structure),)
+        if kind == "node_scalar"
+        else GRAPH_SHAPES[kind]
+    )
+    return np.full(shape, np.nan)
+
+
+def missing_counts(table: pa.Table, kinds: Mapping[str, str]) -> dict[str, int]:
+    """Per target, the number of records with a missing (NaN) value or component."""
+    counts = {}
+    for name in kinds:
+        values, offsets = to_numpy(table[name])
+        if not len(values):
+            continue
+        bad = np.isnan(np.asarray(values, dtype=np.float64)).reshape(len(values), -1).any(axis=1)
+        rows = (
+            np.unique(np.searchsorted(offsets, np.flatnonzero(bad), side="right") - 1)
+            if offsets is not None
+            else np.flatnonzero(bad)
+        )
+        if len(rows):
+            counts[name] = int(len(rows))
+    return counts
 
 
 def structures_to_table(
@@ -83,12 +127,11 @@ def structures_to_table(
         "total_atomic_energy": pa.array(np.asarray(total_atomic_energy, dtype=np.float64)),
     }
     for name, kind in kinds.items():
-        values = [np.asarray(s.targets[name], dtype=np.float64) for s in structures]
+        values = [_value(s, name, kind) for s in structures]
         if kind.startswith("node"):
             columns[name] = ragged(cat(values, np.float64, (3,) if kind == "node_vector" else ()), offsets)
         else:
-            shape = {"graph_scalar": (), "graph_vector": (3,), "graph_tensor": (3, 3)}[kind]
-            columns[name] = fixed(np.stack(values) if values else np.zeros((0, *shape)))
+            columns[name] = fixed(np.stack(values) if values else np.zeros((0, *GRAPH_SHAPES[kind])))
     return pa.table(columns)
 
 

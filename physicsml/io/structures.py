@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ class Structure:
         cell: ``[3, 3]`` float64 lattice vectors as rows, or ``None``.
         pbc: ``[3]`` bool, periodicity along each lattice vector.
         targets: target name -> value: per structure a float, ``[3]`` or ``[3, 3]``;
-            per atom ``[n_atoms]`` or ``[n_atoms, 3]``.
+            per atom ``[n_atoms]`` or ``[n_atoms, 3]``; ``None`` when missing (allowed
+            targets only), NaN components where unknown.
         node_targets: names of the targets that are per atom.
         file: the file the record was read from.
         index: 0-based position of the record in that file.
@@ -70,15 +71,18 @@ def read_structures(
     path: str | os.PathLike,
     targets: Mapping[str, str] | None = None,
     format: str | None = None,
+    allow_missing: Collection[str] = (),
 ) -> list[Structure]:
     """Read every record of ``path``.
 
     Args:
         path: the structure file.
         targets: target name -> key in the file (``{"energy": "energy", "forces": "forces"}``).
-            Every record must carry every key.
+            Every record must carry every key, except the targets in ``allow_missing``.
         format: ``"sdf"``, ``"parquet"``, ``"arrow"`` or an ASE format name; ``None``
             guesses from the file suffix.
+        allow_missing: targets that may be absent (``None`` in the record) or NaN
+            (in some of its components or atoms).
 
     Returns:
         The validated records, in file order.
@@ -91,20 +95,21 @@ def read_structures(
         format or TABLE_FORMATS.get(path.suffix.lower()) or ("sdf" if path.suffix.lower() in {".sdf", ".mol"} else None)
     )
     if fmt == "sdf":
-        records = list(_read_sdf(path, targets))
+        records = list(_read_sdf(path, targets, allow_missing))
     elif fmt in ("parquet", "arrow"):
         from physicsml.featurise.table import structures_from_table
 
         records = structures_from_table(path, targets, fmt)
     else:
-        records = list(_read_ase(path, targets, fmt))
+        records = list(_read_ase(path, targets, fmt, allow_missing))
     for index, record in enumerate(records):
-        validate_structure(record, str(path), index)
+        validate_structure(record, str(path), index, allow_missing)
     return records
 
 
-def validate_structure(structure: Structure, file: str, record: int) -> None:
-    """Raise :class:`InputError` when ``structure`` cannot be featurised."""
+def validate_structure(structure: Structure, file: str, record: int, allow_missing: Collection[str] = ()) -> None:
+    """Raise :class:`InputError` when ``structure`` cannot be featurised (a NaN label is
+    an error unless its target is in ``allow_missing``)."""
     n_atoms = len(structure.atomic_numbers)
     if n_atoms == 0:
         raise InputError(file, record, "positions", "structure has no atoms")
@@ -132,9 +137,12 @@ def validate_structure(structure: Structure, file: str, record: int) -> None:
                 "the periodic lattice vectors are not linearly independent",
             )
     for name, value in structure.targets.items():
+        if value is None:
+            continue
         array = np.asarray(value, dtype=float)
-        if not np.isfinite(array).all():
-            raise InputError(file, record, name, "non-finite target value")
+        if np.isinf(array).any() or (np.isnan(array).any() and name not in allow_missing):
+            hint = "" if np.isinf(array).any() else " (list it in data.allow_missing to train without it here)"
+            raise InputError(file, record, name, f"non-finite target value{hint}")
         if name in structure.node_targets:
             if array.ndim not in (1, 2) or array.shape[0] != n_atoms or array.ndim == 2 and array.shape[1] != 3:
                 raise InputError(
@@ -153,13 +161,15 @@ def structures_from_atoms(
     frames: Sequence[Any], targets: Mapping[str, str] | None = None, name: str = "<atoms>"
 ) -> list[Structure]:
     """Validated records from ``ase.Atoms`` objects (targets looked up as in files)."""
-    records = [_from_atoms(atoms, dict(targets or {}), name, index) for index, atoms in enumerate(frames)]
+    records = [_from_atoms(atoms, dict(targets or {}), name, index, ()) for index, atoms in enumerate(frames)]
     for index, record in enumerate(records):
         validate_structure(record, name, index)
     return records
 
 
-def _read_ase(path: Path, targets: Mapping[str, str], fmt: str | None) -> Iterator[Structure]:
+def _read_ase(
+    path: Path, targets: Mapping[str, str], fmt: str | None, allow_missing: Collection[str]
+) -> Iterator[Structure]:
     import ase.io
 
     index = 0
@@ -171,7 +181,7 @@ def _read_ase(path: Path, targets: Mapping[str, str], fmt: str | None) -> Iterat
             return
         except Exception as error:  # ASE raises many types for malformed input
             raise InputError(str(path), index, None, f"cannot parse record: {type(error).__name__}: {error}") from error
-        yield _from_atoms(atoms, targets, str(path), index)
+        yield _from_atoms(atoms, targets, str(path), index, allow_missing)
         index += 1
 
 
@@ -191,13 +201,18 @@ def _lookup(atoms: Any, key: str) -> tuple[Any, bool]:
     return None, False
 
 
-def _from_atoms(atoms: Any, targets: Mapping[str, str], file: str, index: int) -> Structure:
+def _from_atoms(
+    atoms: Any, targets: Mapping[str, str], file: str, index: int, allow_missing: Collection[str]
+) -> Structure:
     from ase.stress import voigt_6_to_full_3x3_stress
 
     values: dict[str, Any] = {}
     node_targets = set()
     for name, key in targets.items():
         value, per_atom = _lookup(atoms, key)
+        if value is None and name in allow_missing:
+            values[name] = None
+            continue
         if value is None:
             found = sorted(set(atoms.info) | set(atoms.arrays) | set(atoms.calc.results if atoms.calc else {}))
             raise InputError(file, index, key, f"target key missing (target '{name}'); keys in this record: {found}")
@@ -230,7 +245,7 @@ def _from_atoms(atoms: Any, targets: Mapping[str, str], file: str, index: int) -
     )
 
 
-def _read_sdf(path: Path, targets: Mapping[str, str]) -> Iterator[Structure]:
+def _read_sdf(path: Path, targets: Mapping[str, str], allow_missing: Collection[str]) -> Iterator[Structure]:
     from rdkit import Chem
 
     supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=False)
@@ -242,6 +257,9 @@ def _read_sdf(path: Path, targets: Mapping[str, str]) -> Iterator[Structure]:
         props = mol.GetPropsAsDict()
         values: dict[str, Any] = {}
         for name, key in targets.items():
+            if key not in props and name in allow_missing:
+                values[name] = None
+                continue
             if key not in props:
                 raise InputError(
                     str(path), index, key, f"SD property missing (target '{name}'); properties: {sorted(props)}"

@@ -18,7 +18,7 @@ from torch_geometric.data import Batch
 from physicsml.configs import DataModuleConfig, OptimizerConfig, SchedulerConfig, parse_config
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
-from physicsml.data.targets import TARGET_KINDS, compared_whole, selected_columns
+from physicsml.data.targets import TARGET_KINDS, compared_whole, mask_key, selected_columns
 from physicsml.models import ModelConfig, get_family
 from physicsml.models.network import Network
 from physicsml.nn.heads import Outputs
@@ -106,6 +106,9 @@ class PhysicsMLModule(pl.LightningModule):
         self.losses = torch.nn.ModuleDict({key: config.build() for key, config in self.loss_configs.items()})
         if not self.losses:
             raise ValueError("no loss configured: set at least one y_*_loss_config in the model config")
+        for key, loss_config in self.loss_configs.items():
+            if loss_config.per_atom and key != K.Y_GRAPH_SCALARS:
+                raise ValueError(f"{key}_loss_config: per_atom (and WeightedMSELoss) is for y_graph_scalars only")
         self.metrics = torch.nn.ModuleDict()
         for stage in ("train", "val"):
             for names in self.columns.values():
@@ -151,7 +154,7 @@ class PhysicsMLModule(pl.LightningModule):
                 raise KeyError(
                     f"a loss is configured for {key} but the batches carry no {key}: select it in the datamodule config"
                 )
-            value = loss(*pairs[key])
+            value = self._loss(key, loss, *pairs[key], data)
             total = total + self.loss_configs[key].weight * value
             self.log(f"{stage}/{key}/loss", value, on_step=False, on_epoch=True, batch_size=num_graphs, sync_dist=True)
         self.log(
@@ -165,15 +168,54 @@ class PhysicsMLModule(pl.LightningModule):
         )
         for key, (predicted, reference) in pairs.items():
             names = self.columns[key]
+            mask = data.get(mask_key(key))
             for column, name in enumerate(names):
                 whole = compared_whole(key)
                 p = predicted.detach() if whole else predicted.detach()[:, column]
                 r = reference if whole else reference[:, column]
+                if mask is not None:
+                    known = mask[:, column] > 0
+                    p, r = p[known], r[known]
+                    if not len(r):
+                        continue
                 for kind in ("mae", "rmse"):
                     metric = self.metrics[f"{stage}__{name}__{kind}"]
                     metric(p.reshape(-1), r.reshape(-1))
                     self.log(f"{stage}/{name}/{kind}", metric, on_step=False, on_epoch=True, batch_size=num_graphs)
         return total
+
+    def _loss(
+        self,
+        key: str,
+        loss: torch.nn.Module,
+        predicted: torch.Tensor,
+        reference: torch.Tensor,
+        data: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """Mean of the element-wise loss over the known labels, each weighted by its structure's loss weight.
+
+        With no missing labels and no weights this is the loss class's own mean.
+        """
+        config = self.loss_configs[key]
+        level = TARGET_KINDS[key].level
+        if config.per_atom:
+            atoms = (data[K.PTR][1:] - data[K.PTR][:-1]).to(predicted.dtype)[:, None]
+            predicted, reference = predicted / atoms, reference / atoms
+        elementwise = loss(predicted, reference)
+        rows = elementwise.shape[0]
+        weight = torch.ones(rows, dtype=elementwise.dtype, device=elementwise.device)
+        if K.LOSS_WEIGHT in data:
+            per_graph = data[K.LOSS_WEIGHT].to(elementwise.dtype)
+            weight = per_graph if level == "graph" else per_graph[data[K.BATCH]]
+        weight = weight.view(rows, *[1] * (elementwise.dim() - 1)).expand_as(elementwise)
+        known = torch.ones_like(elementwise)
+        if mask_key(key) in data:
+            mask = data[mask_key(key)].to(elementwise.dtype)  # [rows, n_columns]
+            known = (mask if not compared_whole(key) else mask.view(rows, *[1] * (elementwise.dim() - 1))).expand_as(
+                elementwise
+            )
+        count = known.sum()
+        return (elementwise * weight * known).sum() / count.clamp_min(1.0)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

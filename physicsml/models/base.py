@@ -26,20 +26,33 @@ from physicsml.configs import Config, check_kwargs, lookup_class
 
 
 class LossConfig(Config):
-    """One target's loss: a ``torch.nn`` loss class by name, its weight in the total and its kwargs."""
+    """One target's loss: a ``torch.nn`` loss class by name, its weight in the total and its kwargs.
 
-    name: str = Field("MSELoss", description="MSELoss, L1Loss, HuberLoss, SmoothL1Loss, ...")
+    The loss is taken element by element and averaged over the labels that are known
+    (see ``data.allow_missing``), each weighted by its structure's loss weight
+    (``data.weights``). ``WeightedMSELoss`` (the reference's name) is ``MSELoss`` per atom.
+    """
+
+    name: str = Field("MSELoss", description="MSELoss, L1Loss, HuberLoss, SmoothL1Loss, ... or WeightedMSELoss.")
     weight: float = Field(1.0, ge=0, description="Weight of this loss in the total loss.")
     config: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the loss class.")
+    per_atom: bool = Field(
+        False, description="Graph scalars: compare prediction and label divided by the number of atoms."
+    )
 
     @pydantic.model_validator(mode="after")
     def _exists(self) -> LossConfig:
+        if self.name == "WeightedMSELoss":
+            self.name, self.per_atom = "MSELoss", True
         cls = lookup_class(torch.nn, self.name, torch.nn.modules.loss._Loss, "loss")
+        if "reduction" in self.config:
+            raise ValueError("losses are averaged over the known labels by physicsml: remove 'reduction'")
         check_kwargs(cls, self.config, f"loss {self.name}")
         return self
 
     def build(self) -> torch.nn.Module:
-        return getattr(torch.nn, self.name)(**self.config)
+        """The loss module, element-wise (``reduction="none"``)."""
+        return getattr(torch.nn, self.name)(**self.config, reduction="none")
 
 
 class ModelConfig(Config):

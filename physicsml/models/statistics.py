@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from physicsml.data import keys as K
+from physicsml.data.targets import mask_key
 
 AUTO = "auto"
 
@@ -26,7 +27,7 @@ def training_statistics(batches: Iterable[Any], energy_column: int = 0) -> dict[
     selected (the scale forces are learnt on, as in MACE), else the std of the
     per-atom energy residual.
     """
-    residual, atoms, forces_sq, force_count, edges = 0.0, 0, 0.0, 0, 0
+    residual, atoms, energy_atoms, forces_sq, force_count, edges = 0.0, 0, 0, 0.0, 0, 0
     per_atom: list[torch.Tensor] = []
     for batch in batches:
         counts = (batch[K.PTR][1:] - batch[K.PTR][:-1]).double()
@@ -34,12 +35,15 @@ def training_statistics(batches: Iterable[Any], energy_column: int = 0) -> dict[
         edges += batch[K.EDGE_INDEX].shape[1]
         if K.Y_GRAPH_SCALARS in batch:
             energy = batch[K.Y_GRAPH_SCALARS][:, energy_column].double() - batch[K.TOTAL_ATOMIC_ENERGY].double()
-            residual += float(energy.sum())
-            per_atom.append(energy / counts)
+            known = _known(batch, K.Y_GRAPH_SCALARS, energy_column)
+            residual += float(energy[known].sum())
+            energy_atoms += int(counts[known].sum())
+            per_atom.append(energy[known] / counts[known])
         if K.Y_NODE_VECTOR in batch:
-            forces_sq += float((batch[K.Y_NODE_VECTOR].double() ** 2).sum())
-            force_count += batch[K.Y_NODE_VECTOR].numel()
-    mean = residual / atoms if atoms and per_atom else 0.0
+            forces = batch[K.Y_NODE_VECTOR].double()[_known(batch, K.Y_NODE_VECTOR, 0)]
+            forces_sq += float((forces**2).sum())
+            force_count += forces.numel()
+    mean = residual / energy_atoms if energy_atoms else 0.0
     if force_count:
         std = (forces_sq / force_count) ** 0.5
     elif per_atom:
@@ -47,6 +51,13 @@ def training_statistics(batches: Iterable[Any], energy_column: int = 0) -> dict[
     else:
         std = 1.0
     return {"scaling_mean": mean, "scaling_std": std or 1.0, "avg_num_neighbours": edges / atoms if atoms else 1.0}
+
+
+def _known(batch: Any, key: str, column: int) -> torch.Tensor:
+    """Rows of ``key`` whose label ``column`` is known (all rows without a mask)."""
+    if mask_key(key) not in batch:
+        return torch.ones(len(batch[key]), dtype=torch.bool, device=batch[key].device)
+    return batch[mask_key(key)][:, column] > 0
 
 
 def resolve_auto(
