@@ -32,6 +32,7 @@ from physicsml.finetune import (
     inherit_metadata,
     inherit_statistics,
     load_starting_weights,
+    refit_self_energies,
 )
 from physicsml.finetune import freeze as apply_freeze
 from physicsml.graphs import build_graphs
@@ -47,6 +48,14 @@ from physicsml.models.statistics import resolve_auto
 def _featurisation(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The featurisation part of a table's metadata (element list, self-energies), which a model keeps."""
     return {key: value for key, value in metadata.items() if key != "targets"}
+
+
+def _other_self_energies(data: Mapping[str, Any], model: Mapping[str, Any]) -> bool:
+    """Whether the data was featurised with other self-energies than the model's, for any of its elements."""
+    data_energies, model_energies = data.get("atomic_energies") or {}, model.get("atomic_energies") or {}
+    return any(
+        abs(float(value) - float(model_energies.get(element, 0.0))) > 1e-9 for element, value in data_energies.items()
+    )
 
 
 def _check_same_family(name: str, start: StartingPoint) -> None:
@@ -257,6 +266,12 @@ class Model:
             self.build(datamodule, num_elements, optimizer, scheduler)
             if start is not None:
                 load_starting_weights(self._require_module(), start, self.config)
+                if self_energies == "data" and _other_self_energies(data_metadata, start.metadata):
+                    energies = refit_self_energies(self._require_module().net, train, self.metadata, energy_column)
+                    self.metadata = {**self.metadata, "atomic_energies": energies}
+                    for batches in (train, validation):
+                        if batches is not None:
+                            self.adapt_batches(batches, data_metadata)
         apply_freeze(self._require_module().net, freeze)
         self.start = None
         self.trainer = build_trainer(trainer_cfg, logger=logger, extra_callbacks=callbacks)

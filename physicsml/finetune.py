@@ -178,3 +178,43 @@ def read_init_model(path: str, rev: str | None = None) -> tuple[Any, bytes]:
         except InputError as error:
             raise InputError(where, None, "train.init_from", error.message) from None
     return model, content
+
+
+def refit_self_energies(
+    net: torch.nn.Module, batches: Any, metadata: dict[str, Any], energy_column: int = 0
+) -> dict[str, float]:
+    """Self-energies that make the starting model's energies right on average for new data.
+
+    Fine-tuning to another level of theory changes the reference energy of every
+    element. With the new data's self-energies in the batches, this fits per-element
+    corrections ``d_Z`` to the residuals ``E_ref - E_model`` of the training split by
+    least squares (as featurise's ``least_squares``; minimum-norm when the compositions
+    do not pin every element) and returns ``metadata``'s self-energies plus ``d_Z``.
+    Only energies move, by a per-element constant: forces are untouched.
+    """
+    from physicsml.data import keys as K
+    from physicsml.data.batch import batch_as_dict
+    from physicsml.data.targets import mask_key
+
+    elements = list(metadata["elements"])
+    counts, residuals = [], []
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        for batch in batches:
+            data = batch_as_dict(batch)
+            reference = data[K.Y_GRAPH_SCALARS][:, energy_column]
+            predicted = net(data)[K.ENERGY]
+            known = (
+                data[mask_key(K.Y_GRAPH_SCALARS)][:, energy_column] > 0 if mask_key(K.Y_GRAPH_SCALARS) in data else None
+            )
+            per_graph = torch.zeros(len(reference), len(elements), dtype=torch.float64)
+            per_graph.index_add_(0, data[K.BATCH], data[K.NODE_ATTRS].double()[:, : len(elements)])
+            if known is not None:
+                per_graph, reference, predicted = per_graph[known], reference[known], predicted[known]
+            counts.append(per_graph)
+            residuals.append((reference - predicted).double())
+    net.train(was_training)
+    solution = torch.linalg.lstsq(torch.cat(counts), torch.cat(residuals)[:, None], driver="gelsd").solution[:, 0]
+    energies = metadata.get("atomic_energies") or {}
+    return {element: float(energies.get(element, 0.0)) + float(shift) for element, shift in zip(elements, solution)}
