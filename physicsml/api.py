@@ -28,10 +28,12 @@ from physicsml.data.datasets import InMemoryBatches, make_dataloader
 from physicsml.data.targets import TARGET_KINDS, selected_columns
 from physicsml.finetune import (
     StartingPoint,
+    check_same_family,
     element_map,
     inherit_metadata,
     inherit_statistics,
     load_starting_weights,
+    other_self_energies,
     refit_self_energies,
 )
 from physicsml.finetune import freeze as apply_freeze
@@ -41,27 +43,13 @@ from physicsml.lightning.datamodule import BatchesDataModule
 from physicsml.lightning.module import PhysicsMLModule
 from physicsml.lightning.trainer import build_trainer
 from physicsml.model_file import read_model_file, write_model_file
-from physicsml.models import get_family, resolve_name
+from physicsml.models import get_family
 from physicsml.models.statistics import resolve_auto
 
 
 def _featurisation(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The featurisation part of a table's metadata (element list, self-energies), which a model keeps."""
     return {key: value for key, value in metadata.items() if key != "targets"}
-
-
-def _other_self_energies(data: Mapping[str, Any], model: Mapping[str, Any]) -> bool:
-    """Whether the data was featurised with other self-energies than the model's, for any of its elements."""
-    data_energies, model_energies = data.get("atomic_energies") or {}, model.get("atomic_energies") or {}
-    return any(
-        abs(float(value) - float(model_energies.get(element, 0.0))) > 1e-9 for element, value in data_energies.items()
-    )
-
-
-def _check_same_family(name: str, start: StartingPoint) -> None:
-    family, base = resolve_name(name)[0], resolve_name(start.name)[0]
-    if family != base:
-        raise ValueError(f"{start.source} is a {start.name}; a {name} cannot start from it (another family)")
 
 
 def _without_missing_targets(config: DataModuleConfig, columns: Sequence[str]) -> DataModuleConfig:
@@ -254,7 +242,7 @@ class Model:
         if self.module is None or ckpt_path is None:
             fields = get_family(self.name).config.model_fields
             if start is not None:
-                _check_same_family(self.name, start)
+                check_same_family(self.name, start)
                 self.config = inherit_statistics(self.config, start.config)
             if "elements" in fields and self.config.get("elements") is None and self.metadata.get("elements"):
                 self.config = {**self.config, "elements": list(self.metadata["elements"])}
@@ -266,7 +254,7 @@ class Model:
             self.build(datamodule, num_elements, optimizer, scheduler)
             if start is not None:
                 load_starting_weights(self._require_module(), start, self.config)
-                if self_energies == "data" and _other_self_energies(data_metadata, start.metadata):
+                if self_energies == "data" and other_self_energies(data_metadata, start.metadata):
                     energies = refit_self_energies(self._require_module().net, train, self.metadata, energy_column)
                     self.metadata = {**self.metadata, "atomic_energies": energies}
                     for batches in (train, validation):

@@ -37,6 +37,23 @@ def inherit_statistics(config: dict[str, Any], base: dict[str, Any]) -> dict[str
     return {**config, **inherited}
 
 
+def other_self_energies(data: Mapping[str, Any], model: Mapping[str, Any]) -> bool:
+    """Whether the data was featurised with other self-energies than the model's, for any of its elements."""
+    data_energies, model_energies = data.get("atomic_energies") or {}, model.get("atomic_energies") or {}
+    return any(
+        abs(float(value) - float(model_energies.get(element, 0.0))) > 1e-9 for element, value in data_energies.items()
+    )
+
+
+def check_same_family(name: str, start: StartingPoint) -> None:
+    """Raise ``ValueError`` unless model ``name`` is the starting model's family (or it with a modifier)."""
+    from physicsml.models import resolve_name
+
+    family, base = resolve_name(name)[0], resolve_name(start.name)[0]
+    if family != base:
+        raise ValueError(f"{start.source} is a {start.name}; a {name} cannot start from it (another family)")
+
+
 def load_starting_weights(module: torch.nn.Module, start: StartingPoint, config: dict[str, Any]) -> None:
     """Copy the base weights into ``module`` (a freshly built ``PhysicsMLModule``).
 
@@ -127,11 +144,8 @@ def element_map(data_metadata: Mapping[str, Any], model_metadata: Mapping[str, A
             f"the data has element(s) {', '.join(missing)} the model was not trained on "
             f"(it knows {', '.join(model_elements)})"
         )
-    data_energies = data_metadata.get("atomic_energies") or {}
     model_energies = model_metadata.get("atomic_energies") or {}
-    differ = any(
-        abs(float(data_energies.get(e, 0.0)) - float(model_energies.get(e, 0.0))) > 1e-9 for e in data_elements
-    )
+    differ = other_self_energies(data_metadata, model_metadata)
     if data_elements == model_elements and not differ:
         return None
     species = torch.tensor([model_elements.index(element) for element in data_elements], dtype=torch.long)

@@ -6,7 +6,7 @@ import typer
 
 from physicsml.cli import reports_errors, stage_app
 from physicsml.configs import load_params, parse_section
-from physicsml.models import check_model_section
+from physicsml.models import check_model_section, check_targets
 from physicsml.workflows import train_stage
 
 app = stage_app(__doc__)
@@ -31,7 +31,9 @@ def main(
 
     The family's hyperparameters are `model.<name>` updated by `model.config`; the optimizer,
     scheduler and Trainer come from their sections. Re-running after an interruption with the
-    same params and data resumes from the last checkpoint (`train.resume`).
+    same params and data resumes from the last checkpoint (`train.resume`). With
+    `train.init_from` (a model file, or {path, rev}) training starts from a saved model's
+    weights; `ssf_<family>` and `adapter_<family>` names train only a modifier of it.
     """
     values = load_params(params)
     sections = {
@@ -39,6 +41,7 @@ def main(
         for name in ("model", "datamodule", "optimizer", "scheduler", "trainer", "train")
     }
     check_model_section(sections["model"], str(params))  # every family section, before any data is read
+    check_targets(sections["model"], sections["datamodule"], str(params))
     train_stage(
         sections["model"],
         sections["datamodule"],

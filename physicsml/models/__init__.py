@@ -15,8 +15,9 @@ import pydantic
 from pydantic import Field
 from torch import nn
 
-from physicsml.configs import ModelSection, parse_config, unknown_key
+from physicsml.configs import DataModuleConfig, ModelSection, parse_config, unknown_key
 from physicsml.data import keys as K
+from physicsml.data.targets import selected_columns
 from physicsml.errors import ConfigError
 from physicsml.models.allegro import Allegro, AllegroConfig
 from physicsml.models.ani import ANI, ANIConfig
@@ -25,6 +26,7 @@ from physicsml.models.egnn import EGNN, EGNNConfig
 from physicsml.models.mace import MACE, MACEConfig
 from physicsml.models.nequip import NequIP, NequIPConfig
 from physicsml.models.tensor_net import TensorNet, TensorNetConfig
+from physicsml.nn.heads import Outputs
 from physicsml.nn.modifiers import MODIFIERS
 
 
@@ -133,6 +135,30 @@ def check_model_section(section: ModelSection, source: str = "params.yaml") -> N
     parse_config(get_family(section.name).config, section_config(section), source, "model.config")
 
 
+def check_targets(section: ModelSection, datamodule: DataModuleConfig, source: str = "params.yaml") -> None:
+    """Check, before any data is read, that model ``section.name`` can predict the selected targets.
+
+    Raises:
+        ConfigError: naming the targets the family cannot predict and the ones it can.
+    """
+    config = section_config(section)
+    try:
+        outputs = Outputs.select(
+            selected_columns(datamodule), bool(config.get("compute_forces")), config.get("energy_target")
+        )
+    except ValueError as error:
+        raise ConfigError(source, "model.config", str(error)) from None
+    missing = unsupported_targets(section.name, outputs.predicted_keys())
+    if missing:
+        supported = ", ".join(sorted(get_family(section.name).targets))
+        raise ConfigError(
+            source,
+            "model.name",
+            f"{section.name} cannot predict {', '.join(missing)} (it predicts {supported}, and forces and stress "
+            "as derivatives of the energy)",
+        )
+
+
 __all__ = [
     "MODELS",
     "MODEL_NAMES",
@@ -140,6 +166,7 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "check_model_section",
+    "check_targets",
     "get_family",
     "resolve_name",
     "section_config",

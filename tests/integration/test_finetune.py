@@ -172,7 +172,9 @@ def test_another_level_of_theory_refits_the_self_energies_and_keeps_the_forces(t
         atoms.calc.results["energy"] += sum(shift[int(z)] for z in atoms.numbers)
         shifted.append(atoms)
     ase.io.write(tmp_path / "shifted.extxyz", shifted, format="extxyz")
-    source = DataConfig(source=str(ROOT / "data/raw/molecules.extxyz"), targets={"energy": "energy", "forces": "forces"})
+    source = DataConfig(
+        source=str(ROOT / "data/raw/molecules.extxyz"), targets={"energy": "energy", "forces": "forces"}
+    )
     other = source.model_copy(update={"source": str(tmp_path / "shifted.extxyz")})
     config = FeaturiseConfig(atomic_energies={"method": "least_squares"})
     old, new = featurise(source, config), featurise(other, config)
@@ -184,8 +186,12 @@ def test_another_level_of_theory_refits_the_self_energies_and_keeps_the_forces(t
 
     before, after = energy_mae(base, old["test"]), energy_mae(tuned, new["test"])
     unfitted = energy_mae(base, new["test"])
-    print(f"energy MAE: base on its own reference {before:.3f} eV, on the new one {unfitted:.1f} eV, refitted {after:.3f} eV")
+    print(
+        f"energy MAE: base on its own reference {before:.3f} eV, on the new one {unfitted:.1f} eV, refitted {after:.3f} eV"
+    )
     assert unfitted > 100 and after < 1.5 * before + 0.05
     np.testing.assert_allclose(
-        np.concatenate(tuned.predict(new["test"])["forces"]), np.concatenate(base.predict(old["test"])["forces"]), atol=1e-5
+        np.concatenate(tuned.predict(new["test"])["forces"]),
+        np.concatenate(base.predict(old["test"])["forces"]),
+        atol=1e-5,
     )

@@ -159,6 +159,19 @@ def test_misspelt_model_family_stops_the_train_stage_before_any_data(tmp_path):
     assert not any(tmp_path.joinpath(name).exists() for name in ("model.pt", "ckpt"))
 
 
+def test_a_target_the_family_cannot_predict_stops_the_train_stage_before_any_data(tmp_path):
+    params = write_params(
+        tmp_path / "params.yaml",
+        model={"name": "ani_model", "config": {"compute_forces": False}},
+        datamodule={"y_graph_scalars": ["energy"], "y_node_vector": "forces"},
+    )
+    result = run_stage("train", "--params", str(params), "--prebatched", str(tmp_path / "none"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "model.name: ani_model cannot predict y_node_vector (it predicts y_graph_scalars, y_node_scalars" in (
+        result.stderr
+    )
+
+
 @pytest.mark.parametrize(
     "family,values,key",
     [
