@@ -370,11 +370,3 @@ class Model:
         from physicsml.ase import PhysicsMLCalculator
 
         return PhysicsMLCalculator(self, device=device, dtype=dtype, skin=skin)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Model:
-        """A model from a Lightning checkpoint written during training."""
-        module = PhysicsMLModule.load_from_checkpoint(path, map_location="cpu")
-        model = cls(module.hparams["model_name"], module.hparams["model_config"])
-        model.module, model.metadata = module, dict(metadata or {})
-        return model

@@ -128,7 +128,9 @@ class DataModuleConfig(Config):
     train: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
     validation: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
     predict: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
-    num_workers: int | Literal["all"] = Field(0, description="DataLoader workers; 'all' uses every CPU.")
+    num_workers: pydantic.NonNegativeInt | Literal["all"] = Field(
+        0, description="DataLoader workers; 'all' uses every CPU."
+    )
     num_elements: int = Field(
         0, ge=0, description="Width of the one-hot encoding; 0 takes the featurised element list."
     )
@@ -212,6 +214,17 @@ class CallbackConfig(Config):
 class TrainerConfig(Config):
     """``trainer``: the Lightning Trainer keys the reference exposes."""
 
+    @pydantic.field_validator("accelerator")
+    @classmethod
+    def _available(cls, value: str) -> str:
+        import torch
+
+        if value in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ValueError(f"'{value}' asked for, but torch sees no CUDA device here: use 'cpu' or 'auto'")
+        if value == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("'mps' asked for, but this machine has no Apple GPU: use 'cpu' or 'auto'")
+        return value
+
     accelerator: str = "auto"
     devices: list[int] | str | int = "auto"
     strategy: str | dict[str, Any] = "auto"
@@ -253,6 +266,15 @@ class OptimizerConfig(Config):
         cls = lookup_class(torch.optim, self.name, torch.optim.Optimizer, "optimizer")
         check_kwargs(cls, self.config, f"optimizer {self.name}")
         return self
+
+    @pydantic.field_validator("config")
+    @classmethod
+    def _non_negative(cls, config: dict[str, Any]) -> dict[str, Any]:
+        for key in ("lr", "weight_decay", "momentum", "eps"):
+            value = config.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"{key} must be a non-negative number, got {value!r}")
+        return config
 
 
 class SchedulerConfig(Config):
@@ -403,7 +425,8 @@ def parse_config(cls: type[Config], values: dict[str, Any], source: str = "confi
         return cls.model_validate(values)
     except pydantic.ValidationError as error:
         first = error.errors()[0]
-        loc = [str(part) for part in first["loc"] if not str(part).startswith(("function-", "literal"))]
+        tags = ("function-", "literal", "constrained-")  # union-member tags pydantic puts in the location
+        loc = [str(part) for part in first["loc"] if not str(part).startswith(tags)]
         key = ".".join([prefix, *loc] if prefix else loc) or prefix or "(config)"
         if first["type"] == "extra_forbidden":
             owner = cls

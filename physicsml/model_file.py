@@ -1,6 +1,7 @@
 """The saved model file: its format version, reading it safely, and upgrading older formats.
 
-A model file is one ``torch.save`` of a dict: ``format_version``, ``name`` (the
+A model file is one ``torch.save`` of a dict: ``format_version``,
+``physicsml_version`` (of the package that wrote it), ``name`` (the
 model name), ``config`` (the family config as given), ``hparams`` (everything
 :class:`~physicsml.lightning.module.PhysicsMLModule` is built from),
 ``metadata`` (element list and self-energies of the featurisation) and
@@ -81,9 +82,15 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def write_model_file(payload: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``payload`` (without ``format_version``, which is added) atomically to ``path``."""
+    """Write ``payload`` atomically to ``path``, with the format version and the physicsml version that wrote it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        written_by = version("physicsml")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        written_by = "unknown"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
+    torch.save({"format_version": FORMAT_VERSION, "physicsml_version": written_by, **payload}, tmp)
     os.replace(tmp, path)

@@ -41,7 +41,8 @@ def main(
         for name in ("model", "datamodule", "optimizer", "scheduler", "trainer", "train")
     }
     check_model_section(sections["model"], str(params))  # every family section, before any data is read
-    check_targets(sections["model"], sections["datamodule"], str(params))
+    scheduler = sections["scheduler"]
+    check_targets(sections["model"], sections["datamodule"], str(params), scheduler.monitor if scheduler else None)
     train_stage(
         sections["model"],
         sections["datamodule"],

@@ -71,6 +71,17 @@ def with_derivatives(
     return out
 
 
+def logged_metrics(columns: dict[str, list[str]], loss_keys: list[str]) -> list[str]:
+    """Every metric the module logs (what a scheduler's or callback's ``monitor`` may name)."""
+    names = []
+    for stage in ("train", "val"):
+        names += [f"{stage}/total/loss", *(f"{stage}/{key}/loss" for key in loss_keys)]
+        names += [
+            f"{stage}/{name}/{kind}" for names_ in columns.values() for name in names_ for kind in ("mae", "rmse")
+        ]
+    return names
+
+
 class PhysicsMLModule(pl.LightningModule):
     """A model family's network trained on the batches of :mod:`physicsml.data`.
 
@@ -222,12 +233,6 @@ class PhysicsMLModule(pl.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "val")
-
-    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        data = batch_as_dict(batch)
-        out = {key: value.detach() for key, value in self(data).items()}
-        out[K.PTR] = data[K.PTR]
-        return out
 
     def configure_optimizers(self) -> Any:
         trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]

@@ -135,11 +135,15 @@ def check_model_section(section: ModelSection, source: str = "params.yaml") -> N
     parse_config(get_family(section.name).config, section_config(section), source, "model.config")
 
 
-def check_targets(section: ModelSection, datamodule: DataModuleConfig, source: str = "params.yaml") -> None:
-    """Check, before any data is read, that model ``section.name`` can predict the selected targets.
+def check_targets(
+    section: ModelSection, datamodule: DataModuleConfig, source: str = "params.yaml", monitor: str | None = None
+) -> None:
+    """Check, before any data is read, that model ``section.name`` can predict the selected targets,
+    and that ``monitor`` (the scheduler's) is a metric training logs.
 
     Raises:
-        ConfigError: naming the targets the family cannot predict and the ones it can.
+        ConfigError: naming the targets the family cannot predict and the ones it can,
+            or the metrics that can be monitored.
     """
     config = section_config(section)
     try:
@@ -148,6 +152,15 @@ def check_targets(section: ModelSection, datamodule: DataModuleConfig, source: s
         )
     except ValueError as error:
         raise ConfigError(source, "model.config", str(error)) from None
+    losses = [
+        name.removesuffix("_loss_config") for name, value in config.items() if name.endswith("_loss_config") and value
+    ]
+    if monitor is not None:
+        from physicsml.lightning.module import logged_metrics
+
+        logged = logged_metrics(selected_columns(datamodule), losses)
+        if monitor not in logged:
+            raise ConfigError(source, "scheduler.monitor", f"'{monitor}' is not logged. {unknown_key(monitor, logged)}")
     missing = unsupported_targets(section.name, outputs.predicted_keys())
     if missing:
         supported = ", ".join(sorted(get_family(section.name).targets))

@@ -47,7 +47,7 @@ class EGNNConfig(ModelConfig):
     jitter: float | None = Field(None, description="Std of Gaussian noise added to coordinates while training.")
     pool_type: Literal["sum", "mean"] = Field("sum", description="Sum (extensive targets) or mean per structure.")
     pool_from: Literal["nodes", "nodes_edges", "edges"] = Field("nodes", description="Features the graph heads read.")
-    dropout: float | None = Field(None, description="Dropout probability in the MLPs.")
+    dropout: float | None = Field(None, ge=0.0, lt=1.0, description="Dropout probability in the MLPs.")
     mlp_activation: str | None = Field("SiLU", description="torch.nn activation of the MLPs.")
     mlp_output_activation: str | None = Field(None, description="Activation after each hidden MLP's last layer.")
     output_activation: str | None = Field(None, description="Activation of the output heads.")

@@ -9,6 +9,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
+import torch
 import yaml
 from ase import Atoms
 from conftest import ROOT, labelled, run_stage, write_molecules
@@ -156,6 +157,34 @@ def test_misspelt_model_family_stops_the_train_stage_before_any_data(tmp_path):
     assert result.stderr.startswith(
         "error: " + str(params) + ": model.name: unknown model 'egnn_modle'; did you mean 'egnn_model'?"
     )
+    assert not any(tmp_path.joinpath(name).exists() for name in ("model.pt", "ckpt"))
+
+
+@pytest.mark.parametrize(
+    "sections,message",
+    [
+        ({"model": {"egnn_model": {"dropout": 1.5}}}, "model.egnn_model.dropout: Input should be less than 1"),
+        ({"optimizer": {"config": {"lr": -0.1}}}, "optimizer.config: lr must be a non-negative number, got -0.1"),
+        ({"datamodule": {"num_workers": -1}}, "datamodule.num_workers: Input should be greater than or equal to 0"),
+        ({"trainer": {"accelerator": "gpu"}}, "trainer.accelerator: 'gpu' asked for, but torch sees no CUDA device"),
+        ({"scheduler": {"monitor": "val/nope"}}, "scheduler.monitor: 'val/nope' is not logged"),
+    ],
+)
+def test_values_torch_or_lightning_would_reject_stop_the_train_stage_before_any_data(tmp_path, sections, message):
+    if "trainer" in sections and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in sections.items():
+        for key, value in values.items():
+            target = params[section][key]
+            target.update(value) if isinstance(target, dict) else params[section].update({key: value})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    outputs = ["--model-out", str(tmp_path / "model.pt"), "--checkpoints", str(tmp_path / "ckpt")]
+    result = run_stage(
+        "train", "--params", str(tmp_path / "params.yaml"), "--prebatched", str(tmp_path / "no"), *outputs
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
     assert not any(tmp_path.joinpath(name).exists() for name in ("model.pt", "ckpt"))
 
 

@@ -42,3 +42,10 @@ def test_format_1_file_with_a_per_atom_head_asks_for_retraining(tmp_path):
     torch.save(payload, path)
     with pytest.raises(InputError, match=r"model format 99 is not one this version reads \(2\)"):
         Model.load(path)
+
+
+def test_a_saved_model_records_its_format_and_the_package_version(tiny_models):
+    from importlib.metadata import version
+
+    payload = torch.load(tiny_models["egnn_model"], weights_only=True)
+    assert payload["format_version"] == FORMAT_VERSION and payload["physicsml_version"] == version("physicsml")
