@@ -37,7 +37,7 @@ from physicsml.errors import ConfigError
 from physicsml.evaluate import metrics_table, test_metrics, write_json, write_parity
 from physicsml.finetune import read_init_model
 from physicsml.io.arrow import read_table, table_metadata, to_numpy, write_table
-from physicsml.io.atomic import atomic_output_dir, write_text_atomically
+from physicsml.io.atomic import atomic_output_dir, atomic_output_files, write_text_atomically
 from physicsml.models import section_config
 from physicsml.prebatch import load_batches
 
@@ -153,6 +153,9 @@ def predict_stage(
 ) -> dict[str, dict[str, float]]:
     """Predict the test split (and ``files``); write predictions, metrics and parity plots to ``out``.
 
+    ``predictions/``, ``parity/`` and ``metrics.json`` are each replaced whole and
+    atomically; nothing else in ``out`` (DVC's ``.gitignore`` files) is touched.
+
     Returns:
         The test metrics per target.
     """
@@ -168,15 +171,17 @@ def predict_stage(
     counts = np.diff(to_numpy(table["atomic_numbers"])[1])
     energy = module.energy_name
     metrics = test_metrics(predictions, references, counts, energy)
-    with atomic_output_dir(out) as tmp:
-        (tmp / "predictions").mkdir()
-        write_table(_prediction_table(table["id"], predictions, references), tmp / "predictions" / "test.arrow")
+    out = Path(out)
+    # each output is replaced on its own: files DVC keeps in `out` (its .gitignore) stay
+    with atomic_output_dir(out / "predictions") as tmp:
+        write_table(_prediction_table(table["id"], predictions, references), tmp / "test.arrow")
         for file in files or []:
             extra = model.predict(file)
             ids = pa.array([f"{file}:{i}" for i in range(len(next(iter(extra.values()))))])
-            write_table(_prediction_table(ids, extra, {}), tmp / "predictions" / f"{Path(file).stem}.arrow")
-        write_json({"test": metrics}, tmp / "metrics.json")
-        write_parity(predictions, references, tmp / "parity")
+            write_table(_prediction_table(ids, extra, {}), tmp / f"{Path(file).stem}.arrow")
+    with atomic_output_files(out / "parity") as tmp:
+        write_parity(predictions, references, tmp)
+    write_json({"test": metrics}, out / "metrics.json")
     print(f"test metrics ({len(counts)} structures)\n{metrics_table(metrics)}", flush=True)
     return metrics
 

@@ -40,6 +40,27 @@ def atomic_output_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def atomic_output_files(path: str | os.PathLike) -> Iterator[Path]:
+    """Like :func:`atomic_output_dir`, but the files written replace ``path``'s files one by one,
+    so hidden files others keep there (the ``.gitignore`` DVC writes beside an output) stay.
+
+    Visible files of ``path`` that the block did not write again are removed.
+    """
+    target = Path(path)
+    with atomic_output_dir(target.with_name(f".{target.name}.new")) as tmp:
+        yield tmp
+    staged = target.with_name(f".{target.name}.new")
+    target.mkdir(parents=True, exist_ok=True)
+    written = {file.name for file in staged.iterdir()}
+    for old in target.iterdir():
+        if old.is_file() and not old.name.startswith(".") and old.name not in written:
+            old.unlink()
+    for file in staged.iterdir():
+        os.replace(file, target / file.name)
+    shutil.rmtree(staged, ignore_errors=True)
+
+
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a hidden sibling file renamed into place, so a reader
     (or DVC) sees the old file or the new one, never half of it."""
