@@ -171,14 +171,17 @@ def predict_stage(
     counts = np.diff(to_numpy(table["atomic_numbers"])[1])
     energy = module.energy_name
     metrics = test_metrics(predictions, references, counts, energy)
+    extras = {}  # every prediction is made before anything is written, so a bad file leaves no trace
+    for file in files or []:
+        extra = model.predict(file)
+        ids = pa.array([f"{file}:{i}" for i in range(len(next(iter(extra.values()))))])
+        extras[Path(file).stem] = _prediction_table(ids, extra, {})
     out = Path(out)
     # each output is replaced on its own: files DVC keeps in `out` (its .gitignore) stay
     with atomic_output_dir(out / "predictions") as tmp:
         write_table(_prediction_table(table["id"], predictions, references), tmp / "test.arrow")
-        for file in files or []:
-            extra = model.predict(file)
-            ids = pa.array([f"{file}:{i}" for i in range(len(next(iter(extra.values()))))])
-            write_table(_prediction_table(ids, extra, {}), tmp / f"{Path(file).stem}.arrow")
+        for stem, extra_table in extras.items():
+            write_table(extra_table, tmp / f"{stem}.arrow")
     with atomic_output_files(out / "parity") as tmp:
         write_parity(predictions, references, tmp)
     write_json({"test": metrics}, out / "metrics.json")
