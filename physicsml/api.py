@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -22,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from physicsml.configs import DataModuleConfig, TrainerConfig, parse_config
+from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
 from physicsml.data.collate import split_arrays
 from physicsml.data.datasets import InMemoryBatches, make_dataloader
@@ -44,12 +46,28 @@ from physicsml.lightning.module import PhysicsMLModule
 from physicsml.lightning.trainer import build_trainer
 from physicsml.model_file import read_model_file, write_model_file
 from physicsml.models import get_family
+from physicsml.models.ensemble import Ensemble, prediction_interval
 from physicsml.models.statistics import resolve_auto
 
 
 def _featurisation(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The featurisation part of a table's metadata (element list, self-energies), which a model keeps."""
     return {key: value for key, value in metadata.items() if key != "targets"}
+
+
+def _ensemble_signature(model: Model) -> dict[str, Any]:
+    """What every member of an ensemble must share."""
+    module = model._require_module()
+    datamodule = module.datamodule_config
+    energies = model.metadata.get("atomic_energies") or {}
+    return {
+        "element list": list(model.metadata.get("elements", [])),
+        "self-energies": {key: round(float(value), 8) for key, value in energies.items()},
+        "targets": selected_columns(datamodule),
+        "cut-off": datamodule.cut_off,
+        "graph attributes": datamodule.graph_attrs_cols,
+        "float precision": str(next(module.parameters()).dtype),
+    }
 
 
 def _without_missing_targets(config: DataModuleConfig, columns: Sequence[str]) -> DataModuleConfig:
@@ -82,6 +100,8 @@ class Model:
         self.metadata: dict[str, Any] = {}
         self.trainer: Any = None
         self.start: StartingPoint | None = None
+        #: Name, config and hparams of each member of an ensemble made by :meth:`ensemble`.
+        self.members: list[dict[str, Any]] = []
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> Model:
@@ -292,27 +312,61 @@ class Model:
 
     # ---- prediction ----------------------------------------------------------------
 
-    def predict(self, data: Any, batch_size: int | None = None) -> dict[str, Any]:
+    @property
+    def has_uncertainty(self) -> bool:
+        """Whether the model predicts a standard deviation with each value (mean-variance heads or an ensemble)."""
+        net = self._require_module().net
+        return isinstance(net, Ensemble) or bool(net.outputs.variances)
+
+    def predict(
+        self, data: Any, batch_size: int | None = None, with_std: bool = False, confidence: float | None = None
+    ) -> dict[str, Any]:
         """Predictions per target name: graph targets as arrays ``[G, ...]``, atom targets as
-        one array per structure (``[N_i, ...]``), ``stress`` as ``[G, 3, 3]`` when computed."""
+        one array per structure (``[N_i, ...]``), ``stress`` as ``[G, 3, 3]`` when computed.
+
+        Args:
+            with_std: add ``<name>_std``, the predicted standard deviation of each value
+                (a model with an uncertainty only, see :attr:`has_uncertainty`).
+            confidence: with ``with_std``, add the Gaussian prediction interval holding the
+                value with this probability as ``<name>_low`` and ``<name>_high``.
+
+        Raises:
+            ValueError: ``with_std`` for a model without an uncertainty, or a confidence outside (0, 1).
+        """
         module = self._require_module()
+        if with_std and not self.has_uncertainty:
+            raise ValueError(
+                f"{self.name} predicts no uncertainty: train a mean_var_* model or combine several with Model.ensemble"
+            )
+        if confidence is not None and not (with_std and 0 < confidence < 1):
+            raise ValueError(f"confidence must be in (0, 1) and needs with_std=True, got {confidence}")
         datamodule = module.datamodule_config
         dtype = np.float64 if next(module.parameters()).dtype == torch.float64 else np.float32
         batches = self.as_batches(data, datamodule, batch_size or datamodule.predict.batch_size, dtype, labelled=False)
         module.eval()
         collected: dict[str, list[np.ndarray]] = {}
+        stds: dict[str, list[np.ndarray]] = {}
         for batch in make_dataloader(batches, shuffle=False):
             out = module(batch_as_dict(batch.to(module.device)))
             ptr = batch.ptr.cpu().numpy()
             for key, kind in TARGET_KINDS.items():
-                if kind.output not in out:
-                    continue
-                value = out[kind.output].detach().cpu().numpy()
-                if kind.level == "node":
-                    collected.setdefault(key, []).extend(np.split(value, ptr[1:-1]))
-                else:
-                    collected.setdefault(key, []).append(value)
-        return self._by_name(collected, selected_columns(datamodule))
+                for name, target in ((kind.output, collected), (K.variance(kind.output), stds)):
+                    if name not in out or (target is stds and not with_std):
+                        continue
+                    value = out[name].detach().cpu().numpy()
+                    value = np.sqrt(value) if target is stds else value
+                    if kind.level == "node":
+                        target.setdefault(key, []).extend(np.split(value, ptr[1:-1]))
+                    else:
+                        target.setdefault(key, []).append(value)
+        columns = selected_columns(datamodule)
+        result = self._by_name(collected, columns)
+        for name, std in self._by_name(stds, columns).items():
+            result[f"{name}_std"] = std
+            if confidence is not None:
+                low, high = prediction_interval(result[name], std, confidence)
+                result[f"{name}_low"], result[f"{name}_high"] = low, high
+        return result
 
     @staticmethod
     def _by_name(collected: dict[str, list[np.ndarray]], columns: dict[str, list[str]]) -> dict[str, Any]:
@@ -338,7 +392,10 @@ class Model:
         return self.module
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write weights, configs and the featurisation metadata to one file (atomically)."""
+        """Write weights, configs and the featurisation metadata to one file (atomically).
+
+        An ensemble made by :meth:`ensemble` is one file too, with every member's configs.
+        """
         module = self._require_module()
         payload = {
             "name": self.name,
@@ -347,6 +404,8 @@ class Model:
             "metadata": self.metadata,
             "state_dict": module.state_dict(),
         }
+        if self.members:
+            payload["members"] = self.members
         write_model_file(payload, path)
 
     @classmethod
@@ -360,10 +419,44 @@ class Model:
         model = cls(payload["name"], payload["config"])
         model.metadata = payload["metadata"]
         model.module = PhysicsMLModule(**payload["hparams"])
+        if payload.get("members"):
+            model.members = payload["members"]
+            model.module.net = Ensemble([PhysicsMLModule(**member["hparams"]).net for member in model.members])
         model.module.load_state_dict(payload["state_dict"])
         if any(v.dtype == torch.float64 for v in payload["state_dict"].values()):
             model.module.double()
         return model
+
+    @classmethod
+    def ensemble(cls, members: Sequence[Model | str | os.PathLike]) -> Model:
+        """One model of several trained ones: it predicts their mean, and their spread as its std.
+
+        Each member keeps its own weights (and may be of another family or a mean-variance
+        model); they must have been trained on the same featurisation, targets and cut-off.
+
+        Raises:
+            ValueError: naming the first member that differs from the first one, and how.
+        """
+        models = [member if isinstance(member, Model) else cls.load(member) for member in members]
+        if not models:
+            raise ValueError("an ensemble needs at least one member")
+        first = models[0]
+        reference = _ensemble_signature(first)
+        for k, model in enumerate(models[1:], start=1):
+            for what, value in _ensemble_signature(model).items():
+                if value != reference[what]:
+                    raise ValueError(
+                        f"ensemble member {k} has another {what} than member 0: {value} vs {reference[what]}"
+                    )
+        ensemble = cls(first.name, first.config)
+        ensemble.metadata = dict(first.metadata)
+        ensemble.members = [
+            {"name": m.name, "config": m.config, "hparams": dict(m._require_module().hparams)} for m in models
+        ]
+        module = PhysicsMLModule(**ensemble.members[0]["hparams"])
+        module.net = Ensemble([copy.deepcopy(m._require_module().net) for m in models])
+        ensemble.module = module.to(next(first._require_module().parameters()).dtype)
+        return ensemble
 
     def calculator(self, device: str = "cpu", dtype: str = "float32", skin: float = 0.5) -> Any:
         """This model as an ASE calculator (:class:`physicsml.ase.PhysicsMLCalculator`)."""

@@ -35,7 +35,9 @@ class PhysicsMLCalculator(Calculator):
 
     Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å), ``energies``
     (eV per atom, summing to the energy), ``stress`` (eV/Å^3, Voigt order
-    xx, yy, zz, yz, xz, xy) for structures with a periodic direction.
+    xx, yy, zz, yz, xz, xy) for structures with a periodic direction. A model with
+    an uncertainty (``mean_var_*``, an ensemble) adds ``energy_std`` (eV) and
+    ``forces_std`` (eV/Å, ``[N, 3]``), and for an ensemble ``stress_std`` (Voigt).
 
     Raises:
         InputError: when ``model_path`` is not a saved model.
@@ -55,6 +57,8 @@ class PhysicsMLCalculator(Calculator):
     ) -> None:
         super().__init__(**kwargs)
         self.potential = Potential(model_path, device=device, dtype=dtype, skin=skin)
+        if self.potential.has_uncertainty:
+            self.implemented_properties = [*self.implemented_properties, "energy_std", "forces_std"]
 
     def calculate(self, atoms: Any = None, properties: Any = None, system_changes: Any = all_changes) -> None:
         """Evaluate the model; stress (a second derivative pass) only when it is asked for."""
@@ -73,3 +77,8 @@ class PhysicsMLCalculator(Calculator):
         }
         if wants_stress:
             self.results["stress"] = full_3x3_to_voigt_6_stress(out["stress"])
+        for name in ("energy_std", "forces_std"):
+            if name in out:
+                self.results[name] = out[name]
+        if wants_stress and "stress_std" in out:
+            self.results["stress_std"] = full_3x3_to_voigt_6_stress(out["stress_std"])

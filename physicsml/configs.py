@@ -329,6 +329,33 @@ class TrainConfig(Config):
     )
 
 
+class EnsembleConfig(Config):
+    """``ensemble``: more models beside the train stage's, one per seed, predicting together.
+
+    Each seed is a DVC stage of its own (``member@<seed>``), so adding a seed trains
+    only that member and removing one trains nothing. Predictions are the members'
+    mean, with their spread as the standard deviation.
+    """
+
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="One more member per seed, trained as the train stage's model with train.seed = seed; "
+        "[1, 2] makes a 3-model ensemble. []: the train stage's model alone.",
+    )
+    bootstrap: bool = Field(
+        False,
+        description="Every model, the train stage's included, trains on a resample with replacement of the "
+        "training split drawn with its seed.",
+    )
+
+    @pydantic.field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"the seeds {seeds} repeat one: each member needs its own")
+        return seeds
+
+
 class PredictConfig(Config):
     """``predict``: extra structure files to predict besides the test split."""
 
@@ -363,6 +390,12 @@ class MDConfig(Config):
     )
     skin: float = Field(0.5, ge=0, description="Neighbour-list skin in Å.")
     device: str = Field("cpu", description="Torch device.")
+    max_force_std: float | None = Field(
+        None,
+        gt=0,
+        description="Models with an uncertainty: stop a trajectory once a predicted force std exceeds this "
+        "(eV/Å), as the model is extrapolating. null: never.",
+    )
 
 
 class ModelSection(Config):
@@ -390,6 +423,7 @@ SECTIONS: dict[str, type[Config]] = {
     "scheduler": SchedulerConfig,
     "trainer": TrainerConfig,
     "train": TrainConfig,
+    "ensemble": EnsembleConfig,
     "predict": PredictConfig,
     "md": MDConfig,
 }

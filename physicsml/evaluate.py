@@ -1,4 +1,18 @@
-"""Test metrics and parity plots of predictions against references."""
+"""Test metrics, calibration metrics and parity and calibration plots of predictions against references.
+
+Calibration is measured for models that predict a standard deviation ``s`` with
+each value (mean-variance heads, ensembles), from the errors ``e`` on the known labels:
+
+* ``spearman``: the rank correlation of ``|e|`` with ``s`` (1: the larger the predicted
+  uncertainty, the larger the error);
+* ``nll``: the mean Gaussian negative log-likelihood ``log(2 pi s^2) / 2 + e^2 / (2 s^2)``;
+* ``miscalibration_area``: the mean over confidences ``p`` in [0, 1] of ``|observed(p) - p|``,
+  ``observed(p)`` the fraction of errors inside the central interval ``±z_p s`` that a
+  Gaussian of std ``s`` holds with probability ``p`` (0: calibrated; 0.5: the worst);
+  over- and under-confidence both raise it, the calibration plot tells which.
+
+Atom-level targets are flattened over atoms and components, each component with its own ``s``.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +51,91 @@ def test_metrics(
             per_atom = _errors(np.asarray(predicted) / num_atoms, np.asarray(reference) / num_atoms)
             metrics[name].update({f"{k}_per_atom": v for k, v in per_atom.items()})
     return metrics
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 0, ties sharing their mean rank."""
+    order = np.argsort(values, kind="mergesort")
+    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat(first + (counts - 1) / 2.0, counts)
+    return ranks
+
+
+def calibration_metrics(errors: np.ndarray, std: np.ndarray, points: int = 201) -> dict[str, float]:
+    """Spearman rank correlation of ``|errors|`` with ``std``, mean Gaussian NLL and miscalibration
+    area (the module docstring), over the finite errors. Spearman is NaN when ``std`` is constant."""
+    from statistics import NormalDist
+
+    errors, std = np.ravel(np.asarray(errors, dtype=np.float64)), np.ravel(np.asarray(std, dtype=np.float64))
+    known = np.isfinite(errors)
+    errors, std = errors[known], np.maximum(std[known], 1e-12)
+    if not len(errors):
+        return {}
+    a, b = _ranks(np.abs(errors)), _ranks(std)
+    spread = a.std() * b.std()
+    spearman = float(((a - a.mean()) * (b - b.mean())).mean() / spread) if spread > 0 else float("nan")
+    nll = float(np.mean(0.5 * np.log(2 * np.pi * std**2) + errors**2 / (2 * std**2)))
+    expected = np.linspace(0.0, 1.0, points)
+    z = np.array([NormalDist().inv_cdf(min(0.5 + p / 2, 1 - 1e-12)) for p in expected])
+    scaled = np.sort(np.abs(errors) / std)
+    observed = np.searchsorted(scaled, z, side="right") / len(scaled)
+    return {"spearman": spearman, "nll": nll, "miscalibration_area": float(np.abs(observed - expected).mean())}
+
+
+def _flat(values: Any) -> np.ndarray:
+    return np.ravel(np.concatenate(values) if isinstance(values, list) else np.asarray(values))
+
+
+def calibration(
+    predictions: dict[str, Any], references: dict[str, Any], stds: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """:func:`calibration_metrics` of every target with a predicted std."""
+    return {
+        name: calibration_metrics(_flat(predictions[name]) - _flat(reference), _flat(stds[name]))
+        for name, reference in references.items()
+        if name in stds and name in predictions and np.isfinite(_flat(reference)).any()
+    }
+
+
+def write_calibration(
+    predictions: dict[str, Any],
+    references: dict[str, Any],
+    stds: dict[str, Any],
+    out: str | os.PathLike,
+    bins: int = 10,
+) -> None:
+    """Per target with a std, ``<name>.csv`` (``predicted_std,rmse``: the RMS predicted std and the
+    RMS error of each of ``bins`` equal-count bins of increasing std, for ``dvc plots``) and
+    ``calibration.png`` with the ideal ``rmse = std`` line. Writes nothing without stds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [name for name in references if name in stds and name in predictions]
+    if not names:
+        return
+    figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        errors, std = _flat(predictions[name]) - _flat(references[name]), _flat(stds[name])
+        known = np.isfinite(errors)
+        errors, std = errors[known], std[known]
+        order = np.argsort(std, kind="mergesort")
+        parts = [part for part in np.array_split(order, min(bins, len(order))) if len(part)]
+        x = np.array([np.sqrt(np.mean(std[part] ** 2)) for part in parts])
+        y = np.array([np.sqrt(np.mean(errors[part] ** 2)) for part in parts])
+        (out / f"{name}.csv").write_text("predicted_std,rmse\n" + "".join(f"{a:.8g},{b:.8g}\n" for a, b in zip(x, y)))
+        axis.plot(x, y, marker="o")
+        high = float(max(x.max(), y.max())) if len(x) else 1.0
+        axis.plot([0, high], [0, high], color="black", linewidth=0.8, linestyle="--", label="calibrated")
+        axis.set(xlabel=f"predicted std of {name}", ylabel=f"RMS error of {name}", title=name)
+        axis.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(out / "calibration.png", dpi=120)
+    plt.close(figure)
 
 
 def write_parity(

@@ -15,7 +15,10 @@ Metrics per trajectory, up to its first failure:
 * ``energy_rms``: RMS deviation of the total energy from its mean, meV/atom;
 * ``time_to_failure``: simulated time at the first failed check, ps (the whole
   run for a stable trajectory);
-* ``steps_per_second``: wall-clock speed, energies and forces included.
+* ``steps_per_second``: wall-clock speed, energies and forces included;
+* ``max_force_std``: for a model with an uncertainty, the largest predicted
+  force-component standard deviation (eV/Å) met along the trajectory;
+  ``md.max_force_std`` stops a trajectory once it is exceeded.
 
 >>> from physicsml.configs import MDConfig
 >>> report = md_check("models/model.pt", [atoms1, atoms2], MDConfig(steps=200))
@@ -54,6 +57,8 @@ class Trajectory:
         failure: why the trajectory was stopped, or ``None`` when it stayed stable.
         wall_seconds: time spent integrating.
         steps: MD steps taken.
+        force_std: ``[T]`` largest predicted force std of each recorded frame (empty
+            for a model without an uncertainty).
     """
 
     name: str
@@ -64,6 +69,7 @@ class Trajectory:
     failure: str | None
     wall_seconds: float
     steps: int
+    force_std: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     @property
     def total(self) -> np.ndarray:
@@ -77,6 +83,7 @@ class Trajectory:
         """Drift, RMS fluctuation, time to failure and speed of this trajectory."""
         per_atom = 1000.0 * self.total / self.num_atoms  # meV/atom
         drift = float(np.polyfit(self.time_ps, per_atom, 1)[0]) if len(per_atom) > 1 else 0.0
+        uncertainty = {"max_force_std": float(self.force_std.max())} if len(self.force_std) else {}
         return {
             "stable": self.failure is None,
             "drift_meV_per_atom_ps": drift,
@@ -84,6 +91,7 @@ class Trajectory:
             "time_to_failure_ps": float(self.time_ps[-1]),
             "steps_per_second": self.steps / self.wall_seconds if self.wall_seconds > 0 else 0.0,
             "failure": self.failure,
+            **uncertainty,
         }
 
 
@@ -105,6 +113,11 @@ class MDReport:
             "energy_rms_meV_per_atom": float(np.mean([m["energy_rms_meV_per_atom"] for m in each])),
             "time_to_failure_ps": float(np.mean([m["time_to_failure_ps"] for m in each])),
             "steps_per_second": steps / wall if wall > 0 else 0.0,
+            **(
+                {"max_force_std": float(np.mean([m["max_force_std"] for m in each]))}
+                if all("max_force_std" in m for m in each)
+                else {}
+            ),
         }
 
 
@@ -191,7 +204,7 @@ def run_trajectory(
     else:
         dynamics = VelocityVerlet(atoms, timestep)
     check = _StabilityCheck(atoms, config)
-    frames, times, potential, kinetic = [], [], [], []
+    frames, times, potential, kinetic, force_std = [], [], [], [], []
 
     def record() -> None:
         frame = atoms.copy()
@@ -202,6 +215,9 @@ def run_trajectory(
         times.append(frame.info["time_ps"])
         potential.append(epot)
         kinetic.append(ekin)
+        if "forces_std" in atoms.calc.results:
+            force_std.append(float(np.max(atoms.calc.results["forces_std"])))
+            frame.info["max_force_std"] = force_std[-1]
 
     record()
     failure, steps, wall = None, 0, 0.0
@@ -214,9 +230,21 @@ def run_trajectory(
         record()
         if not np.isfinite(potential[-1]) or not np.isfinite(atoms.positions).all():
             failure = "non-finite energy or positions"
+        elif config.max_force_std is not None and force_std and force_std[-1] > config.max_force_std:
+            failure = f"predicted force std {force_std[-1]:.3g} eV/Å above md.max_force_std {config.max_force_std}"
         else:
             failure = check(atoms)
-    return Trajectory(name, frames, np.asarray(times), np.asarray(potential), np.asarray(kinetic), failure, wall, steps)
+    return Trajectory(
+        name,
+        frames,
+        np.asarray(times),
+        np.asarray(potential),
+        np.asarray(kinetic),
+        failure,
+        wall,
+        steps,
+        np.asarray(force_std),
+    )
 
 
 def md_check(model: Any, structures: Sequence[Atoms], config: MDConfig, names: Sequence[str] | None = None) -> MDReport:
@@ -236,6 +264,10 @@ def md_check(model: Any, structures: Sequence[Atoms], config: MDConfig, names: S
     from physicsml.ase import PhysicsMLCalculator
 
     model = Model.load(model) if not isinstance(model, Model) else model
+    if config.max_force_std is not None and not model.has_uncertainty:
+        raise ValueError(
+            f"md.max_force_std needs a model with an uncertainty (mean_var_*, an ensemble); {model.name} has none"
+        )
     names = list(names) if names is not None else [f"structure {k}" for k in range(len(structures))]
     for atoms, name in zip(structures, names):
         check_start(atoms, name, config)

@@ -4,8 +4,10 @@ A model file is one ``torch.save`` of a dict: ``format_version``,
 ``physicsml_version`` (of the package that wrote it), ``name`` (the
 model name), ``config`` (the family config as given), ``hparams`` (everything
 :class:`~physicsml.lightning.module.PhysicsMLModule` is built from),
-``metadata`` (element list and self-energies of the featurisation) and
-``state_dict``. It is read with ``weights_only=True``, so loading never runs
+``metadata`` (element list and self-energies of the featurisation),
+``state_dict`` and, for an ensemble of separately trained models, ``members``
+(each member's ``name``, ``config`` and ``hparams``; the state dict holds their
+weights under ``net.members.<k>``). It is read with ``weights_only=True``, so loading never runs
 code from the file. A file of an older format is upgraded in memory by one
 small function per version step, tested against a stored file of that format.
 """
@@ -20,7 +22,7 @@ import torch
 
 from physicsml.errors import InputError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def _upgrade_1_to_2(payload: dict[str, Any], path: str) -> dict[str, Any]:
@@ -48,7 +50,12 @@ def _upgrade_1_to_2(payload: dict[str, Any], path: str) -> dict[str, Any]:
     return {**payload, "state_dict": state, "format_version": 2}
 
 
-UPGRADES = {1: _upgrade_1_to_2}
+def _upgrade_2_to_3(payload: dict[str, Any], path: str) -> dict[str, Any]:
+    """Format 3 adds ensembles (``members``); a format-2 file is a single model and reads unchanged."""
+    return {**payload, "format_version": 3}
+
+
+UPGRADES = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
 
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from physicsml.data import keys as K
 from physicsml.errors import StructureError
 from physicsml.graphs.skin import SkinNeighbourList
 from physicsml.lightning.module import STRESS, with_derivatives
+from physicsml.models.ensemble import Ensemble
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -143,6 +144,11 @@ class Potential:
             data[K.GRAPH_ATTRS] = self._graph_attrs(info or {})
         return data
 
+    @property
+    def has_uncertainty(self) -> bool:
+        """Whether calls also return ``energy_std`` and ``forces_std`` (mean-variance heads or an ensemble)."""
+        return isinstance(self.net, Ensemble) or bool(self.net.outputs.variances)
+
     def __call__(
         self,
         numbers: np.ndarray,
@@ -154,7 +160,9 @@ class Potential:
     ) -> dict[str, Any]:
         """Energy (eV), forces ``[N, 3]`` (eV/Å), per-atom energies ``[N]`` (eV, self-energies
         included, summing to the energy) and, with ``stress`` on a periodic cell, the stress
-        ``[3, 3]`` (eV/Å^3, ASE's sign: ``(1/V) dE/d(strain)``), all float64 numpy.
+        ``[3, 3]`` (eV/Å^3, ASE's sign: ``(1/V) dE/d(strain)``), all float64 numpy. A model with
+        an uncertainty (:attr:`has_uncertainty`) adds the predicted standard deviations
+        ``energy_std``, ``forces_std`` ``[N, 3]`` and, for an ensemble, ``stress_std``.
 
         Raises:
             StructureError: an element the model does not know, a graph attribute missing
@@ -173,4 +181,8 @@ class Potential:
             result["energies"] = atomic + self._self_energy[np.asarray(numbers)]
         if stress:
             result["stress"] = out[STRESS][0].detach().cpu().double().numpy() if periodic else np.zeros((3, 3))
+        for name, key in (("energy", K.ENERGY), ("forces", K.Y_NODE_VECTOR), ("stress", STRESS)):
+            if K.variance(key) in out and name in result:
+                std = out[K.variance(key)].detach().cpu().double().sqrt().numpy()
+                result[f"{name}_std"] = float(std[0]) if name == "energy" else std[0] if name == "stress" else std
         return result

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,10 @@ from physicsml.configs import (
     TrainConfig,
     TrainerConfig,
 )
+from physicsml.data.datasets import bootstrap_weights
 from physicsml.data.targets import TARGET_KINDS, selected_columns
-from physicsml.errors import ConfigError
-from physicsml.evaluate import metrics_table, test_metrics, write_json, write_parity
+from physicsml.errors import ConfigError, InputError
+from physicsml.evaluate import calibration, metrics_table, test_metrics, write_calibration, write_json, write_parity
 from physicsml.finetune import read_init_model
 from physicsml.io.arrow import read_table, table_metadata, to_numpy, write_table
 from physicsml.io.atomic import atomic_output_dir, atomic_output_files, write_text_atomically
@@ -70,8 +72,14 @@ def train_stage(
     model_out: str | os.PathLike = "models/model.pt",
     checkpoints: str | os.PathLike = "checkpoints",
     logs: str | os.PathLike = "dvclive",
+    bootstrap: bool = False,
 ) -> Model:
-    """Train on the pre-batched train/validation splits; write the model, checkpoints and logs."""
+    """Train on the pre-batched train/validation splits; write the model, checkpoints and logs.
+
+    With ``bootstrap`` the model trains on a resample with replacement of the training
+    split drawn with ``train.seed`` (as loss weights: how often each structure was drawn).
+    An ensemble member is this with its own seed and paths.
+    """
     from dvclive.lightning import DVCLiveLogger
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -87,6 +95,7 @@ def train_stage(
         "scheduler": scheduler.model_dump() if scheduler else None,
         "trainer": trainer.model_dump(),
         "train": train.model_dump(),
+        "bootstrap": bootstrap,
     }
     run = fingerprint(configs, featurised, graphs, prebatched)
     checkpoints, logs = Path(checkpoints), Path(logs)
@@ -106,6 +115,8 @@ def train_stage(
 
     training = load_batches("train", prebatched, featurised, graphs, datamodule)
     validation = load_batches("validation", prebatched, featurised, graphs, datamodule)
+    if bootstrap:
+        training.structure_weights = bootstrap_weights(training.num_structures, train.seed)
     model = Model(model_section.name, section_config(model_section))
     data_metadata = table_metadata(read_table(Path(featurised) / "train.arrow"))
     if init_model is not None:
@@ -143,6 +154,21 @@ def train_stage(
     return model
 
 
+def member_models(model_path: str | os.PathLike, seeds: Sequence[int]) -> list[Path]:
+    """The model files of the ensemble members of ``seeds``, beside the train stage's ``model_path``."""
+    return [Path(model_path).parent / "members" / f"seed{seed}.pt" for seed in seeds]
+
+
+def load_trained(model_path: str | os.PathLike, members: Sequence[str | os.PathLike] = ()) -> Model:
+    """The train stage's model, or with ``members`` (their model files) the ensemble of it and them."""
+    if not members:
+        return Model.load(model_path)
+    missing = [str(path) for path in members if not Path(path).is_file()]
+    if missing:
+        raise InputError(missing[0], None, None, "no such ensemble member: run its member stage (dvc repro)")
+    return Model.ensemble([model_path, *members])
+
+
 def predict_stage(
     model_path: str | os.PathLike = "models/model.pt",
     featurised: str | os.PathLike = "data/featurised",
@@ -150,40 +176,49 @@ def predict_stage(
     prebatched: str | os.PathLike = "data/prebatched",
     files: list[str] | None = None,
     out: str | os.PathLike = "results",
+    members: Sequence[str | os.PathLike] = (),
 ) -> dict[str, dict[str, float]]:
     """Predict the test split (and ``files``); write predictions, metrics and parity plots to ``out``.
 
-    ``predictions/``, ``parity/`` and ``metrics.json`` are each replaced whole and
-    atomically; nothing else in ``out`` (DVC's ``.gitignore`` files) is touched.
+    A model with an uncertainty (a ``mean_var_*`` model, or an ensemble with ``members``)
+    adds a ``<target>_std`` column beside each prediction, calibration metrics
+    (:func:`physicsml.evaluate.calibration`) and ``calibration/`` plots.
+    ``predictions/``, ``parity/``, ``calibration/`` and ``metrics.json`` are each replaced
+    whole and atomically; nothing else in ``out`` (DVC's ``.gitignore`` files) is touched.
 
     Returns:
         The test metrics per target.
     """
-    model = Model.load(model_path)
+    model = load_trained(model_path, members)
     module = model._require_module()
     datamodule = module.datamodule_config
     table = read_table(Path(featurised) / "test.arrow")
     batches = model.adapt_batches(
         load_batches("test", prebatched, featurised, graphs, datamodule), table_metadata(table)
     )
-    predictions = model.predict(batches)
+    uncertain = model.has_uncertainty
+    predictions, stds = _split_stds(model.predict(batches, with_std=uncertain))
     references = _references(table, datamodule)
     counts = np.diff(to_numpy(table["atomic_numbers"])[1])
     energy = module.energy_name
     metrics = test_metrics(predictions, references, counts, energy)
+    for name, values in calibration(predictions, references, stds).items():
+        metrics.setdefault(name, {}).update(values)
     extras = {}  # every prediction is made before anything is written, so a bad file leaves no trace
     for file in files or []:
-        extra = model.predict(file)
+        extra, extra_stds = _split_stds(model.predict(file, with_std=uncertain))
         ids = pa.array([f"{file}:{i}" for i in range(len(next(iter(extra.values()))))])
-        extras[Path(file).stem] = _prediction_table(ids, extra, {})
+        extras[Path(file).stem] = _prediction_table(ids, extra, {}, extra_stds)
     out = Path(out)
     # each output is replaced on its own: files DVC keeps in `out` (its .gitignore) stay
     with atomic_output_dir(out / "predictions") as tmp:
-        write_table(_prediction_table(table["id"], predictions, references), tmp / "test.arrow")
+        write_table(_prediction_table(table["id"], predictions, references, stds), tmp / "test.arrow")
         for stem, extra_table in extras.items():
             write_table(extra_table, tmp / f"{stem}.arrow")
     with atomic_output_files(out / "parity") as tmp:
         write_parity(predictions, references, tmp)
+    with atomic_output_files(out / "calibration") as tmp:
+        write_calibration(predictions, references, stds, tmp)
     write_json({"test": metrics}, out / "metrics.json")
     print(f"test metrics ({len(counts)} structures)\n{metrics_table(metrics)}", flush=True)
     return metrics
@@ -199,11 +234,25 @@ def _references(table: pa.Table, datamodule: DataModuleConfig) -> dict[str, Any]
     return references
 
 
-def _prediction_table(ids: Any, predictions: dict[str, Any], references: dict[str, Any]) -> pa.Table:
+def _split_stds(predicted: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:meth:`Model.predict`'s output as ``(predictions, stds)``, the stds keyed by their target's name."""
+    stds = {name: predicted.pop(f"{name}_std") for name in list(predicted) if f"{name}_std" in predicted}
+    return predicted, stds
+
+
+def _prediction_table(
+    ids: Any, predictions: dict[str, Any], references: dict[str, Any], stds: dict[str, Any] | None = None
+) -> pa.Table:
+    """Columns ``id``, ``<target>_predicted``, ``<target>_std`` (with an uncertainty) and ``<target>`` (the reference)."""
     from physicsml.io.arrow import fixed, ragged
 
     columns: dict[str, Any] = {"id": ids}
-    for name, values in {**{f"{k}_predicted": v for k, v in predictions.items()}, **references}.items():
+    named = {
+        **{f"{k}_predicted": v for k, v in predictions.items()},
+        **{f"{k}_std": v for k, v in (stds or {}).items()},
+        **references,
+    }
+    for name, values in named.items():
         if isinstance(values, list):
             offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])])
             flat = np.concatenate(values) if values else np.zeros((0,))
@@ -233,6 +282,7 @@ def md_stage(
     model_path: str | os.PathLike = "models/model.pt",
     featurised: str | os.PathLike = "data/featurised",
     out: str | os.PathLike = "md",
+    members: Sequence[str | os.PathLike] = (),
 ) -> dict[str, float]:
     """Run the MD check from the first ``config.structures`` of a split; write its outputs to ``out``.
 
@@ -249,7 +299,13 @@ def md_stage(
 
     from physicsml.md import md_check
 
-    model = Model.load(model_path)
+    model = load_trained(model_path, members)
+    if config.max_force_std is not None and not model.has_uncertainty:
+        raise ConfigError(
+            "params.yaml",
+            "md.max_force_std",
+            f"needs a model with an uncertainty (a mean_var_* model or ensemble.seeds); {model.name} has none",
+        )
     table = read_table(Path(featurised) / f"{config.split}.arrow")
     rows = min(config.structures, table.num_rows)
     if rows == 0:

@@ -6,7 +6,7 @@ import typer
 
 from physicsml.cli import reports_errors, stage_app
 from physicsml.configs import load_params, parse_section
-from physicsml.workflows import md_stage
+from physicsml.workflows import md_stage, member_models
 
 app = stage_app(__doc__)
 
@@ -14,7 +14,7 @@ app = stage_app(__doc__)
 @app.command()
 @reports_errors
 def main(
-    params: Path = typer.Option("params.yaml", help="Params file; reads the `md` section."),
+    params: Path = typer.Option("params.yaml", help="Params file; reads the `md` section and `ensemble.seeds`."),
     model: Path = typer.Option("models/model.pt", help="Trained model written by the train stage."),
     featurised: Path = typer.Option("data/featurised", help="Directory of featurised {split}.arrow tables."),
     out: Path = typer.Option(
@@ -28,9 +28,13 @@ def main(
     as unstable once two atoms come closer than `md.min_distance` Å or a molecule's bond graph changes.
     `metrics.json` holds the energy drift (meV/atom/ps), RMS energy fluctuation (meV/atom), stable
     fraction, mean time to failure (ps) and speed (steps/s); `energies/<k>.csv` feed `dvc plots`.
+    With an uncertainty (a mean_var_* model, or the ensemble of `ensemble.seeds`) each trajectory
+    records its largest predicted force std, and `md.max_force_std` stops it above that value.
     """
-    config = parse_section(load_params(params), "md", str(params))
-    md_stage(config, model, featurised, out)
+    values = load_params(params)
+    config = parse_section(values, "md", str(params))
+    ensemble = parse_section(values, "ensemble", str(params))
+    md_stage(config, model, featurised, out, member_models(model, ensemble.seeds))
 
 
 if __name__ == "__main__":

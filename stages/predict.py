@@ -6,7 +6,7 @@ import typer
 
 from physicsml.cli import reports_errors, stage_app
 from physicsml.configs import load_params, parse_section
-from physicsml.workflows import predict_stage
+from physicsml.workflows import member_models, predict_stage
 
 app = stage_app(__doc__)
 
@@ -14,7 +14,7 @@ app = stage_app(__doc__)
 @app.command()
 @reports_errors
 def main(
-    params: Path = typer.Option("params.yaml", help="Params file; reads `predict.files`."),
+    params: Path = typer.Option("params.yaml", help="Params file; reads `predict.files` and `ensemble.seeds`."),
     model: Path = typer.Option("models/model.pt", help="Trained model written by the train stage."),
     featurised: Path = typer.Option("data/featurised", help="Directory of featurised {split}.arrow tables."),
     graphs: Path = typer.Option("data/graphs", help="Directory of graph {split}.arrow tables."),
@@ -23,17 +23,23 @@ def main(
         [], help="Extra structure files to predict (repeatable), besides predict.files."
     ),
     out: Path = typer.Option(
-        "results", help="Output directory: metrics.json, predictions/*.arrow, parity/*.csv, parity/parity.png."
+        "results",
+        help="Output directory: metrics.json, predictions/*.arrow, parity/ and calibration/ (*.csv and a .png).",
     ),
 ) -> None:
     """Predict the test split and write its metrics (MAE/RMSE per target, energy per atom too).
 
     Predictions are Arrow tables with the structure ids; `parity/<target>.csv` feed `dvc plots`
-    and `parity/parity.png` can be opened directly.
+    and `parity/parity.png` can be opened directly. With `ensemble.seeds` the model is the ensemble
+    of the train stage's model and models/members/seed<k>.pt. A model with an uncertainty (that
+    ensemble, or a mean_var_* model) adds `<target>_std` columns, calibration metrics (Spearman,
+    NLL, miscalibration area) and `calibration/<target>.csv` (RMS error against predicted std).
     """
-    config = parse_section(load_params(params), "predict", str(params))
+    values = load_params(params)
+    config = parse_section(values, "predict", str(params))
+    ensemble = parse_section(values, "ensemble", str(params))
     files = [*config.files, *map(str, structures)]
-    predict_stage(model, featurised, graphs, prebatched, files, out)
+    predict_stage(model, featurised, graphs, prebatched, files, out, member_models(model, ensemble.seeds))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import typer
 
 from physicsml.cli import reports_errors, stage_app
 from physicsml.configs import load_params, parse_section
+from physicsml.errors import ConfigError
 from physicsml.models import check_model_section, check_targets
 from physicsml.workflows import train_stage
 
@@ -26,6 +27,12 @@ def main(
         "checkpoints", help="Per-epoch checkpoints; an interrupted run resumes from here."
     ),
     logs: Path = typer.Option("dvclive", help="DVCLive directory: metrics.json and plots/metrics/*.tsv."),
+    member: int | None = typer.Option(
+        None,
+        help="Train the ensemble member of this seed (one of `ensemble.seeds`) instead: the same model with "
+        "train.seed = MEMBER, written to models/members/seed<MEMBER>.pt with its checkpoints and logs in "
+        "members/seed<MEMBER>/ unless given.",
+    ),
 ) -> None:
     """Train `model.name` with Lightning on the train split, validating every epoch.
 
@@ -34,12 +41,24 @@ def main(
     same params and data resumes from the last checkpoint (`train.resume`). With
     `train.init_from` (a model file, or {path, rev}) training starts from a saved model's
     weights; `ssf_<family>` and `adapter_<family>` names train only a modifier of it.
+    With `ensemble.bootstrap` every model trains on a resample of the training split drawn with its seed.
     """
     values = load_params(params)
     sections = {
         name: parse_section(values, name, str(params))
-        for name in ("model", "datamodule", "optimizer", "scheduler", "trainer", "train")
+        for name in ("model", "datamodule", "optimizer", "scheduler", "trainer", "train", "ensemble")
     }
+    if member is not None:
+        if member not in sections["ensemble"].seeds:
+            raise ConfigError(
+                str(params), "ensemble.seeds", f"--member {member} is not one of {sections['ensemble'].seeds}"
+            )
+        if member == sections["train"].seed:
+            raise ConfigError(
+                str(params), "ensemble.seeds", f"{member} is train.seed: that member is the train stage's model"
+            )
+        sections["train"] = sections["train"].model_copy(update={"seed": member})
+        model_out, checkpoints, logs = member_paths(member, model_out, checkpoints, logs)
     check_model_section(sections["model"], str(params))  # every family section, before any data is read
     scheduler = sections["scheduler"]
     check_targets(sections["model"], sections["datamodule"], str(params), scheduler.monitor if scheduler else None)
@@ -56,6 +75,17 @@ def main(
         model_out=model_out,
         checkpoints=checkpoints,
         logs=logs,
+        bootstrap=sections["ensemble"].bootstrap,
+    )
+
+
+def member_paths(seed: int, model_out: Path, checkpoints: Path, logs: Path) -> tuple[Path, Path, Path]:
+    """The member's own paths where the train stage's defaults were left."""
+    defaults = {"model_out": Path("models/model.pt"), "checkpoints": Path("checkpoints"), "logs": Path("dvclive")}
+    return (
+        Path(f"models/members/seed{seed}.pt") if model_out == defaults["model_out"] else model_out,
+        Path(f"members/seed{seed}/checkpoints") if checkpoints == defaults["checkpoints"] else checkpoints,
+        Path(f"members/seed{seed}/dvclive") if logs == defaults["logs"] else logs,
     )
 
 

@@ -27,16 +27,25 @@ class ElementMap(NamedTuple):
     self_energies: torch.Tensor | None = None
 
 
-def make_batch(fields: Mapping[str, torch.Tensor], num_elements: int, elements: ElementMap | None = None) -> Batch:
+def make_batch(
+    fields: Mapping[str, torch.Tensor],
+    num_elements: int,
+    elements: ElementMap | None = None,
+    weights: torch.Tensor | None = None,
+) -> Batch:
     """Build the batch of :mod:`physicsml.data.keys` from one batch's collated tensors.
 
     Adds the one-hot ``atomic_numbers`` and ``node_attrs`` (float, width
     ``num_elements``), reshapes ``edge_index`` to ``[2, E]`` and ``cell`` to
     ``[G, 3, 3]``, and sets ``num_nodes``/``num_graphs``. With ``elements``, the
-    species are first re-indexed into the model's element list.
+    species are first re-indexed into the model's element list. ``weights`` ``[G]``
+    multiply the structures' loss weights (a bootstrap resample's counts).
     """
     data = dict(fields)
     float_dtype = data[K.COORDINATES].dtype
+    if weights is not None:
+        given = data.get(K.LOSS_WEIGHT)
+        data[K.LOSS_WEIGHT] = weights.to(float_dtype) * (given if given is not None else 1.0)
     species = data[K.RAW_ATOMIC_NUMBERS]
     if elements is not None:
         species = elements.species[species]

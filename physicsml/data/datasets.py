@@ -8,7 +8,8 @@
 
 All three cut a split into the same batches of consecutive rows, so they
 yield identical batches; only the order of batches is shuffled per epoch
-(:func:`make_dataloader`).
+(:func:`make_dataloader`). Each may carry ``structure_weights`` ``[rows]``, which
+multiply the loss weights of the structures (:func:`bootstrap_weights`).
 """
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ class _CollatedBatches(Dataset):
         self.offsets = offsets
         self.num_elements = num_elements
         self.elements: ElementMap | None = None
+        self.structure_weights: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.offsets["graph"]) - 1
+
+    @property
+    def num_structures(self) -> int:
+        return int(self.offsets["graph"][-1])
 
     def __getitem__(self, k: int) -> Batch:
         if not 0 <= k < len(self):
@@ -54,7 +60,9 @@ class _CollatedBatches(Dataset):
         for name, tensor in self.fields.items():
             offsets = self.offsets[LEVELS[name]]
             sliced[name] = tensor[offsets[k] : offsets[k + 1]]
-        return make_batch(sliced, self.num_elements, self.elements)
+        rows = slice(self.offsets["graph"][k], self.offsets["graph"][k + 1])
+        weights = self.structure_weights[rows] if self.structure_weights is not None else None
+        return make_batch(sliced, self.num_elements, self.elements, weights)
 
 
 class InMemoryBatches(_CollatedBatches):
@@ -102,11 +110,12 @@ class OnDiskBatches(_CollatedBatches):
         return tensor.view(-1, *shape) if shape else tensor, offsets - offsets[0]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "elements": self.elements}
+        return {"path": self.path, "elements": self.elements, "structure_weights": self.structure_weights}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])  # type: ignore[misc]
         self.elements = state["elements"]
+        self.structure_weights = state["structure_weights"]
 
 
 class OnTheFlyBatches(Dataset):
@@ -118,9 +127,14 @@ class OnTheFlyBatches(Dataset):
         self.num_elements = num_elements
         self.dtype = dtype
         self.elements: ElementMap | None = None
+        self.structure_weights: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return -(-self.arrays.num_rows // self.batch_size)
+
+    @property
+    def num_structures(self) -> int:
+        return self.arrays.num_rows
 
     def __getitem__(self, k: int) -> Batch:
         if not 0 <= k < len(self):
@@ -128,7 +142,15 @@ class OnTheFlyBatches(Dataset):
         rows = (k * self.batch_size, min((k + 1) * self.batch_size, self.arrays.num_rows))
         collated: Collated = collate(self.arrays, self.batch_size, self.dtype, rows)
         fields = {name: torch.from_numpy(array) for name, array in collated.batch(0).items()}
-        return make_batch(fields, self.num_elements, self.elements)
+        weights = self.structure_weights[rows[0] : rows[1]] if self.structure_weights is not None else None
+        return make_batch(fields, self.num_elements, self.elements, weights)
+
+
+def bootstrap_weights(num_structures: int, seed: int) -> torch.Tensor:
+    """``[num_structures]`` how often each structure is drawn in a resample with replacement of the
+    same size (seed ``seed``): training with these loss weights is training on the resample."""
+    counts = np.random.default_rng(seed).multinomial(num_structures, np.full(num_structures, 1.0 / num_structures))
+    return torch.from_numpy(counts.astype(np.float64))
 
 
 def make_dataloader(batches: Dataset, shuffle: bool, seed: int = 0, num_workers: int | str = 0) -> DataLoader:

@@ -46,6 +46,16 @@ NODE_CONTRIBUTIONS = "node_contributions"  # [N, n_graph_scalars] float, per-ato
 ENERGY = "energy"  # [G] float, the energy (the named y_graph_scalars column), self-energies included
 NODE_ENERGIES = "node_energies"  # [N] float, per-atom energies, self-energies excluded
 STRESS = "stress"  # [G, 3, 3] float, (1/V) dE/d(strain), from the energy by autograd
+# Models with an uncertainty (mean-variance heads, ensembles) add, beside an output `key`,
+# `variance(key)`: its predicted variance, same shape (physicsml.models.ensemble)
+
+#: ANI atomic environment vectors computed once for every member of an ensemble sharing them.
+AEV = "aev"  # [N, aev_length] float
 
 #: Padded batch of the ANI family.
 SPECIES = "species"  # [G, max_N] int64, element index, -1 for padding
+
+
+def variance(key: str) -> str:
+    """The key of the predicted variance of output ``key`` (``energy`` -> ``energy_var``)."""
+    return f"{key}_var"

@@ -20,28 +20,31 @@ from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
 from physicsml.data.targets import TARGET_KINDS, compared_whole, mask_key, selected_columns
 from physicsml.models import ModelConfig, get_family
-from physicsml.models.network import Network
+from physicsml.models.ensemble import Ensemble, combine
+from physicsml.models.network import build_network
 from physicsml.nn.heads import Outputs
 
 STRESS = K.STRESS
 
 
-def with_derivatives(
+def member_predictions(
     net: torch.nn.Module, data: dict[str, torch.Tensor], forces: bool, stress: bool, create_graph: bool = False
-) -> dict[str, torch.Tensor]:
-    """``net(data)`` plus forces ``-dE/dx`` (``y_node_vector``) and stress ``(1/V) dE/d(strain)``.
+) -> list[dict[str, torch.Tensor]]:
+    """Each member's predictions (one for a plain network), with its own forces and stress.
 
-    ``E`` is the network's ``energy`` output (the named ``y_graph_scalars`` column). The strain ``eps`` (symmetrised)
-    deforms positions, periodic shift vectors and cells as ``x -> x (1 + eps)``, so
-    the stress is the derivative at ``eps = 0``, in energy per volume (eV/Å^3),
-    ``[G, 3, 3]``, zero for structures without a cell. This is the one place any
-    family gets its forces and stress, in training and in simulations alike.
+    Forces are ``-dE/dx`` (``y_node_vector``) and stress ``(1/V) dE/d(strain)`` of
+    each member's ``energy`` output (the named ``y_graph_scalars`` column). The strain
+    ``eps`` (symmetrised) deforms positions, periodic shift vectors and cells as
+    ``x -> x (1 + eps)``, so the stress is the derivative at ``eps = 0``, in energy per
+    volume (eV/Å^3), ``[G, 3, 3]``, zero for structures without a cell. This is the
+    one place any family gets its forces and stress, in training and in simulations alike.
 
     Args:
         create_graph: keep the graph of the derivatives (training on forces needs it).
     """
+    members = net.member_outputs if isinstance(net, Ensemble) else (lambda batch: [net(batch)])
     if not (forces or stress):
-        return net(data)
+        return members(data)
     data = dict(data)
     with torch.enable_grad():
         positions = data[K.COORDINATES].detach().requires_grad_(True)
@@ -57,18 +60,32 @@ def with_derivatives(
                 "ei,eij->ej", data[K.CELL_SHIFT_VECTOR], symmetric[edge_graph]
             )
             data[K.CELL] = data[K.CELL] + data[K.CELL] @ symmetric
-        out = net(data)
-        energy = out[K.ENERGY].sum()
-        grads = torch.autograd.grad(energy, inputs, create_graph=create_graph, allow_unused=True)
-    if forces:
-        out[K.Y_NODE_VECTOR] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
-    if stress:
-        volume = torch.linalg.det(data[K.CELL].detach()).abs()
-        virial = grads[-1] if grads[-1] is not None else torch.zeros_like(data[K.CELL])
-        out[STRESS] = torch.where(
-            volume[:, None, None] > 0, virial / volume.clamp_min(1e-12)[:, None, None], torch.zeros_like(virial)
-        )
-    return out
+        outs = members(data)
+        for k, out in enumerate(outs):
+            last = k == len(outs) - 1  # members may share a graph (ANI's AEVs): keep it until the last
+            grads = torch.autograd.grad(
+                out[K.ENERGY].sum(),
+                inputs,
+                create_graph=create_graph,
+                retain_graph=create_graph or not last,
+                allow_unused=True,
+            )
+            if forces:
+                out[K.Y_NODE_VECTOR] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
+            if stress:
+                volume = torch.linalg.det(data[K.CELL].detach()).abs()
+                virial = grads[-1] if grads[-1] is not None else torch.zeros_like(data[K.CELL])
+                out[STRESS] = torch.where(
+                    volume[:, None, None] > 0, virial / volume.clamp_min(1e-12)[:, None, None], torch.zeros_like(virial)
+                )
+    return outs
+
+
+def with_derivatives(
+    net: torch.nn.Module, data: dict[str, torch.Tensor], forces: bool, stress: bool, create_graph: bool = False
+) -> dict[str, torch.Tensor]:
+    """``net(data)`` plus forces and stress (:func:`member_predictions`), an ensemble's members combined."""
+    return combine(member_predictions(net, data, forces, stress, create_graph))
 
 
 def logged_metrics(columns: dict[str, list[str]], loss_keys: list[str]) -> list[str]:
@@ -112,7 +129,7 @@ class PhysicsMLModule(pl.LightningModule):
         self.scheduler_config = parse_config(SchedulerConfig, scheduler, "config", "scheduler") if scheduler else None
         self.columns = selected_columns(self.datamodule_config)
         self.outputs = Outputs.select(self.columns, self.config.compute_forces, self.config.energy_target)
-        self.net = Network(model_name, self.config, self.datamodule_config.cut_off, num_elements, self.outputs)
+        self.net = build_network(model_name, self.config, self.datamodule_config.cut_off, num_elements, self.outputs)
         self.loss_configs = self.config.loss_configs()
         self.losses = torch.nn.ModuleDict({key: config.build() for key, config in self.loss_configs.items()})
         if not self.losses:
@@ -156,7 +173,10 @@ class PhysicsMLModule(pl.LightningModule):
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         data = batch_as_dict(batch)
-        out = self(data)
+        members = member_predictions(
+            self.net, data, self.config.compute_forces, self.config.compute_stress, create_graph=self.training
+        )
+        out = combine(members)
         pairs = self._pairs(out, data)
         num_graphs = int(data[K.NUM_GRAPHS])
         total = torch.zeros((), dtype=data[K.COORDINATES].dtype, device=self.device)
@@ -165,7 +185,8 @@ class PhysicsMLModule(pl.LightningModule):
                 raise KeyError(
                     f"a loss is configured for {key} but the batches carry no {key}: select it in the datamodule config"
                 )
-            value = self._loss(key, loss, *pairs[key], data)
+            # an ensemble trained together (ensemble_ani_model): each member on its own loss, so they stay apart
+            value = torch.stack([self._loss(key, loss, member, data) for member in members]).mean()
             total = total + self.loss_configs[key].weight * value
             self.log(f"{stage}/{key}/loss", value, on_step=False, on_epoch=True, batch_size=num_graphs, sync_dist=True)
         self.log(
@@ -195,29 +216,39 @@ class PhysicsMLModule(pl.LightningModule):
                     self.log(f"{stage}/{name}/{kind}", metric, on_step=False, on_epoch=True, batch_size=num_graphs)
         return total
 
+    @property
+    def trains_variance(self) -> bool:
+        """Whether the variance heads train now: after ``mean_only_epochs`` of a mean-variance model."""
+        return bool(getattr(self.net.outputs, "variances", False)) and self.current_epoch >= getattr(
+            self.config, "mean_only_epochs", 0
+        )
+
     def _loss(
-        self,
-        key: str,
-        loss: torch.nn.Module,
-        predicted: torch.Tensor,
-        reference: torch.Tensor,
-        data: dict[str, torch.Tensor],
+        self, key: str, loss: torch.nn.Module, out: dict[str, torch.Tensor], data: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         """Mean of the element-wise loss over the known labels, each weighted by its structure's loss weight.
 
-        With no missing labels and no weights this is the loss class's own mean.
+        With no missing labels and no weights this is the loss class's own mean. A target
+        with a predicted variance ``s^2`` is trained, once :attr:`trains_variance`, with the
+        Gaussian negative log-likelihood ``(log s^2 + (y - p)^2 / s^2) / 2`` instead.
         """
         config = self.loss_configs[key]
-        level = TARGET_KINDS[key].level
+        kind = TARGET_KINDS[key]
+        predicted, reference = out[kind.output], data[key]
+        variance = out.get(K.variance(kind.output)) if self.trains_variance else None
         if config.per_atom:
             atoms = (data[K.PTR][1:] - data[K.PTR][:-1]).to(predicted.dtype)[:, None]
             predicted, reference = predicted / atoms, reference / atoms
-        elementwise = loss(predicted, reference)
+            variance = variance / atoms**2 if variance is not None else None
+        if variance is not None:
+            elementwise = 0.5 * (torch.log(variance) + (predicted - reference) ** 2 / variance)
+        else:
+            elementwise = loss(predicted, reference)
         rows = elementwise.shape[0]
         weight = torch.ones(rows, dtype=elementwise.dtype, device=elementwise.device)
         if K.LOSS_WEIGHT in data:
             per_graph = data[K.LOSS_WEIGHT].to(elementwise.dtype)
-            weight = per_graph if level == "graph" else per_graph[data[K.BATCH]]
+            weight = per_graph if kind.level == "graph" else per_graph[data[K.BATCH]]
         weight = weight.view(rows, *[1] * (elementwise.dim() - 1)).expand_as(elementwise)
         known = torch.ones_like(elementwise)
         if mask_key(key) in data:

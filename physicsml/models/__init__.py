@@ -49,23 +49,33 @@ MODELS: dict[str, Family] = {
 }
 
 
-#: Every valid ``model.name``: a family, or ``<modifier>_<family>`` for that family with a
-#: fine-tuning modifier (:mod:`physicsml.nn.modifiers`), as the reference's ``ssf_mace_model``.
-MODEL_NAMES: tuple[str, ...] = (*MODELS, *(f"{kind}_{family}" for kind in MODIFIERS for family in MODELS))
+#: Variants of a family, as prefixes of its name: the fine-tuning modifiers
+#: (:mod:`physicsml.nn.modifiers`), mean-variance heads (``mean_var_mace_model``: a second
+#: head predicts each target's variance, trained with a Gaussian negative log-likelihood) and,
+#: for ANI as in the reference, ``ensemble_ani_model`` (``n_models`` networks on one AEV computer).
+VARIANTS: tuple[str, ...] = (*MODIFIERS, "mean_var", "ensemble")
+_VARIANT_FAMILIES = {"ensemble": ("ani_model",)}
+
+#: Every valid ``model.name``: a family, or ``<variant>_<family>``.
+MODEL_NAMES: tuple[str, ...] = (
+    *MODELS,
+    *(f"{kind}_{family}" for kind in VARIANTS for family in _VARIANT_FAMILIES.get(kind, tuple(MODELS))),
+)
 
 
 def resolve_name(name: str) -> tuple[str, str | None]:
-    """``(family, modifier)`` of a model name: ``"ssf_mace_model"`` -> ``("mace_model", "ssf")``.
+    """``(family, variant)`` of a model name: ``"ssf_mace_model"`` -> ``("mace_model", "ssf")``.
 
     Raises:
         KeyError: listing the valid names, for an unknown one.
     """
     if name in MODELS:
         return name, None
-    for kind in MODIFIERS:
-        family = name.removeprefix(f"{kind}_")
-        if family != name and family in MODELS:
-            return family, kind
+    if name in MODEL_NAMES:
+        for kind in VARIANTS:
+            family = name.removeprefix(f"{kind}_")
+            if family != name and family in MODELS:
+                return family, kind
     raise KeyError(_unknown_family(name))
 
 
@@ -76,22 +86,48 @@ class AdapterOptions(pydantic.BaseModel):
     initial_s: float = Field(0.01, description="Initial scale s of every adapter's output.")
 
 
+class MeanVarOptions(pydantic.BaseModel):
+    """The keys a ``mean_var_<family>`` model adds to its family's config."""
+
+    mean_only_epochs: int = Field(
+        0,
+        ge=0,
+        description="Train the mean alone (with the configured losses) for this many epochs before the "
+        "Gaussian negative log-likelihood trains mean and variance together.",
+    )
+
+
+class EnsembleOptions(pydantic.BaseModel):
+    """The key ``ensemble_ani_model`` adds to ANI's config (the reference's name)."""
+
+    n_models: int = Field(4, ge=1, description="Networks trained together on one AEV computer.")
+
+
+_OPTIONS: dict[str, type[pydantic.BaseModel]] = {
+    "adapter": AdapterOptions,
+    "mean_var": MeanVarOptions,
+    "ensemble": EnsembleOptions,
+}
+
+
 @functools.cache
-def _adapter_config(family: str) -> type[ModelConfig]:
+def _variant_config(family: str, variant: str) -> type[ModelConfig]:
     base = MODELS[family].config
-    fields = {name: (info.annotation, info) for name, info in AdapterOptions.model_fields.items()}
-    return pydantic.create_model(f"Adapter{base.__name__}", __base__=base, **fields)  # type: ignore[call-overload]
+    options = _OPTIONS[variant]
+    fields = {name: (info.annotation, info) for name, info in options.model_fields.items()}
+    prefix = "".join(part.title() for part in variant.split("_"))
+    return pydantic.create_model(f"{prefix}{base.__name__}", __base__=base, **fields)  # type: ignore[call-overload]
 
 
 def get_family(name: str) -> Family:
-    """The family of model ``name``, its config class extended by the modifier's keys.
+    """The family of model ``name``, its config class extended by the variant's keys.
 
     Raises:
         KeyError: listing the valid names, for an unknown one.
     """
-    family, modifier = resolve_name(name)
+    family, variant = resolve_name(name)
     entry = MODELS[family]
-    return entry._replace(config=_adapter_config(family)) if modifier == "adapter" else entry
+    return entry._replace(config=_variant_config(family, variant)) if variant in _OPTIONS else entry
 
 
 def unsupported_targets(name: str, predicted: set[str]) -> list[str]:
@@ -175,6 +211,7 @@ def check_targets(
 __all__ = [
     "MODELS",
     "MODEL_NAMES",
+    "VARIANTS",
     "Family",
     "LossConfig",
     "ModelConfig",

@@ -191,10 +191,15 @@ class ANI(nn.Module):
         self.n_out = n_out
         self.num_features, self.num_vectors = last_hidden.pop(), 0
 
-    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def environment(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Every atom's AEV ``[N, aev_length]``."""
         species = self.to_ani[data[K.RAW_ATOMIC_NUMBERS]]
         vectors, lengths = edge_vectors(data[K.COORDINATES], data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
-        aev = self.aev(species, vectors, lengths, data[K.EDGE_INDEX])
+        return self.aev(species, vectors, lengths, data[K.EDGE_INDEX])
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        species = self.to_ani[data[K.RAW_ATOMIC_NUMBERS]]
+        aev = data[K.AEV] if K.AEV in data else self.environment(data)  # an ensemble computes it once
         atomic = aev.new_zeros(len(species), self.n_out)
         features = aev.new_zeros(len(species), self.num_features)
         for index, network in enumerate(self.networks):

@@ -12,15 +12,17 @@ from torch import nn
 
 from physicsml.models import get_family, resolve_name, unsupported_targets
 from physicsml.models.base import ModelConfig
+from physicsml.models.ensemble import Ensemble
 from physicsml.nn.heads import Heads, Outputs
-from physicsml.nn.modifiers import apply_modifier
+from physicsml.nn.modifiers import MODIFIERS, apply_modifier
 
 
 class Network(nn.Module):
     """``backbone`` (per-atom outputs of family ``name``) then ``heads`` (the ``y_*`` targets).
 
     A modified family (``ssf_mace_model``) has its modifier attached to the backbone's
-    linear layers, its parameters under ``modifier`` (:mod:`physicsml.nn.modifiers`).
+    linear layers, its parameters under ``modifier`` (:mod:`physicsml.nn.modifiers`);
+    a mean-variance one (``mean_var_mace_model``) has variance heads.
 
     Args:
         name: registered model name (a family, or a modifier and a family).
@@ -39,6 +41,8 @@ class Network(nn.Module):
         if missing:
             supported = ", ".join(sorted(get_family(name).targets))
             raise ValueError(f"{name} cannot predict {', '.join(missing)} (it predicts {supported}, forces and stress)")
+        _, variant = resolve_name(name)
+        outputs = outputs._replace(variances=variant == "mean_var")
         self.outputs = outputs
         self.backbone = get_family(name).backbone(config, cut_off, num_elements, outputs)
         self.heads = Heads(
@@ -49,17 +53,30 @@ class Network(nn.Module):
             float(config.scaling_mean),  # type: ignore[attr-defined]
             getattr(config, "pool_type", "sum"),
         )
-        _, modifier = resolve_name(name)
         self.modifier = (
             apply_modifier(
                 self.backbone,
-                modifier,
+                variant,
                 getattr(config, "ratio_adapter_down", 10),
                 getattr(config, "initial_s", 0.01),
             )
-            if modifier
+            if variant in MODIFIERS
             else None
         )
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.heads(self.backbone(data), data)
+
+
+def build_network(
+    name: str, config: ModelConfig, cut_off: float, num_elements: int, outputs: Outputs
+) -> Network | Ensemble:
+    """The network of model ``name``: a :class:`Network`, or for ``ensemble_ani_model``
+    an :class:`~physicsml.models.ensemble.Ensemble` of ``n_models`` ANI networks sharing one AEV computer."""
+    family, variant = resolve_name(name)
+    if variant != "ensemble":
+        return Network(name, config, cut_off, num_elements, outputs)
+    members = [Network(family, config, cut_off, num_elements, outputs) for _ in range(config.n_models)]  # type: ignore[attr-defined]
+    for member in members[1:]:
+        member.backbone.aev = members[0].backbone.aev
+    return Ensemble(members, share_aev=True)

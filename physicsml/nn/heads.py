@@ -14,6 +14,14 @@ outputs under the keys of :mod:`physicsml.data.keys`:
 the energy column; per-atom scalars are an MLP of the features; vectors are
 linear combinations of the vector channels (so they rotate with the structure);
 the dipole-like graph vector is ``sum_i q_i (x_i - centroid) + v_i``.
+
+With ``variances`` (the ``mean_var_*`` models) a second head predicts the variance
+of each graph scalar and of the per-atom vector target (forces, or a head's
+vector): an MLP of the invariant features gives every atom a positive term
+``std^2 softplus(h_i)``; graph-scalar variances are their sums per structure
+(independent per-atom errors; divided by ``n^2`` for mean pooling), and each
+atom's vector variance is its own term, the same for the three components, so
+the predicted uncertainty does not change when the structure is rotated.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ class Outputs(NamedTuple):
         node_vector: whether ``y_node_vector`` comes from a head (not as forces).
         graph_vector: whether ``y_graph_vector`` is predicted.
         energy: index of the energy among ``graph_scalars`` (``None``: no energy).
+        forces: whether ``y_node_vector`` is predicted as forces, ``-dE/dx``.
+        variances: whether variance heads predict the uncertainty of the graph scalars
+            and of the per-atom vector (forces or ``node_vector``).
     """
 
     graph_scalars: tuple[str, ...] = ()
@@ -44,6 +55,8 @@ class Outputs(NamedTuple):
     node_vector: bool = False
     graph_vector: bool = False
     energy: int | None = None
+    forces: bool = False
+    variances: bool = False
 
     @property
     def vectors(self) -> bool:
@@ -77,6 +90,7 @@ class Outputs(NamedTuple):
             node_vector=K.Y_NODE_VECTOR in columns and not compute_forces,
             graph_vector=K.Y_GRAPH_VECTOR in columns,
             energy=energy,
+            forces=K.Y_NODE_VECTOR in columns and compute_forces,
         )
 
     def predicted_keys(self) -> set[str]:
@@ -114,6 +128,9 @@ class Heads(nn.Module):
         self.node_vector = nn.Linear(num_vectors, 1, bias=False) if outputs.node_vector else None
         self.charges = mlp_from_widths([f, f, 1]) if outputs.graph_vector else None
         self.dipoles = nn.Linear(num_vectors, 1, bias=False) if outputs.graph_vector else None
+        k, per_atom_vector = len(outputs.graph_scalars), outputs.node_vector or outputs.forces
+        self.graph_variances = mlp_from_widths([f, f, k]) if outputs.variances and k else None
+        self.vector_variance = mlp_from_widths([f, f, 1]) if outputs.variances and per_atom_vector else None
 
     def forward(self, atomic: dict[str, torch.Tensor], data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
@@ -127,6 +144,26 @@ class Heads(nn.Module):
             charges = self.charges(atomic[K.NODE_FEATURES])
             vectors = self.dipoles(atomic[K.NODE_VECTORS].transpose(1, 2)).squeeze(-1)
             out[K.Y_GRAPH_VECTOR] = graph_vector(charges, vectors, data)
+        if self.graph_variances is not None or self.vector_variance is not None:
+            out.update(self.variances(atomic[K.NODE_FEATURES], data))
+        return out
+
+    def variances(self, features: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Predicted variances of the graph scalars (and energy) and of the per-atom vector."""
+        out: dict[str, torch.Tensor] = {}
+        scale = self.std**2
+        if self.graph_variances is not None:
+            terms = scale * nn.functional.softplus(self.graph_variances(features))  # [N, k]
+            if self.pool == "mean":
+                counts = (data[K.PTR][1:] - data[K.PTR][:-1]).to(terms.dtype).unsqueeze(-1)
+                terms = terms / counts[data[K.BATCH]] ** 2
+            pooled = scatter_sum(terms, data[K.BATCH], len(data[K.PTR]) - 1) + 1e-8 * scale
+            out[K.variance(K.Y_GRAPH_SCALARS)] = pooled
+            if self.outputs.energy is not None:
+                out[K.variance(K.ENERGY)] = pooled[:, self.outputs.energy]
+        if self.vector_variance is not None:
+            terms = scale * nn.functional.softplus(self.vector_variance(features)) + 1e-8 * scale  # [N, 1]
+            out[K.variance(K.Y_NODE_VECTOR)] = terms.expand(-1, 3)
         return out
 
     def pool_graph_scalars(self, contributions: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

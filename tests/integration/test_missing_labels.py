@@ -55,8 +55,7 @@ def batch(table, datamodule: DataModuleConfig, rows=None):
 
 def losses(net: PhysicsMLModule, data: dict) -> dict[str, torch.Tensor]:
     out = net(data)
-    pairs = net._pairs(out, data)
-    return {key: net._loss(key, net.losses[key], *pairs[key], data) for key in net.losses}
+    return {key: net._loss(key, net.losses[key], out, data) for key in net.losses}
 
 
 def test_a_missing_energy_or_nan_force_changes_nothing_in_the_other_records_losses(tmp_path):

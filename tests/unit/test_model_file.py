@@ -40,7 +40,7 @@ def test_format_1_file_with_a_per_atom_head_asks_for_retraining(tmp_path):
         Model.load(path)
     payload["format_version"] = 99
     torch.save(payload, path)
-    with pytest.raises(InputError, match=r"model format 99 is not one this version reads \(2\)"):
+    with pytest.raises(InputError, match=r"model format 99 is not one this version reads \(3\)"):
         Model.load(path)
 
 

@@ -9,9 +9,10 @@ from conftest import CUT_OFF, CUT_OFFS, NUM_ELEMENTS, TINY
 from test_model_physics import ethanol, periodic, predict, random_orthogonal
 
 from physicsml.lightning.module import PhysicsMLModule
-from physicsml.models import MODEL_NAMES, MODELS, resolve_name
+from physicsml.models import MODELS, resolve_name
+from physicsml.nn.modifiers import MODIFIERS
 
-MODIFIED = [name for name in MODEL_NAMES if name not in MODELS]
+MODIFIED = [f"{kind}_{family}" for kind in MODIFIERS for family in MODELS]
 
 
 def build(name: str, family: str, vectors: bool = False) -> PhysicsMLModule:

@@ -1,0 +1,66 @@
+"""Uncertainty through the DVC pipeline: a mean-variance experiment, and an ensemble whose members are cached one by one."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+
+import pyarrow.ipc
+from conftest import git_env
+from test_train_stage import dvc, small_project
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def test_mean_var_experiment_and_an_ensemble_growing_by_one_member(dvc_project):
+    small_project(dvc_project, structures=160, **{"md.structures": 1})
+    env = git_env()
+    subprocess.run(["git", "commit", "-qam", "small"], cwd=dvc_project, check=True, env=env)
+    small_mace = [
+        "-S",
+        "model.mace_model.hidden_irreps=8x0e + 8x1o",
+        "-S",
+        "model.mace_model.mlp_irreps=8x0e",
+        "-S",
+        "model.mace_model.correlation=2",
+    ]
+    output = dvc(
+        dvc_project, "exp", "run", "-S", "model.name=mean_var_mace_model", *small_mace, "-S", "md.max_force_std=50"
+    )
+    assert {"train", "predict", "md"} <= stages_run(output)
+    metrics = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
+    for name in ("energy", "forces"):
+        assert {"mae", "spearman", "nll", "miscalibration_area"} <= set(metrics[name])
+        assert 0 <= metrics[name]["miscalibration_area"] <= 0.5 and -1 <= metrics[name]["spearman"] <= 1
+    table = pyarrow.ipc.open_file(dvc_project / "results/predictions/test.arrow").read_all()
+    assert {"energy_predicted", "energy_std", "forces_predicted", "forces_std"} <= set(table.column_names)
+    assert min(table["energy_std"].to_pylist()) > 0
+    with open(dvc_project / "results/calibration/energy.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(float(row["predicted_std"]) > 0 for row in rows)
+    with open(dvc_project / "md/trajectories.csv") as handle:
+        trajectory = next(csv.DictReader(handle))
+    assert float(trajectory["max_force_std"]) > 0
+    plots = json.loads(dvc(dvc_project, "plots", "show", "--json"))["data"]
+    assert "results/calibration/energy.csv" in plots and "results/parity/forces.csv" in plots
+    header = dvc(dvc_project, "exp", "show", "--csv").splitlines()[0].split(",")
+    assert {"test.energy.spearman", "test.forces.nll", "test.forces.miscalibration_area"} <= set(header)
+
+    # an ensemble of the train stage's EGNN and two more members; then a third, which alone trains
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True)
+    output = dvc(dvc_project, "exp", "run", "-S", "ensemble.seeds=[1,2]")
+    assert stages_run(output) >= {"train", "member@1", "member@2", "predict", "md"}
+    three = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
+    assert three["forces"]["nll"] != metrics["forces"]["nll"] and "spearman" in three["energy"]
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True)
+    output = dvc(dvc_project, "exp", "run", "-S", "ensemble.seeds=[1,2,3]")
+    assert stages_run(output) == {"member@3", "predict", "md"}
+    four = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
+    assert four["energy"]["mae"] != three["energy"]["mae"]
+    # removing a member trains nothing
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True)
+    assert stages_run(dvc(dvc_project, "exp", "run", "-S", "ensemble.seeds=[1,3]")) == {"predict", "md"}

@@ -1,0 +1,199 @@
+"""Uncertainty: calibration metrics against their Gaussian values, ensembles combining exactly, variance heads."""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+import torch
+from conftest import CUT_OFF, CUT_OFFS, ELEMENTS, NUM_ELEMENTS, TINY, batch_from_atoms, save_tiny_model
+from test_model_physics import ethanol, random_orthogonal
+
+from physicsml.api import Model
+from physicsml.data.datasets import bootstrap_weights
+from physicsml.evaluate import calibration_metrics
+from physicsml.lightning.module import PhysicsMLModule, member_predictions
+from physicsml.models import MODELS
+from physicsml.models.ensemble import Ensemble, prediction_interval
+
+N = 100_000
+
+
+def expected_area(ratio: float, points: int = 201) -> float:
+    """Miscalibration area when the predicted std is ``ratio`` times the true one: inside ``±z_p s ratio``
+    a Gaussian of std ``s`` holds ``2 Phi(z_p ratio) - 1``."""
+    normal = NormalDist()
+    p = np.linspace(0, 1, points)
+    z = np.array([normal.inv_cdf(min(0.5 + q / 2, 1 - 1e-12)) for q in p])
+    observed = np.array([2 * normal.cdf(v * ratio) - 1 for v in z])
+    return float(np.abs(observed - p).mean())
+
+
+@pytest.mark.parametrize("ratio", [1.0, 0.5, 2.0], ids=["calibrated", "over-confident", "under-confident"])
+def test_calibration_metrics_match_their_gaussian_values(ratio):
+    rng = np.random.default_rng(0)
+    true_std = rng.uniform(0.1, 2.0, N)
+    errors = rng.normal(0.0, true_std)
+    predicted_std = ratio * true_std
+    metrics = calibration_metrics(errors, predicted_std)
+    # NLL: log(2 pi s^2) / 2 + E[e^2] / (2 s^2), with E[e^2] = (s / ratio)^2
+    nll = np.mean(0.5 * np.log(2 * np.pi * predicted_std**2)) + 0.5 / ratio**2
+    assert metrics["nll"] == pytest.approx(nll, abs=0.02)
+    assert metrics["miscalibration_area"] == pytest.approx(expected_area(ratio), abs=0.005)
+    assert (metrics["miscalibration_area"] < 0.005) == (ratio == 1.0)
+    assert expected_area(0.5) > 0.15 and expected_area(2.0) > 0.15
+    # |e| grows with s whatever the scale of the predicted std: the rank correlation does not see the ratio
+    assert 0.4 < metrics["spearman"] < 0.7
+
+
+def test_spearman_of_a_perfect_ranking_and_of_a_constant_std():
+    errors = np.array([0.1, -0.5, 2.0, -0.05, 1.0])
+    assert calibration_metrics(errors, np.abs(errors) * 3)["spearman"] == pytest.approx(1.0)
+    assert calibration_metrics(errors, -np.abs(errors) + 10)["spearman"] == pytest.approx(-1.0)
+    assert np.isnan(calibration_metrics(errors, np.ones(5))["spearman"])
+    # unknown labels (NaN) are left out
+    with_missing = calibration_metrics(np.append(errors, np.nan), np.append(np.abs(errors), 1.0))
+    assert with_missing["spearman"] == pytest.approx(1.0)
+
+
+def test_prediction_interval_holds_the_stated_fraction():
+    rng = np.random.default_rng(1)
+    std = rng.uniform(0.5, 1.5, N)
+    values = rng.normal(0.0, std)
+    low, high = prediction_interval(np.zeros(N), std, 0.9)
+    assert np.mean((values > low) & (values < high)) == pytest.approx(0.9, abs=0.005)
+    low, high = prediction_interval([np.zeros(2)], [np.ones(2)], 0.95)
+    assert np.allclose(high[0], 1.959964, atol=1e-5) and np.allclose(low[0], -1.959964, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    """Three EGNN models with different weights, saved."""
+    directory = tmp_path_factory.mktemp("members")
+    paths = []
+    for k in range(3):
+        path = save_tiny_model("egnn_model", directory / f"m{k}.pt")
+        model = Model.load(path)
+        generator = torch.Generator().manual_seed(k)
+        with torch.no_grad():
+            for parameter in model.module.parameters():
+                parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
+        model.save(path)
+        paths.append(path)
+    return paths
+
+
+def test_ensemble_predicts_the_mean_and_spread_of_its_members(members, tmp_path):
+    structures = [ethanol(0), ethanol(1)]
+    each = [Model.load(path).predict(structures) for path in members]
+    ensemble = Model.ensemble(members)
+    ensemble.save(tmp_path / "ensemble.pt")
+    loaded = Model.load(tmp_path / "ensemble.pt")
+    assert loaded.has_uncertainty and len(loaded.members) == 3
+    out = loaded.predict(structures, with_std=True)
+    energies = np.stack([p["energy"] for p in each])
+    np.testing.assert_allclose(out["energy"], energies.mean(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out["energy_std"], energies.std(0), rtol=0, atol=1e-12)
+    assert (out["energy_std"] > 1e-3).all()
+    for s in range(2):
+        forces = np.stack([p["forces"][s] for p in each])
+        np.testing.assert_allclose(out["forces"][s], forces.mean(0), atol=1e-12)
+        np.testing.assert_allclose(out["forces_std"][s], forces.std(0), atol=1e-12)
+
+
+def test_identical_members_give_zero_std_and_the_members_prediction(members):
+    single = Model.load(members[0]).predict([ethanol(0)])
+    out = Model.ensemble([members[0], members[0], members[0]]).predict([ethanol(0)], with_std=True)
+    assert out["energy_std"][0] == 0.0 and np.abs(out["forces_std"][0]).max() == 0.0
+    np.testing.assert_allclose(out["energy"], single["energy"], atol=1e-12)
+
+
+def test_ase_calculator_reports_the_ensemble_std(members):
+    atoms = ethanol(2)
+    expected = Model.ensemble(members).predict([atoms], with_std=True)
+    atoms.calc = Model.ensemble(members).calculator(dtype="float64")
+    assert atoms.get_potential_energy() == pytest.approx(float(expected["energy"][0]), abs=1e-10)
+    assert atoms.calc.results["energy_std"] == pytest.approx(float(expected["energy_std"][0]), abs=1e-10)
+    np.testing.assert_allclose(atoms.calc.results["forces_std"], expected["forces_std"][0], atol=1e-10)
+    plain = ethanol(2)
+    plain.calc = Model.load(members[0]).calculator(dtype="float64")
+    plain.get_potential_energy()
+    assert "energy_std" not in plain.calc.results
+
+
+def test_ensemble_members_must_share_data_and_std_needs_an_uncertainty(members, tmp_path):
+    other = save_tiny_model("mace_model", tmp_path / "mace.pt")
+    assert Model.ensemble([members[0], other]).predict([ethanol(0)], with_std=True)["energy_std"][0] > 0
+    cut = Model.load(members[1])
+    cut.module.datamodule_config = cut.module.datamodule_config.model_copy(update={"cut_off": 3.0})
+    with pytest.raises(ValueError, match="member 1 has another cut-off than member 0: 3.0 vs 4.0"):
+        Model.ensemble([members[0], cut])
+    with pytest.raises(ValueError, match="egnn_model predicts no uncertainty"):
+        Model.load(members[0]).predict([ethanol(0)], with_std=True)
+
+
+def module(name: str, family: str, **config) -> PhysicsMLModule:
+    torch.manual_seed(0)
+    config = {
+        **TINY[family],
+        "compute_forces": True,
+        "compute_stress": True,
+        "y_graph_scalars_loss_config": {"name": "MSELoss"},
+        "y_node_vector_loss_config": {"name": "MSELoss"},
+        **config,
+    }
+    datamodule = {"cut_off": CUT_OFFS.get(family, CUT_OFF), "y_graph_scalars": ["energy"], "y_node_vector": "forces"}
+    return PhysicsMLModule(name, config, datamodule, num_elements=NUM_ELEMENTS).double().eval()
+
+
+def batch(family: str, frames) -> dict[str, torch.Tensor]:
+    return batch_from_atoms(
+        frames, elements=ELEMENTS.get(family, (1, 6, 7, 8, 13, 28, 29)), cut_off=CUT_OFFS.get(family, CUT_OFF)
+    )
+
+
+@pytest.mark.parametrize("family", list(MODELS))
+def test_mean_var_std_is_positive_and_rotation_invariant(family):
+    net = module(f"mean_var_{family}", family)
+    atoms = ethanol(3)
+    rotation = random_orthogonal(4, improper=False)
+    rotated = atoms.copy()
+    rotated.positions = atoms.positions @ rotation.T
+    out, out_r = (net(batch(family, [a])) for a in (atoms, rotated))
+    assert out["energy_var"].item() > 0 and (out["y_node_vector_var"] > 0).all()
+    assert out["energy_var"].item() == pytest.approx(out_r["energy_var"].item(), rel=1e-9)
+    torch.testing.assert_close(out["y_node_vector_var"], out_r["y_node_vector_var"], rtol=1e-9, atol=1e-12)
+    forces, forces_r = out["y_node_vector"].detach().numpy(), out_r["y_node_vector"].detach().numpy()
+    np.testing.assert_allclose(forces @ rotation.T, forces_r, atol=1e-9)
+
+
+def test_ensemble_ani_shares_one_aev_computer_and_trains_each_member_on_its_own_loss():
+    net = module("ensemble_ani_model", "ani_model", n_models=3)
+    ensemble = net.net
+    assert isinstance(ensemble, Ensemble) and len(ensemble.members) == 3
+    assert all(member.backbone.aev is ensemble.members[0].backbone.aev for member in ensemble.members)
+    data = batch("ani_model", [ethanol(0), ethanol(1)])
+    outs = member_predictions(ensemble, data, forces=True, stress=False)
+    separately = [member(dict(data))["energy"] for member in ensemble.members]
+    for out, energy in zip(outs, separately):
+        torch.testing.assert_close(out["energy"], energy)
+    combined = net(data)
+    torch.testing.assert_close(combined["energy"], torch.stack(separately).mean(0))
+    torch.testing.assert_close(combined["y_node_vector"], torch.stack([o["y_node_vector"] for o in outs]).mean(0))
+    assert (combined["energy_var"] > 0).all()
+    # the loss is the mean of the members' own losses, not the loss of their mean
+    data["y_graph_scalars"] = combined["energy"].detach()[:, None] + 0.1
+    data["y_node_vector"] = combined["y_node_vector"].detach()
+    each = torch.stack([net._loss("y_graph_scalars", net.losses["y_graph_scalars"], o, data) for o in outs])
+    of_mean = net._loss("y_graph_scalars", net.losses["y_graph_scalars"], combined, data)
+    assert of_mean.item() == pytest.approx(0.01, rel=1e-6) and each.mean().item() > of_mean.item()
+
+
+def test_bootstrap_weights_are_a_resample_of_the_same_size():
+    weights = bootstrap_weights(1000, seed=3)
+    assert weights.sum() == 1000 and (weights >= 0).all() and weights.dtype == torch.float64
+    assert 0.55 < (weights == 0).float().mean() * np.e < 1.45  # about 1/e of the structures are never drawn
+    assert torch.equal(weights, bootstrap_weights(1000, seed=3)) and not torch.equal(
+        weights, bootstrap_weights(1000, 4)
+    )
