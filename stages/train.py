@@ -48,15 +48,14 @@ def main(
         name: parse_section(values, name, str(params))
         for name in ("model", "datamodule", "optimizer", "scheduler", "trainer", "train", "ensemble")
     }
+    seeds = sections["ensemble"].seeds
+    if sections["train"].seed in seeds:
+        raise ConfigError(
+            str(params), "ensemble.seeds", f"{sections['train'].seed} is train.seed: that model is the train stage's"
+        )
     if member is not None:
-        if member not in sections["ensemble"].seeds:
-            raise ConfigError(
-                str(params), "ensemble.seeds", f"--member {member} is not one of {sections['ensemble'].seeds}"
-            )
-        if member == sections["train"].seed:
-            raise ConfigError(
-                str(params), "ensemble.seeds", f"{member} is train.seed: that member is the train stage's model"
-            )
+        if member not in seeds:
+            raise ConfigError(str(params), "ensemble.seeds", f"--member {member} is not one of {seeds}")
         sections["train"] = sections["train"].model_copy(update={"seed": member})
         model_out, checkpoints, logs = member_paths(member, model_out, checkpoints, logs)
     check_model_section(sections["model"], str(params))  # every family section, before any data is read

@@ -173,6 +173,9 @@ class PhysicsMLModule(pl.LightningModule):
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         data = batch_as_dict(batch)
+        heads = getattr(self.net, "heads", None)
+        if heads is not None:
+            heads.detach_variance = self.mean_only
         members = member_predictions(
             self.net, data, self.config.compute_forces, self.config.compute_stress, create_graph=self.training
         )
@@ -217,11 +220,11 @@ class PhysicsMLModule(pl.LightningModule):
         return total
 
     @property
-    def trains_variance(self) -> bool:
-        """Whether the variance heads train now: after ``mean_only_epochs`` of a mean-variance model."""
-        return bool(getattr(self.net.outputs, "variances", False)) and self.current_epoch >= getattr(
-            self.config, "mean_only_epochs", 0
-        )
+    def mean_only(self) -> bool:
+        """Whether a mean-variance model is in its first ``mean_only_epochs``: the configured losses train
+        the mean, and the variance heads learn the spread of its errors without acting on it."""
+        epochs = getattr(self.config, "mean_only_epochs", 0)
+        return epochs is None or self.current_epoch < epochs
 
     def _loss(
         self, key: str, loss: torch.nn.Module, out: dict[str, torch.Tensor], data: dict[str, torch.Tensor]
@@ -230,20 +233,24 @@ class PhysicsMLModule(pl.LightningModule):
 
         With no missing labels and no weights this is the loss class's own mean. A target
         with a predicted variance ``s^2`` is trained, once :attr:`trains_variance`, with the
-        Gaussian negative log-likelihood ``(log s^2 + (y - p)^2 / s^2) / 2`` instead.
+        Gaussian negative log-likelihood ``(log s^2 + (y - p)^2 / s^2) / 2`` instead, or during
+        :attr:`mean_only` epochs the configured loss plus that likelihood of the detached mean.
         """
         config = self.loss_configs[key]
         kind = TARGET_KINDS[key]
         predicted, reference = out[kind.output], data[key]
-        variance = out.get(K.variance(kind.output)) if self.trains_variance else None
+        variance = out.get(K.variance(kind.output))
         if config.per_atom:
             atoms = (data[K.PTR][1:] - data[K.PTR][:-1]).to(predicted.dtype)[:, None]
             predicted, reference = predicted / atoms, reference / atoms
             variance = variance / atoms**2 if variance is not None else None
-        if variance is not None:
-            elementwise = 0.5 * (torch.log(variance) + (predicted - reference) ** 2 / variance)
-        else:
+        if variance is None:
             elementwise = loss(predicted, reference)
+        elif self.mean_only:
+            nll = 0.5 * (torch.log(variance) + (predicted.detach() - reference) ** 2 / variance)
+            elementwise = loss(predicted, reference) + nll
+        else:
+            elementwise = 0.5 * (torch.log(variance) + (predicted - reference) ** 2 / variance)
         rows = elementwise.shape[0]
         weight = torch.ones(rows, dtype=elementwise.dtype, device=elementwise.device)
         if K.LOSS_WEIGHT in data:

@@ -89,11 +89,12 @@ class AdapterOptions(pydantic.BaseModel):
 class MeanVarOptions(pydantic.BaseModel):
     """The keys a ``mean_var_<family>`` model adds to its family's config."""
 
-    mean_only_epochs: int = Field(
-        0,
+    mean_only_epochs: int | None = Field(
+        None,
         ge=0,
-        description="Train the mean alone (with the configured losses) for this many epochs before the "
-        "Gaussian negative log-likelihood trains mean and variance together.",
+        description="Epochs in which the configured losses train the mean while the variance heads learn the "
+        "spread of its errors (Gaussian NLL, without acting on the mean); after them the NLL trains mean and "
+        "variance together. null: every epoch, so the mean is as accurate as the plain family's.",
     )
 
 

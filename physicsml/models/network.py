@@ -52,6 +52,7 @@ class Network(nn.Module):
             float(config.scaling_std),  # type: ignore[attr-defined]
             float(config.scaling_mean),  # type: ignore[attr-defined]
             getattr(config, "pool_type", "sum"),
+            num_elements,
         )
         self.modifier = (
             apply_modifier(

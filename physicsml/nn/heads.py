@@ -17,8 +17,11 @@ the dipole-like graph vector is ``sum_i q_i (x_i - centroid) + v_i``.
 
 With ``variances`` (the ``mean_var_*`` models) a second head predicts the variance
 of each graph scalar and of the per-atom vector target (forces, or a head's
-vector): an MLP of the invariant features gives every atom a positive term
-``std^2 softplus(h_i)``; graph-scalar variances are their sums per structure
+vector): an MLP of the invariant features and the atom's ``node_attrs`` (its
+element) gives every atom a positive term
+``std^2 softplus(h_i)``. While ``detach_variance`` is set (the mean-only
+epochs of training) the variance heads read the features detached, so they learn
+the spread of the mean's errors without acting on the backbone. Graph-scalar variances are their sums per structure
 (independent per-atom errors; divided by ``n^2`` for mean pooling), and each
 atom's vector variance is its own term, the same for the three components, so
 the predicted uncertainty does not change when the structure is rotated.
@@ -113,24 +116,35 @@ class Heads(nn.Module):
         num_vectors: ``C``, channels of its ``node_vectors`` (0 when it has none).
         std, mean: scale and per-atom shift of the scalar targets (``scaling_std``, ``scaling_mean``).
         pool: ``"sum"`` (extensive targets) or ``"mean"`` over the atoms of a structure.
+        num_node_attrs: width of ``node_attrs``, which the variance heads read beside the features.
     """
 
     def __init__(
-        self, outputs: Outputs, num_features: int, num_vectors: int, std: float, mean: float, pool: str = "sum"
+        self,
+        outputs: Outputs,
+        num_features: int,
+        num_vectors: int,
+        std: float,
+        mean: float,
+        pool: str = "sum",
+        num_node_attrs: int = 0,
     ) -> None:
         super().__init__()
         if outputs.vectors and not num_vectors:
             raise ValueError("vector targets need vector features, which this backbone does not have")
         self.outputs = outputs
         self.std, self.mean, self.pool = std, mean, pool
+        self.num_node_attrs = num_node_attrs if outputs.variances else 0
         f, n = num_features, outputs.node_scalars
         self.node_scalars = mlp_from_widths([f, f, n]) if n else None
         self.node_vector = nn.Linear(num_vectors, 1, bias=False) if outputs.node_vector else None
         self.charges = mlp_from_widths([f, f, 1]) if outputs.graph_vector else None
         self.dipoles = nn.Linear(num_vectors, 1, bias=False) if outputs.graph_vector else None
         k, per_atom_vector = len(outputs.graph_scalars), outputs.node_vector or outputs.forces
-        self.graph_variances = mlp_from_widths([f, f, k]) if outputs.variances and k else None
-        self.vector_variance = mlp_from_widths([f, f, 1]) if outputs.variances and per_atom_vector else None
+        a = f + num_node_attrs
+        self.graph_variances = mlp_from_widths([a, f, k]) if outputs.variances and k else None
+        self.vector_variance = mlp_from_widths([a, f, 1]) if outputs.variances and per_atom_vector else None
+        self.detach_variance = False
 
     def forward(self, atomic: dict[str, torch.Tensor], data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
@@ -145,7 +159,11 @@ class Heads(nn.Module):
             vectors = self.dipoles(atomic[K.NODE_VECTORS].transpose(1, 2)).squeeze(-1)
             out[K.Y_GRAPH_VECTOR] = graph_vector(charges, vectors, data)
         if self.graph_variances is not None or self.vector_variance is not None:
-            out.update(self.variances(atomic[K.NODE_FEATURES], data))
+            features = atomic[K.NODE_FEATURES]
+            features = features.detach() if self.detach_variance else features
+            if self.num_node_attrs:
+                features = torch.cat([features, data[K.NODE_ATTRS][:, : self.num_node_attrs]], dim=-1)
+            out.update(self.variances(features, data))
         return out
 
     def variances(self, features: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

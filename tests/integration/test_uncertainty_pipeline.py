@@ -8,7 +8,8 @@ import re
 import subprocess
 
 import pyarrow.ipc
-from conftest import git_env
+import yaml
+from conftest import ROOT, git_env, run_stage
 from test_train_stage import dvc, small_project
 
 
@@ -64,3 +65,28 @@ def test_mean_var_experiment_and_an_ensemble_growing_by_one_member(dvc_project):
     # removing a member trains nothing
     subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True)
     assert stages_run(dvc(dvc_project, "exp", "run", "-S", "ensemble.seeds=[1,3]")) == {"predict", "md"}
+
+
+def test_ensemble_and_mean_var_params_mistakes_are_one_line_errors(tmp_path):
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cases = {
+        "ensemble.seeds": ({"ensemble": {"seeds": [0, 1]}}, "train", []),  # 0 is train.seed
+        "repeat": ({"ensemble": {"seeds": [1, 1]}}, "train", []),
+        "--member": ({"ensemble": {"seeds": [1]}}, "train", ["--member", "2"]),
+        "mean_only_epochs": (
+            {"model": {"name": "mean_var_egnn_model", "config": {"mean_only_epochs": -1}}},
+            "train",
+            [],
+        ),
+        "md.max_force_std": ({"md": {"max_force_std": 0}}, "md", []),
+    }
+    for field, (changes, stage, args) in cases.items():
+        params = {section: dict(values) for section, values in base.items()}
+        for section, values in changes.items():
+            params[section].update(values)
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(params))
+        result = run_stage(stage, "--params", str(path), *args, cwd=tmp_path)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+        assert field in lines[0] or field == "repeat" and "repeat" in lines[0], lines[0]
