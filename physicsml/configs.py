@@ -145,7 +145,9 @@ class DataModuleConfig(Config):
     cut_off: float = Field(5.0, gt=0, description="Neighbour cut-off radius in Å.")
     pbc: tuple[bool, bool, bool] | None = Field(None, description="Overrides every structure's pbc when set.")
     cell: list[list[float]] | None = Field(None, description="Overrides every structure's cell (3x3) when set.")
-    self_interaction: bool = Field(False, description="Add one edge from each atom to itself.")
+    self_interaction: bool = Field(
+        False, description="Add one edge from each atom to itself (no family can use it: they divide by edge lengths)."
+    )
     pre_batch: Literal["on_disk", "in_memory"] | None = Field(
         None, description="on_disk: memory-mapped batches; in_memory: collated once in RAM; null: collated per step."
     )
@@ -155,6 +157,16 @@ class DataModuleConfig(Config):
     def _cell(cls, value: list[list[float]] | None) -> list[list[float]] | None:
         if value is not None and (len(value) != 3 or any(len(row) != 3 for row in value)):
             raise ValueError("cell must be 3x3")
+        return value
+
+    @pydantic.field_validator("self_interaction")
+    @classmethod
+    def _no_self_edges(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "true adds edges of length 0, and every model family divides by the edge length (unit vectors, "
+                "1/r terms), so energies and forces would be NaN: leave it false"
+            )
         return value
 
     @pydantic.model_validator(mode="after")

@@ -139,12 +139,21 @@ def write_calibration(
 
 
 def write_parity(
-    predictions: dict[str, Any], references: dict[str, Any], out: str | os.PathLike, max_points: int = 5000
+    predictions: dict[str, Any],
+    references: dict[str, Any],
+    out: str | os.PathLike,
+    max_points: int = 5000,
+    units: dict[str, str] | None = None,
+    energy: str | None = None,
+    num_atoms: np.ndarray | None = None,
 ) -> list[Path]:
     """One CSV per target (``reference,predicted``) for ``dvc plots``, and ``parity.png``.
 
     Atom-level targets are flattened over atoms and components and evenly
-    subsampled to at most ``max_points`` rows.
+    subsampled to at most ``max_points`` rows. In the PNG each panel states its
+    MAE and RMSE and the target's unit (``units``); the ``energy`` column is shown
+    per atom (``num_atoms``) and relative to the mean reference per-atom energy, so
+    its axes read in meV-sized steps rather than around a large offset.
     """
     import matplotlib
 
@@ -153,8 +162,9 @@ def write_parity(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    units = units or {}
     names = [name for name in references if name in predictions]
-    figure, axes = plt.subplots(1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 4), squeeze=False)
+    figure, axes = plt.subplots(1, max(len(names), 1), figsize=(4.4 * max(len(names), 1), 4.2), squeeze=False)
     written = []
     for axis, name in zip(axes[0], names):
         predicted, reference = predictions[name], references[name]
@@ -162,20 +172,37 @@ def write_parity(
             predicted, reference = np.concatenate(predicted), np.concatenate(reference)
         predicted, reference = np.ravel(predicted), np.ravel(reference)
         known = np.isfinite(reference)
-        predicted, reference = predicted[known], reference[known]
-        keep = np.linspace(0, len(reference) - 1, min(len(reference), max_points)).astype(int) if len(reference) else []
+        keep = np.linspace(0, len(reference[known]) - 1, min(int(known.sum()), max_points)).astype(int)
         path = out / f"{name}.csv"
-        rows = "".join(f"{r:.8g},{p:.8g}\n" for r, p in zip(reference[keep], predicted[keep]))
+        rows = "".join(f"{r:.8g},{p:.8g}\n" for r, p in zip(reference[known][keep], predicted[known][keep]))
         path.write_text("reference,predicted\n" + rows)
         written.append(path)
-        axis.scatter(reference[keep], predicted[keep], s=4, alpha=0.5)
-        low, high = (
-            (float(min(reference.min(), predicted.min())), float(max(reference.max(), predicted.max())))
-            if len(reference)
-            else (0, 1)
-        )
+        unit, label, title = units.get(name, ""), name, name
+        if name == energy and num_atoms is not None and len(num_atoms) == len(reference):
+            predicted, reference = predicted / num_atoms, reference / num_atoms
+            offset = float(np.nanmean(reference[known])) if known.any() else 0.0
+            predicted, reference = predicted - offset, reference - offset
+            unit = f"{unit}/atom" if unit else "per atom"
+            label, title = f"{name} per atom − mean", f"{name} (mean {offset:.6g} {unit})"
+        predicted, reference = predicted[known][keep], reference[known][keep]
+        axis.scatter(reference, predicted, s=4, alpha=0.5)
+        if len(reference):
+            low = float(min(reference.min(), predicted.min()))
+            high = float(max(reference.max(), predicted.max()))
+            errors = _errors(_flat(predictions[name])[known], _flat(references[name])[known])
+            axis.text(
+                0.04,
+                0.96,
+                f"MAE {errors['mae']:.4g} {units.get(name, '')}\nRMSE {errors['rmse']:.4g} {units.get(name, '')}",
+                transform=axis.transAxes,
+                va="top",
+                fontsize=9,
+            )
+        else:
+            low, high = 0.0, 1.0
         axis.plot([low, high], [low, high], color="black", linewidth=0.8)
-        axis.set(xlabel=f"reference {name}", ylabel=f"predicted {name}", title=name)
+        suffix = f" ({unit})" if unit else ""
+        axis.set(xlabel=f"reference {label}{suffix}", ylabel=f"predicted {label}{suffix}", title=title)
     figure.tight_layout()
     figure.savefig(out / "parity.png", dpi=120)
     plt.close(figure)

@@ -216,7 +216,7 @@ def predict_stage(
         for stem, extra_table in extras.items():
             write_table(extra_table, tmp / f"{stem}.arrow")
     with atomic_output_files(out / "parity") as tmp:
-        write_parity(predictions, references, tmp)
+        write_parity(predictions, references, tmp, units=_units(module), energy=energy, num_atoms=counts)
     with atomic_output_files(out / "calibration") as tmp:
         write_calibration(predictions, references, stds, tmp)
     write_json({"test": metrics}, out / "metrics.json")
@@ -232,6 +232,19 @@ def _references(table: pa.Table, datamodule: DataModuleConfig) -> dict[str, Any]
             values, offsets = to_numpy(table[name])
             references[name] = np.split(values, offsets[1:-1]) if TARGET_KINDS[key].level == "node" else values
     return references
+
+
+def _units(module: Any) -> dict[str, str]:
+    """The units of the targets that have known ones: the energy, forces and stress."""
+    units = {}
+    if module.energy_name is not None:
+        units[module.energy_name] = "eV"
+    datamodule = module.datamodule_config
+    if datamodule.y_node_vector and module.config.compute_forces:
+        units[datamodule.y_node_vector] = "eV/Å"
+    if datamodule.y_stress:
+        units[datamodule.y_stress] = "eV/Å³"
+    return units
 
 
 def _split_stds(predicted: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -21,8 +21,9 @@ envelope); for vector targets, ``env_embed_multiplicity`` vector channels
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
+import pydantic
 import torch
 from e3nn import o3
 from pydantic import Field
@@ -38,16 +39,25 @@ Auto = Literal["auto"]
 
 
 class AllegroConfig(ModelConfig):
-    """Hyperparameters of ``allegro_model`` (names and defaults of the reference physicsml)."""
+    """Hyperparameters of ``allegro_model`` (names and defaults of the reference physicsml).
+
+    The reference's ``mlp_irreps`` is refused: the edge energy MLP is ``mlp_latent_dimensions``.
+    """
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_mlp_irreps(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "mlp_irreps" in values:
+            raise ValueError(
+                "mlp_irreps has no effect in Allegro (its edge energy MLP is mlp_latent_dimensions): remove it"
+            )
+        return values
 
     num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
     num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs fed to the two-body MLP (0: none).")
     num_layers: int = Field(2, ge=1, description="Allegro layers.")
     max_ell: int = Field(2, ge=0, description="Highest l of the edge features.")
     parity: bool = Field(True, description="Keep both parities of every l (else only (-1)^l).")
-    mlp_irreps: str = Field(
-        "16x0e", description="Kept for reference compatibility; the edge energy MLP uses mlp_latent_dimensions."
-    )
     mlp_latent_dimensions: list[int] = Field(
         default_factory=lambda: [128], description="Hidden widths of the edge energy MLP."
     )

@@ -75,6 +75,15 @@ class ModelConfig(Config):
     y_edge_vector_loss_config: LossConfig | None = None
     y_stress_loss_config: LossConfig | None = None
 
+    @pydantic.model_validator(mode="after")
+    def _no_edge_attributes(self) -> ModelConfig:
+        if getattr(self, "num_edge_feats", 0):
+            raise ValueError(
+                "num_edge_feats: no stage produces edge attributes (bond features) yet, so a network built for "
+                "them would find none: leave it 0"
+            )
+        return self
+
     def loss_configs(self) -> dict[str, LossConfig]:
         """Target key -> loss config, for the targets that have one."""
         return {

@@ -96,6 +96,16 @@ def test_bad_input_fails_cleanly(tmp_path, case):
     assert not out.exists() and list(tmp_path.glob(".featurised*")) == []
 
 
+def test_an_empty_split_is_refused_at_featurise(tmp_path):
+    write_molecules(tmp_path / "m.extxyz", n=3)
+    params = write_params(tmp_path / "params.yaml", data={"source": "m.extxyz", "targets": {"energy": "energy"}})
+    result = run_stage("featurise", "--params", str(params), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and "featurise.split.fractions" in result.stderr
+    assert "3 structures cut at [0.8, 0.1, 0.1]" in result.stderr and "split would be empty" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_element_missing_from_list_fails_cleanly(tmp_path):
     write_molecules(tmp_path / "m.extxyz", n=6)
     params = write_params(
@@ -119,6 +129,11 @@ def test_element_missing_from_list_fails_cleanly(tmp_path):
             r"params.yaml: featurise.split.seeds: unknown key; did you mean 'seed'\?",
         ),
         ("datamodule", {"cut_off": "far"}, r"params.yaml: datamodule.cut_off: Input should be a valid number"),
+        (
+            "datamodule",
+            {"self_interaction": True},
+            r"params.yaml: datamodule.self_interaction: .*every model family divides by the edge length",
+        ),
     ],
 )
 def test_bad_params_fail_cleanly(tmp_path, section, values, pattern):
@@ -209,6 +224,9 @@ def test_a_target_the_family_cannot_predict_stops_the_train_stage_before_any_dat
         ("nequip_model", {"num_layers": "three"}, r"model.nequip_model.num_layers: Input should be a valid integer"),
         ("mace_modle", {}, r"model.mace_modle: unknown key; did you mean 'mace_model'\?"),
         ("config", {"compute_forcs": True}, r"model.config.compute_forcs: unknown key; did you mean 'compute_forces'"),
+        ("allegro_model", {"mlp_irreps": "16x0e"}, r"model.allegro_model: mlp_irreps has no effect in Allegro"),
+        ("mace_model", {"num_edge_feats": 2}, r"model.mace_model: num_edge_feats: no stage produces edge attributes"),
+        ("mean_var_mace_model", {"mean_only_epochs": -2}, r"model.mean_var_mace_model.mean_only_epochs: Input should"),
     ],
 )
 def test_every_family_section_is_validated_when_params_are_read(family, values, key):

@@ -18,7 +18,17 @@ def stages_run(output: str) -> set[str]:
 
 
 def test_mean_var_experiment_and_an_ensemble_growing_by_one_member(dvc_project):
-    small_project(dvc_project, structures=160, **{"md.structures": 1})
+    # the energy is called u0 here (as in QM9): parity, calibration and metrics follow the target names
+    small_project(
+        dvc_project,
+        structures=160,
+        **{
+            "md.structures": 1,
+            "data.targets": {"u0": "energy", "forces": "forces"},
+            "featurise.atomic_energies": {"method": "least_squares", "target": "u0"},
+            "datamodule.y_graph_scalars": ["u0"],
+        },
+    )
     env = git_env()
     subprocess.run(["git", "commit", "-qam", "small"], cwd=dvc_project, check=True, env=env)
     small_mace = [
@@ -34,34 +44,36 @@ def test_mean_var_experiment_and_an_ensemble_growing_by_one_member(dvc_project):
     )
     assert {"train", "predict", "md"} <= stages_run(output)
     metrics = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
-    for name in ("energy", "forces"):
+    assert {"mae_per_atom", "rmse_per_atom"} <= set(metrics["u0"])  # u0 is the energy
+    for name in ("u0", "forces"):
         assert {"mae", "spearman", "nll", "miscalibration_area"} <= set(metrics[name])
         assert 0 <= metrics[name]["miscalibration_area"] <= 0.5 and -1 <= metrics[name]["spearman"] <= 1
     table = pyarrow.ipc.open_file(dvc_project / "results/predictions/test.arrow").read_all()
-    assert {"energy_predicted", "energy_std", "forces_predicted", "forces_std"} <= set(table.column_names)
-    assert min(table["energy_std"].to_pylist()) > 0
-    with open(dvc_project / "results/calibration/energy.csv") as handle:
+    assert {"u0_predicted", "u0_std", "forces_predicted", "forces_std"} <= set(table.column_names)
+    assert min(table["u0_std"].to_pylist()) > 0
+    assert {path.name for path in (dvc_project / "results/parity").iterdir()} >= {"u0.csv", "forces.csv", "parity.png"}
+    with open(dvc_project / "results/calibration/u0.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert rows and all(float(row["predicted_std"]) > 0 for row in rows)
     with open(dvc_project / "md/trajectories.csv") as handle:
         trajectory = next(csv.DictReader(handle))
     assert float(trajectory["max_force_std"]) > 0
     plots = json.loads(dvc(dvc_project, "plots", "show", "--json"))["data"]
-    assert "results/calibration/energy.csv" in plots and "results/parity/forces.csv" in plots
+    assert "results/calibration/u0.csv" in plots and "results/parity/u0.csv" in plots
     header = dvc(dvc_project, "exp", "show", "--csv").splitlines()[0].split(",")
-    assert {"test.energy.spearman", "test.forces.nll", "test.forces.miscalibration_area"} <= set(header)
+    assert {"test.u0.spearman", "test.forces.nll", "test.forces.miscalibration_area"} <= set(header)
 
     # an ensemble of the train stage's EGNN and two more members; then a third, which alone trains
     subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True)
     output = dvc(dvc_project, "exp", "run", "-S", "ensemble.seeds=[1,2]")
     assert stages_run(output) >= {"train", "member@1", "member@2", "predict", "md"}
     three = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
-    assert three["forces"]["nll"] != metrics["forces"]["nll"] and "spearman" in three["energy"]
+    assert three["forces"]["nll"] != metrics["forces"]["nll"] and "spearman" in three["u0"]
     subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True)
     output = dvc(dvc_project, "exp", "run", "-S", "ensemble.seeds=[1,2,3]")
     assert stages_run(output) == {"member@3", "predict", "md"}
     four = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
-    assert four["energy"]["mae"] != three["energy"]["mae"]
+    assert four["u0"]["mae"] != three["u0"]["mae"]
     # removing a member trains nothing
     subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True)
     assert stages_run(dvc(dvc_project, "exp", "run", "-S", "ensemble.seeds=[1,3]")) == {"predict", "md"}

@@ -217,3 +217,28 @@ def test_md_records_the_largest_force_std_and_stops_above_the_threshold(members)
     assert stopped.trajectories[0].steps == 5 and "md.max_force_std" in stopped.trajectories[0].failure
     with pytest.raises(ValueError, match="md.max_force_std needs a model with an uncertainty"):
         md_check(Model.load(members[0]), [ethanol(0)], MDConfig(steps=5, max_force_std=1.0))
+
+
+def test_calibration_plot_bins_follow_the_diagonal_for_calibrated_errors(tmp_path):
+    from physicsml.evaluate import write_calibration, write_parity
+
+    rng = np.random.default_rng(5)
+    std = rng.uniform(0.01, 1.0, 20_000)
+    reference = rng.normal(size=20_000)
+    predicted = reference + rng.normal(0.0, std)
+    write_calibration({"u0": predicted}, {"u0": reference}, {"u0": std}, tmp_path)
+    rows = np.loadtxt(tmp_path / "u0.csv", delimiter=",", skiprows=1)
+    assert rows.shape == (10, 2) and (np.diff(rows[:, 0]) > 0).all()
+    np.testing.assert_allclose(rows[:, 1], rows[:, 0], rtol=0.1)  # RMS error = RMS std in every bin
+    assert (tmp_path / "calibration.png").stat().st_size > 10_000
+    write_parity(
+        {"u0": predicted},
+        {"u0": reference},
+        tmp_path / "parity",
+        units={"u0": "eV"},
+        energy="u0",
+        num_atoms=np.full(20_000, 3),
+    )
+    parity = np.loadtxt(tmp_path / "parity/u0.csv", delimiter=",", skiprows=1)
+    assert len(parity) == 5000
+    np.testing.assert_allclose(parity[0], [reference[0], predicted[0]], rtol=1e-7)  # the CSV keeps the raw values
