@@ -8,7 +8,7 @@ from physicsml.cli import reports_errors, stage_app
 from physicsml.configs import load_params, parse_section
 from physicsml.errors import ConfigError
 from physicsml.models import check_model_section, check_targets
-from physicsml.workflows import train_stage
+from physicsml.training import train_stage
 
 app = stage_app(__doc__)
 
