@@ -270,7 +270,7 @@ class Model:
             energy_column = (
                 graph.index(self.config["energy_target"]) if self.config.get("energy_target") in graph else 0
             )
-            self.config = resolve_auto(self.config, train, fields, energy_column)
+            self.config = resolve_auto(self.config, train, fields, energy_column)  # type: ignore[arg-type]
             self.build(datamodule, num_elements, optimizer, scheduler)
             if start is not None:
                 load_starting_weights(self._require_module(), start, self.config)
@@ -397,7 +397,7 @@ class Model:
         An ensemble made by :meth:`ensemble` is one file too, with every member's configs.
         """
         module = self._require_module()
-        payload = {
+        payload: dict[str, Any] = {
             "name": self.name,
             "config": self.config,
             "hparams": dict(module.hparams),

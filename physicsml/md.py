@@ -192,6 +192,7 @@ def run_trajectory(
     if not atoms.pbc.any() and len(atoms) > 2:
         ZeroRotation(atoms)
     timestep = config.timestep_fs * units.fs
+    dynamics: Any
     if config.ensemble == "langevin":
         dynamics = Langevin(
             atoms,

@@ -129,17 +129,18 @@ class Potential:
         positions = np.asarray(positions, dtype=np.float64)
         if not np.isfinite(positions).all():
             raise StructureError("non-finite positions")
-        pbc = np.asarray(pbc, dtype=bool).reshape(3)
-        has_cell = cell is not None and pbc.any()
-        if has_cell and abs(np.linalg.det(np.asarray(cell, dtype=np.float64)[pbc][:, pbc])) < 1e-10:
-            raise StructureError(f"singular cell with pbc {pbc.tolist()}")
+        periodic = np.asarray(pbc, dtype=bool).reshape(3)
+        has_cell = cell is not None and bool(periodic.any())
+        if has_cell and abs(np.linalg.det(np.asarray(cell, dtype=np.float64)[periodic][:, periodic])) < 1e-10:
+            raise StructureError(f"singular cell with pbc {periodic.tolist()}")
         data = dict(self.atom_fields(np.asarray(numbers)))
-        edge_index, shift_vectors = self.neighbours(positions, cell if has_cell else None, pbc)
-        as_float = dict(dtype=self.dtype, device=self.device)
-        data[K.COORDINATES] = torch.as_tensor(positions, **as_float)
-        data[K.EDGE_INDEX] = torch.as_tensor(edge_index, device=self.device)
-        data[K.CELL_SHIFT_VECTOR] = torch.as_tensor(shift_vectors, **as_float)
-        data[K.CELL] = torch.as_tensor(np.asarray(cell if has_cell else np.zeros((3, 3)))[None], **as_float)
+        edge_index, shift_vectors = self.neighbours(positions, cell if has_cell else None, periodic)
+        dtype, device = self.dtype, self.device
+        data[K.COORDINATES] = torch.as_tensor(positions, dtype=dtype, device=device)
+        data[K.EDGE_INDEX] = torch.as_tensor(edge_index, device=device)
+        data[K.CELL_SHIFT_VECTOR] = torch.as_tensor(shift_vectors, dtype=dtype, device=device)
+        cell_array = np.asarray(cell if has_cell else np.zeros((3, 3)))[None]
+        data[K.CELL] = torch.as_tensor(cell_array, dtype=dtype, device=device)
         if self.graph_attrs_cols:
             data[K.GRAPH_ATTRS] = self._graph_attrs(info or {})
         return data

@@ -106,8 +106,8 @@ def train_stage(
         checkpoints.mkdir(parents=True)
         write_text_atomically(checkpoints / FINGERPRINT, json.dumps({"fingerprint": run}, indent=2) + "\n")
 
-    training = load_batches("train", prebatched, featurised, graphs, datamodule)
-    validation = load_batches("validation", prebatched, featurised, graphs, datamodule)
+    training: Any = load_batches("train", prebatched, featurised, graphs, datamodule)
+    validation: Any = load_batches("validation", prebatched, featurised, graphs, datamodule)
     if bootstrap:
         training.structure_weights = bootstrap_weights(training.num_structures, train.seed)
     model = Model(model_section.name, section_config(model_section))

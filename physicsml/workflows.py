@@ -74,7 +74,7 @@ def predict_stage(
     uncertain = model.has_uncertainty
     predictions, stds = _split_stds(model.predict(batches, with_std=uncertain))
     references = _references(table, datamodule)
-    counts = np.diff(to_numpy(table["atomic_numbers"])[1])
+    counts = np.diff(_offsets(table["atomic_numbers"]))
     energy = module.energy_name
     metrics = test_metrics(predictions, references, counts, energy)
     for name, values in calibration(predictions, references, stds).items():
@@ -99,13 +99,22 @@ def predict_stage(
     return metrics
 
 
+def _offsets(column: Any) -> np.ndarray:
+    """The row offsets of a list column."""
+    _, offsets = to_numpy(column)
+    if offsets is None:
+        raise ValueError("expected a list column")
+    return offsets
+
+
 def _references(table: pa.Table, datamodule: DataModuleConfig) -> dict[str, Any]:
     """Reference values of the selected targets, shaped like :meth:`Model.predict`'s output."""
     references: dict[str, Any] = {}
     for key, names in selected_columns(datamodule).items():
         for name in names:
-            values, offsets = to_numpy(table[name])
-            references[name] = np.split(values, offsets[1:-1]) if TARGET_KINDS[key].level == "node" else values
+            values, _ = to_numpy(table[name])
+            node = TARGET_KINDS[key].level == "node"
+            references[name] = np.split(values, _offsets(table[name])[1:-1]) if node else values
     return references
 
 

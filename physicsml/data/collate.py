@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -160,7 +161,7 @@ def split_arrays(
 
 
 def collate(
-    arrays: SplitArrays, batch_size: int, dtype: np.dtype = np.float32, rows: tuple[int, int] | None = None
+    arrays: SplitArrays, batch_size: int, dtype: Any = np.float32, rows: tuple[int, int] | None = None
 ) -> Collated:
     """Collate rows ``[start, stop)`` of a split into batches of ``batch_size`` consecutive rows.
 

@@ -176,8 +176,8 @@ def structures_from_table(path: Path, targets: Mapping[str, str], fmt: str) -> l
     pbcs = table["pbc"].to_pylist() if "pbc" in table.column_names else [None] * table.num_rows
     target_values: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for name, column in targets.items():
-        values, offsets = to_numpy(table[column])
-        target_values[name] = (np.asarray(values, dtype=np.float64), offsets)
+        flat, offsets = to_numpy(table[column])
+        target_values[name] = (np.asarray(flat, dtype=np.float64), offsets)
     structures = []
     for row in range(table.num_rows):
         start, stop = atom_offsets[row], atom_offsets[row + 1]

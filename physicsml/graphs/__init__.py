@@ -33,9 +33,7 @@ def _calculator(cut_off: float) -> Any:
     return vesin.NeighborList(cutoff=float(cut_off), full_list=True, sorted=True, n_threads=1)
 
 
-def _vesin_edges(
-    calculator: Any, coordinates: np.ndarray, cell: np.ndarray | None, pbc: Sequence[bool]
-) -> list[np.ndarray]:
+def _vesin_edges(calculator: Any, coordinates: np.ndarray, cell: np.ndarray | None, pbc: Any) -> list[np.ndarray]:
     """vesin's raw ``i``, ``j`` (uint64) and ``S`` (int32) for one structure."""
     periodic = [bool(p) for p in pbc]
     if cell is None or not any(periodic):
@@ -44,7 +42,7 @@ def _vesin_edges(
 
 
 def _assemble(
-    raw: list[list[np.ndarray]], n_atoms: Sequence[int], self_interaction: bool
+    raw: list[list[np.ndarray]], n_atoms: Sequence[int] | np.ndarray, self_interaction: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concatenate per-structure vesin outputs into ``edge_index``, ``cell_shifts`` and row offsets.
 
@@ -119,14 +117,16 @@ def build_graphs(
     coordinates, offsets = to_numpy(table["coordinates"])
     assert offsets is not None
     ids = table["id"].to_pylist()
-    cells = [None if c is None else np.asarray(c, dtype=np.float64) for c in table["cell"].to_pylist()]
+    cells: list[np.ndarray | None] = [
+        None if c is None else np.asarray(c, dtype=np.float64) for c in table["cell"].to_pylist()
+    ]
     pbcs = np.asarray(table["pbc"].to_pylist(), dtype=bool).reshape(-1, 3)
     if cell is not None:
         cells = [np.asarray(cell, dtype=np.float64)] * table.num_rows
     if pbc is not None:
         pbcs = np.tile(np.asarray(pbc, dtype=bool), (table.num_rows, 1))
     calculator = _calculator(cut_off)
-    periodic_rows = pbcs.any(axis=1).tolist()
+    periodic_rows = [bool(value) for value in np.asarray(pbcs.any(axis=1))]
     bounds = offsets.tolist()
     raw = []
     for row in tqdm(range(table.num_rows), desc=description, unit="structure", mininterval=1.0, leave=False):
@@ -134,7 +134,7 @@ def build_graphs(
         if not periodic_rows[row]:
             raw.append(calculator.compute(positions, _NO_CELL, False, "ijS"))
             continue
-        row_cell, row_pbc = cells[row], pbcs[row]
+        row_cell, row_pbc = cells[row], np.asarray(pbcs[row])
         if row_cell is None or np.linalg.matrix_rank(row_cell[row_pbc], tol=1e-8) < row_pbc.sum():
             raise InputError(ids[row], None, "cell", f"singular or missing cell with pbc {row_pbc.tolist()}")
         raw.append(_vesin_edges(calculator, positions, row_cell, row_pbc))

@@ -15,7 +15,7 @@ periodicity or the atoms, triggers a rebuild.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,13 +57,11 @@ class SkinNeighbourList:
         self._senders = np.asarray(j, dtype=np.int64)
         self._shifts = np.asarray(shifts, dtype=np.int64).reshape(-1, 3)
         periodic = cell is not None and bool(pbc.any())
-        self._shift_vectors = self._shifts @ cell if periodic else np.zeros((len(self._shifts), 3))
+        self._shift_vectors = self._shifts @ cell if cell is not None and periodic else np.zeros((len(self._shifts), 3))
         self._built_at = positions.copy()
         self.builds += 1
 
-    def __call__(
-        self, positions: np.ndarray, cell: np.ndarray | None, pbc: Sequence[bool]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, positions: np.ndarray, cell: np.ndarray | None, pbc: Any) -> tuple[np.ndarray, np.ndarray]:
         """Edges of the structure now.
 
         Args:
@@ -76,12 +74,12 @@ class SkinNeighbourList:
             ``[E, 3]`` float64 (Cartesian shift of the sender's image).
         """
         positions = np.asarray(positions, dtype=np.float64)
-        pbc = np.asarray(pbc, dtype=bool).reshape(3)
-        cell = None if cell is None or not pbc.any() else np.asarray(cell, dtype=np.float64)
-        key = (len(positions), tuple(pbc), None if cell is None else cell.tobytes())
+        periodic = np.asarray(pbc, dtype=bool).reshape(3)
+        cell = None if cell is None or not periodic.any() else np.asarray(cell, dtype=np.float64)
+        key = (len(positions), tuple(periodic), None if cell is None else cell.tobytes())
         if self._stale(positions, key):
             self._key = key
-            self._build(positions, cell, pbc)
+            self._build(positions, cell, periodic)
         vectors = positions[self._senders] - positions[self._receivers] + self._shift_vectors
         keep = np.flatnonzero(np.einsum("ij,ij->i", vectors, vectors) < self.cut_off**2)
         receivers, senders, shift_vectors = self._receivers[keep], self._senders[keep], self._shift_vectors[keep]

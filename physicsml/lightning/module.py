@@ -214,7 +214,7 @@ class PhysicsMLModule(pl.LightningModule):
                     if not len(r):
                         continue
                 for kind in ("mae", "rmse"):
-                    metric = self.metrics[f"{stage}__{name}__{kind}"]
+                    metric: Any = self.metrics[f"{stage}__{name}__{kind}"]
                     metric(p.reshape(-1), r.reshape(-1))
                     self.log(f"{stage}/{name}/{kind}", metric, on_step=False, on_epoch=True, batch_size=num_graphs)
         return total

@@ -9,7 +9,7 @@ from typing import Any
 import lightning.pytorch as pl
 import lightning.pytorch.callbacks as callbacks
 
-from physicsml.configs import TrainerConfig
+from physicsml.configs import CallbackConfig, TrainerConfig
 
 
 class EpochSummary(pl.Callback):
@@ -39,10 +39,10 @@ def build_trainer(
     config: TrainerConfig, logger: Any = False, extra_callbacks: Sequence[pl.Callback] = (), **overrides: Any
 ) -> pl.Trainer:
     """A Trainer with the configured callbacks (built by class name) and the epoch summary."""
-    built = [getattr(callbacks, c.name)(**c.config) for c in config.callbacks or []]
+    built = [getattr(callbacks, c.name)(**c.config) for c in config.callbacks or [] if isinstance(c, CallbackConfig)]
     built += [EpochSummary(), *extra_callbacks]
     has_checkpoint = any(isinstance(c, callbacks.ModelCheckpoint) for c in built)
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         accelerator=config.accelerator,
         devices=config.devices,
         strategy=config.strategy,

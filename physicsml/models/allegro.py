@@ -136,7 +136,8 @@ class Allegro(nn.Module):
             last = layer == config.num_layers - 1
             target = o3.Irreps(f"{m}x0e") if last else o3.Irreps([(m, ir) for ir in allowed])
             self.env_weights.append(mlp_from_widths([latent, *config.env_embed_mlp_latent_dimensions, m * n_blocks]))
-            instructions, paths = [], []
+            instructions: list[tuple[int, int, int, str, bool]] = []
+            paths: list[tuple[int, o3.Irrep]] = []
             for i, (_, ir_v) in enumerate(irreps):
                 for j, (_, ir_e) in enumerate(self.irreps_sh):
                     for ir in ir_v * ir_e:
@@ -150,7 +151,7 @@ class Allegro(nn.Module):
             self.products.append(product)
             self.mixers.append(o3.Linear(product.irreps_out, target))
             self.latents.append(mlp_from_widths([latent + m, *config.latent_mlp_latent_dimensions, latent]))
-            self.feature_weights.append(None if last else nn.Linear(latent, m * len(target)))
+            self.feature_weights.append(nn.Identity() if last else nn.Linear(latent, m * len(target)))
             irreps = target
         self.ratios = nn.Parameter(torch.tensor(ratios), requires_grad=config.latent_resnet_update_ratios_learnable)
         self.energy = mlp_from_widths([latent, *config.mlp_latent_dimensions, outputs.num_contributions])
@@ -178,7 +179,7 @@ class Allegro(nn.Module):
                 self.irreps_sh,
                 m,
             )
-        norm = 1.0 / math.sqrt(float(config.avg_num_neighbours))
+        norm = 1.0 / math.sqrt(float(config.avg_num_neighbours or 0))
         for layer in range(config.num_layers):
             env_weights = self.env_weights[layer](x) * envelope  # neighbours fade in and out at the cut-off
             env = scatter_sum(weight_irreps(env_weights, harmonics, self.irreps_sh, m), receiver, len(attrs)) * norm
@@ -190,7 +191,7 @@ class Allegro(nn.Module):
                 x = (x + ratio * update) / torch.sqrt(1.0 + ratio**2)
             else:
                 x = update
-            if self.feature_weights[layer] is not None:
+            if layer < config.num_layers - 1:  # the last layer's features are not needed again
                 weights = self.feature_weights[layer](x)
                 v = _scale_channels(v, weights, self.mixers[layer].irreps_out, m)
         out = {

@@ -20,7 +20,7 @@ the padded ANI batch layout of the reference for other tools.
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from pydantic import Field
@@ -45,7 +45,7 @@ class AEVParameters(NamedTuple):
     hidden: dict[str, tuple[int, ...]]
 
 
-_ANI2 = dict(
+_ANI2: dict[str, Any] = dict(
     radial_cut_off=5.1,
     eta_r=19.7,
     shifts_r=tuple(0.8 + 0.26875 * k for k in range(16)),
@@ -106,6 +106,11 @@ def angle_pairs(receiver: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, t
 class AEV(nn.Module):
     """Atomic environment vectors from edges: ``[N, n_elements * n_r + n_pairs * n_a * n_z]``."""
 
+    shifts_r: torch.Tensor
+    shifts_a: torch.Tensor
+    shifts_z: torch.Tensor
+    pair_index: torch.Tensor
+
     def __init__(self, parameters: AEVParameters) -> None:
         super().__init__()
         self.p = parameters
@@ -158,6 +163,8 @@ class AEV(nn.Module):
 class ANI(nn.Module):
     """AEVs and one MLP per element (see the module docstring)."""
 
+    to_ani: torch.Tensor
+
     def __init__(self, config: ANIConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
         super().__init__()
         check_ready(config, num_elements)
@@ -205,7 +212,8 @@ class ANI(nn.Module):
         for index, network in enumerate(self.networks):
             atoms = torch.nonzero(species == index).squeeze(-1)
             if len(atoms):
-                hidden = network[:-1](aev[atoms])
+                layers: Any = network  # an nn.Sequential: its last layer is the energy readout
+                hidden = layers[:-1](aev[atoms])
                 features = features.index_copy(0, atoms, hidden)
-                atomic = atomic.index_copy(0, atoms, network[-1](hidden))
+                atomic = atomic.index_copy(0, atoms, layers[-1](hidden))
         return {K.NODE_CONTRIBUTIONS: atomic, K.NODE_FEATURES: features}

@@ -20,7 +20,7 @@ closer pairs are untouched (a full-range envelope slowed learning measurably).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -64,7 +64,9 @@ class EGNNLayer(nn.Module):
 
     def __init__(self, c: int, num_rbf: int, num_edge_feats: int, config: EGNNConfig, cut_off: float) -> None:
         super().__init__()
-        mlp = dict(num_layers=config.num_layers_phi, dropout=config.dropout, mlp_activation=config.mlp_activation)
+        mlp: dict[str, Any] = dict(
+            num_layers=config.num_layers_phi, dropout=config.dropout, mlp_activation=config.mlp_activation
+        )
         self.rbf = BesselBasis(cut_off, num_rbf) if num_rbf else None
         self.phi_e = make_mlp(
             2 * c + 1 + num_rbf + num_edge_feats, c, c, output_activation=config.mlp_output_activation, **mlp
@@ -97,7 +99,7 @@ class EGNN(nn.Module):
         c = config.c_hidden
         self.config = config
         check_ready(config, num_elements)
-        mlp = dict(dropout=config.dropout, mlp_activation=config.mlp_activation)
+        mlp: dict[str, Any] = dict(dropout=config.dropout, mlp_activation=config.mlp_activation)
         self.embed_nodes = make_mlp(num_elements, c, c, 2, output_activation=config.mlp_output_activation, **mlp)
         self.embed_edges = make_mlp(config.num_edge_feats, c, c, 2, **mlp) if config.num_edge_feats else None
         self.envelope = CosineSwitch(cut_off, 0.8 * cut_off)

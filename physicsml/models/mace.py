@@ -145,7 +145,7 @@ class MACE(nn.Module):
                     irreps_sh,
                     irreps_a,
                     config.num_bessel + config.num_edge_feats,
-                    float(config.avg_num_neighbours),
+                    float(config.avg_num_neighbours or 0),
                     attrs if layer == 0 else None,
                 )
             )
@@ -171,4 +171,5 @@ class MACE(nn.Module):
             update = product(interaction(h, elements, sh, radial, edge_index), elements)
             h = update + self.skips[layer - 1](h, elements) if layer else update
             atomic = atomic + readout(h)
+        assert isinstance(atomic, torch.Tensor)
         return {K.NODE_CONTRIBUTIONS: atomic, **irreps_outputs(h, self.irreps_out)}

@@ -91,7 +91,7 @@ class NequIPLayer(nn.Module):
         )
         self.irreps_out = self.gate.irreps_out
         self.resnet = config.resnet and irreps_in == self.irreps_out
-        self.avg_num_neighbours = float(config.avg_num_neighbours)
+        self.avg_num_neighbours = float(config.avg_num_neighbours or 0)
 
     def forward(
         self, h: torch.Tensor, attrs: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor

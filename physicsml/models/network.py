@@ -47,8 +47,8 @@ class Network(nn.Module):
         self.backbone = get_family(name).backbone(config, cut_off, num_elements, outputs)
         self.heads = Heads(
             outputs,
-            self.backbone.num_features,
-            self.backbone.num_vectors,
+            int(self.backbone.num_features),  # type: ignore[arg-type]  # ints every backbone sets
+            int(self.backbone.num_vectors),  # type: ignore[arg-type]
             float(config.scaling_std),  # type: ignore[attr-defined]
             float(config.scaling_mean),  # type: ignore[attr-defined]
             getattr(config, "pool_type", "sum"),

@@ -79,7 +79,7 @@ class ChannelMix(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(features, features, bias=False) for _ in range(3))
 
     def forward(self, parts: tuple[torch.Tensor, ...], scales: torch.Tensor | None = None) -> torch.Tensor:
-        out = 0.0
+        out = torch.zeros_like(parts[0])
         for k, (linear, part) in enumerate(zip(self.linears, parts)):
             mixed = linear(part.transpose(1, -1)).transpose(1, -1)  # mix the channel axis of [N, F, 3, 3]
             out = out + (mixed if scales is None else scales[:, k, :, None, None] * mixed)

@@ -34,7 +34,8 @@ def uvu_convolution(
     external (from a radial MLP per edge). Returns the product and its output irreps.
     """
     wanted = {ir for _, ir in irreps_target}
-    outputs, instructions = [], []
+    outputs: list[tuple[int, o3.Irrep]] = []
+    instructions: list[tuple[int, int, int, str, bool]] = []
     for i, (mul, ir_in) in enumerate(irreps_in):
         for j, (_, ir_sh) in enumerate(irreps_sh):
             for ir_out in ir_in * ir_sh:
@@ -52,7 +53,13 @@ def _symmetric_basis(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """An orthonormal basis of the span of ``tensors`` ``[m, d, ..., d]`` after symmetrising their ``d`` axes."""
     order = tensors[0].dim() - 1
     permutations = list(itertools.permutations(range(1, order + 1)))
-    stacked = torch.stack([sum(t.permute(0, *p) for p in permutations) / len(permutations) for t in tensors])
+    symmetrised = []
+    for t in tensors:
+        total = t.permute(0, *permutations[0])
+        for p in permutations[1:]:
+            total = total + t.permute(0, *p)
+        symmetrised.append(total / len(permutations))
+    stacked = torch.stack(symmetrised)
     _, singular, basis = torch.linalg.svd(stacked.flatten(1), full_matrices=False)
     rank = int((singular > 1e-9 * singular.max().clamp_min(1e-300)).sum()) if len(singular) else 0
     return list(basis[:rank].reshape(rank, *tensors[0].shape))
@@ -138,13 +145,13 @@ class SymmetricContraction(nn.Module):
         blocks = a.split([c * dim for dim in self.a_dims], 1)
         a = torch.cat([block.reshape(n, c, dim).transpose(1, 2) for block, dim in zip(blocks, self.a_dims)], 1)
         d = a.shape[1]
-        outputs = []
+        outputs: list[torch.Tensor] = []
         weights = iter(self.weights)
         for index in range(len(self.irreps_out)):
             per_order = [
                 (getattr(self, f"coupling_{index}_{nu}"), next(weights)) for nu in range(1, self.correlation + 1)
             ]
-            out = None
+            out: torch.Tensor | None = None
             for coupling, weight in reversed(per_order):
                 if out is not None:
                     out = (out.view(n, -1, d, c) * a.unsqueeze(1)).sum(2)
@@ -153,6 +160,7 @@ class SymmetricContraction(nn.Module):
                     w = (elements @ weight.flatten(1)).view(n, 1, -1, c)
                     term = coupling.view(-1, d * w.shape[2]) @ (a.unsqueeze(2) * w).view(n, -1, c)
                     out = term if out is None else out + term
+            assert out is not None  # correlation >= 1
             outputs.append(out.transpose(1, 2).reshape(n, -1))
         return torch.cat(outputs, -1)
 
@@ -171,7 +179,7 @@ def embed_edges(
 def irreps_outputs(features: torch.Tensor, irreps: o3.Irreps) -> dict[str, torch.Tensor]:
     """A backbone's ``node_features`` (the ``0e`` channels, ``[N, n_0e]``) and, when the
     irreps have ``1o`` channels, ``node_vectors`` (``[N, n_1o, 3]``) of e3nn features."""
-    out = {}
+    out: dict[str, list[torch.Tensor]] = {}
     for (mul, ir), block in zip(irreps, irreps.slices()):
         if ir == o3.Irrep("0e"):
             out.setdefault(K.NODE_FEATURES, []).append(features[:, block])

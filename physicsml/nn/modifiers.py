@@ -45,12 +45,16 @@ def _channels(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
                 shiftable += [ir == _SCALAR] * ir.dim
             start += mul
         return torch.tensor(channel, dtype=torch.long), torch.tensor(shiftable, dtype=torch.bool)
+    assert isinstance(layer, nn.Linear)
     width = layer.out_features
     return torch.arange(width), torch.full((width,), layer.bias is not None, dtype=torch.bool)
 
 
 class SSF(nn.Module):
     """Scale and shift of one linear layer's output (see the module docstring)."""
+
+    channel: torch.Tensor
+    shiftable: torch.Tensor
 
     def __init__(self, layer: nn.Module) -> None:
         super().__init__()
@@ -81,6 +85,7 @@ class Adapter(nn.Module):
             )
             self.up = o3.Linear(reduced, irreps)
         else:
+            assert isinstance(layer, nn.Linear)
             width = layer.out_features
             reduced_width = max(1, width // ratio_adapter_down)
             self.down, self.act, self.up = nn.Linear(width, reduced_width), nn.SiLU(), nn.Linear(reduced_width, width)
