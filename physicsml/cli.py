@@ -15,7 +15,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def reports_errors(function: F) -> F:
-    """Turn a :class:`PhysicsMLError` into one ``error:`` line on stderr and exit status 1."""
+    """Turn a :class:`PhysicsMLError`, or an operating-system error (disk full, permission
+    denied, a path that is a file), into one ``error:`` line on stderr and exit status 1."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -23,6 +24,10 @@ def reports_errors(function: F) -> F:
             return function(*args, **kwargs)
         except PhysicsMLError as error:
             print(f"error: {error}", file=sys.stderr)
+            raise typer.Exit(code=1) from None
+        except OSError as error:
+            where = error.filename if error.filename is not None else "(no path)"
+            print(f"error: {where}: {error.strerror or error}", file=sys.stderr)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -96,6 +96,16 @@ def test_bad_input_fails_cleanly(tmp_path, case):
     assert not out.exists() and list(tmp_path.glob(".featurised*")) == []
 
 
+def test_an_operating_system_error_is_one_line_naming_the_path(tmp_path):
+    write_molecules(tmp_path / "m.extxyz", n=12)
+    params = write_params(tmp_path / "params.yaml", data={"source": "m.extxyz", "targets": {"energy": "energy"}})
+    (tmp_path / "file").write_text("a file, where a directory is needed")
+    result = run_stage("featurise", "--params", str(params), "--out", str(tmp_path / "file" / "featurised"))
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and str(tmp_path / "file") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_an_empty_split_is_refused_at_featurise(tmp_path):
     write_molecules(tmp_path / "m.extxyz", n=3)
     params = write_params(tmp_path / "params.yaml", data={"source": "m.extxyz", "targets": {"energy": "energy"}})
