@@ -19,14 +19,13 @@ kind of each target and, per target, how many records miss it (``missing``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from physicsml.errors import InputError
-from physicsml.io.arrow import MAT3, VEC3, fixed, ragged, read_table, to_numpy
+from physicsml.io.arrow import MAT3, VEC3, fixed, ragged, to_numpy
 from physicsml.io.structures import Structure
 
 #: Arrow type of each target kind.
@@ -133,73 +132,3 @@ def structures_to_table(
         else:
             columns[name] = fixed(np.stack(values) if values else np.zeros((0, *GRAPH_SHAPES[kind])))
     return pa.table(columns)
-
-
-def kind_of_type(arrow_type: pa.DataType) -> str | None:
-    """Target kind stored as ``arrow_type`` (``None`` when no kind matches)."""
-    for kind, candidate in TARGET_TYPES.items():
-        if arrow_type == candidate:
-            return kind
-    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
-        return "graph_scalar"
-    return None
-
-
-def structures_from_table(path: Path, targets: Mapping[str, str], fmt: str) -> list[Structure]:
-    """Read a Parquet/Arrow table in the featurised schema back into structures.
-
-    Only ``atomic_numbers`` and ``coordinates`` are required; ``cell`` and ``pbc``
-    are used when present; ``targets`` maps target names to column names.
-    """
-    try:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-        else:
-            table = read_table(path)
-    except (pa.ArrowInvalid, OSError) as error:
-        raise InputError(str(path), None, None, f"not a readable {fmt} table: {error}") from error
-    for column in ("atomic_numbers", "coordinates", *targets.values()):
-        if column not in table.column_names:
-            raise InputError(str(path), None, column, f"column missing; columns: {table.column_names}")
-    try:
-        coordinates, coord_offsets = to_numpy(table["coordinates"].cast(pa.list_(VEC3)))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise InputError(str(path), None, "coordinates", f"expected a list of 3-vectors per row: {error}") from error
-    numbers, atom_offsets = to_numpy(table["atomic_numbers"])
-    if atom_offsets is None or coord_offsets is None or not np.array_equal(atom_offsets, coord_offsets):
-        raise InputError(
-            str(path), None, "coordinates", "atomic_numbers and coordinates must be lists of equal length per row"
-        )
-    cells = table["cell"].to_pylist() if "cell" in table.column_names else [None] * table.num_rows
-    pbcs = table["pbc"].to_pylist() if "pbc" in table.column_names else [None] * table.num_rows
-    target_values: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-    for name, column in targets.items():
-        flat, offsets = to_numpy(table[column])
-        target_values[name] = (np.asarray(flat, dtype=np.float64), offsets)
-    structures = []
-    for row in range(table.num_rows):
-        start, stop = atom_offsets[row], atom_offsets[row + 1]
-        cell = None if cells[row] is None else np.asarray(cells[row], dtype=float).reshape(3, 3)
-        values: dict[str, Any] = {}
-        node_targets = set()
-        for name, (flat, offsets) in target_values.items():
-            if offsets is None:
-                values[name] = flat[row]
-            else:
-                values[name] = flat[offsets[row] : offsets[row + 1]]
-                node_targets.add(name)
-        structures.append(
-            Structure(
-                atomic_numbers=numbers[start:stop].astype(np.int64),
-                coordinates=coordinates[start:stop].astype(np.float64),
-                cell=cell,
-                pbc=np.asarray(pbcs[row] if pbcs[row] is not None else [False] * 3, dtype=bool),
-                targets=values,
-                file=str(path),
-                index=row,
-                node_targets=frozenset(node_targets),
-            )
-        )
-    return structures
