@@ -121,7 +121,7 @@ class Allegro(nn.Module):
                 2 * num_elements + config.num_bessel + config.num_edge_feats,
                 *config.two_body_latent_mlp_latent_dimensions,
             ],
-            last_activation=True,
+            output_activation="SiLU",
         )
         n_blocks = len(self.irreps_sh)
         self.initial_weights = nn.Linear(latent, m * n_blocks) if config.embed_initial_edge else None

@@ -28,7 +28,7 @@ from torch import nn
 
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready
-from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, make_mlp, scatter_sum
+from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, mlp_from_widths, scatter_sum
 from physicsml.nn.heads import Outputs
 
 
@@ -57,6 +57,22 @@ class EGNNConfig(ModelConfig):
     scaling_std: float | Literal["auto"] = Field(
         1.0, description="Scale of the outputs; 'auto': RMS training force component (or per-atom energy std)."
     )
+
+
+def make_mlp(
+    c_in: int,
+    c_hidden: int,
+    c_out: int,
+    num_layers: int = 2,
+    dropout: float | None = None,
+    mlp_activation: str | None = "SiLU",
+    output_activation: str | None = None,
+) -> nn.Sequential:
+    """An EGNN MLP in the reference's terms: ``num_layers`` linear layers of width ``c_hidden``."""
+    if num_layers < 1:
+        raise ValueError("an MLP needs at least one layer")
+    widths = [c_in, *[c_hidden] * (num_layers - 1), c_out]
+    return mlp_from_widths(widths, mlp_activation, dropout, output_activation)
 
 
 class EGNNLayer(nn.Module):

@@ -5,7 +5,7 @@ from physicsml.nn.blocks import (
     CosineSwitch,
     PolynomialCutoff,
     edge_vectors,
-    make_mlp,
+    mlp_from_widths,
     resolve_activation,
     scatter_sum,
 )
@@ -15,7 +15,7 @@ __all__ = [
     "CosineSwitch",
     "PolynomialCutoff",
     "edge_vectors",
-    "make_mlp",
+    "mlp_from_widths",
     "resolve_activation",
     "scatter_sum",
 ]

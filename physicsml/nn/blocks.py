@@ -23,41 +23,28 @@ def resolve_activation(name: str | None) -> nn.Module:
     return cls()
 
 
-def make_mlp(
-    c_in: int,
-    c_hidden: int,
-    c_out: int,
-    num_layers: int = 2,
+def mlp_from_widths(
+    widths: list[int],
+    activation: str | None = "SiLU",
     dropout: float | None = None,
-    mlp_activation: str | None = "SiLU",
     output_activation: str | None = None,
 ) -> nn.Sequential:
-    """``num_layers`` linear layers with ``mlp_activation`` (and dropout) between them.
+    """Linear layers ``widths[0] -> widths[1] -> ...``, with ``activation`` (a ``torch.nn`` module
+    name; and dropout) between them and ``output_activation`` after the last.
 
-    Shapes: ``[*, c_in] -> [*, c_out]``.
+    The one MLP builder of every family and head. Shapes: ``[*, widths[0]] -> [*, widths[-1]]``.
     """
-    if num_layers < 1:
-        raise ValueError("an MLP needs at least one layer")
-    widths = [c_in] + [c_hidden] * (num_layers - 1) + [c_out]
+    if len(widths) < 2:
+        raise ValueError("an MLP needs at least one layer (two widths)")
     layers: list[nn.Module] = []
     for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         layers.append(nn.Linear(a, b))
-        if k < num_layers - 1:
-            layers.append(resolve_activation(mlp_activation))
+        if k < len(widths) - 2:
+            layers.append(resolve_activation(activation))
             if dropout:
                 layers.append(nn.Dropout(dropout))
     if output_activation is not None:
         layers.append(resolve_activation(output_activation))
-    return nn.Sequential(*layers)
-
-
-def mlp_from_widths(widths: list[int], last_activation: bool = False) -> nn.Sequential:
-    """Linear layers ``widths[0] -> widths[1] -> ...`` with SiLU between (and after the last when asked)."""
-    layers: list[nn.Module] = []
-    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(a, b))
-        if k < len(widths) - 2 or last_activation:
-            layers.append(nn.SiLU())
     return nn.Sequential(*layers)
 
 
