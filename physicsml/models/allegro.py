@@ -30,7 +30,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig, check_ready
+from physicsml.models.base import GraphModelConfig, check_ready
 from physicsml.nn import edge_vectors, scatter_sum
 from physicsml.nn.blocks import BesselBasis, PolynomialCutoff, mlp_from_widths
 from physicsml.nn.heads import Outputs
@@ -38,7 +38,7 @@ from physicsml.nn.heads import Outputs
 Auto = Literal["auto"]
 
 
-class AllegroConfig(ModelConfig):
+class AllegroConfig(GraphModelConfig):
     """Hyperparameters of ``allegro_model`` (names and defaults of the reference physicsml).
 
     The reference's ``mlp_irreps`` is refused: the edge energy MLP is ``mlp_latent_dimensions``.
@@ -53,8 +53,6 @@ class AllegroConfig(ModelConfig):
             )
         return values
 
-    num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
-    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs fed to the two-body MLP (0: none).")
     num_layers: int = Field(2, ge=1, description="Allegro layers.")
     max_ell: int = Field(2, ge=0, description="Highest l of the edge features.")
     parity: bool = Field(True, description="Keep both parities of every l (else only (-1)^l).")
@@ -86,8 +84,6 @@ class AllegroConfig(ModelConfig):
         None, description="Per-layer ratio of new to old latent (default 1)."
     )
     latent_resnet_update_ratios_learnable: bool = Field(False, description="Learn the update ratios.")
-    scaling_mean: float | Auto = Field(0.0, description="Per-atom energy shift; 'auto': from the training split.")
-    scaling_std: float | Auto = Field(1.0, description="Energy scale; 'auto': RMS training force component.")
 
 
 def weight_irreps(weights: torch.Tensor, harmonics: torch.Tensor, irreps_sh: o3.Irreps, channels: int) -> torch.Tensor:

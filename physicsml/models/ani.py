@@ -81,10 +81,6 @@ class ANIConfig(ModelConfig):
     elements: list[str] | None = Field(
         None, description="The featurised element list, in index order (filled in from the data)."
     )
-    scaling_mean: float | Literal["auto"] = Field(
-        0.0, description="Per-atom energy shift; 'auto': from the training split."
-    )
-    scaling_std: float | Literal["auto"] = Field(1.0, description="Energy scale; 'auto': RMS training force component.")
 
 
 def cosine_cutoff(r: torch.Tensor, cut_off: float) -> torch.Tensor:

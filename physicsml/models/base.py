@@ -16,7 +16,7 @@ energy, never the family.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import torch
@@ -67,6 +67,12 @@ class ModelConfig(Config):
         description="The y_graph_scalars column that is the energy (self-energies are added to it, forces "
         "and stress are its derivatives); null: the first.",
     )
+    scaling_mean: float | Literal["auto"] = Field(
+        0.0, description="Per-atom shift of the outputs; 'auto': mean per-atom energy residual of the training split."
+    )
+    scaling_std: float | Literal["auto"] = Field(
+        1.0, description="Scale of the outputs; 'auto': RMS training force component (or per-atom energy std)."
+    )
     y_graph_scalars_loss_config: LossConfig | None = None
     y_graph_vector_loss_config: LossConfig | None = None
     y_node_scalars_loss_config: LossConfig | None = None
@@ -75,15 +81,6 @@ class ModelConfig(Config):
     y_edge_vector_loss_config: LossConfig | None = None
     y_stress_loss_config: LossConfig | None = None
 
-    @pydantic.model_validator(mode="after")
-    def _no_edge_attributes(self) -> ModelConfig:
-        if getattr(self, "num_edge_feats", 0):
-            raise ValueError(
-                "num_edge_feats: no stage produces edge attributes (bond features) yet, so a network built for "
-                "them would find none: leave it 0"
-            )
-        return self
-
     def loss_configs(self) -> dict[str, LossConfig]:
         """Target key -> loss config, for the targets that have one."""
         return {
@@ -91,6 +88,22 @@ class ModelConfig(Config):
             for name, value in self
             if name.endswith("_loss_config") and value is not None
         }
+
+
+class GraphModelConfig(ModelConfig):
+    """Keys every message-passing family (all but ANI) adds: the widths of its node and edge inputs."""
+
+    num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
+    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs (0: none; none are produced yet).")
+
+    @pydantic.model_validator(mode="after")
+    def _no_edge_attributes(self) -> GraphModelConfig:
+        if self.num_edge_feats:
+            raise ValueError(
+                "num_edge_feats: no stage produces edge attributes (bond features) yet, so a network built for "
+                "them would find none: leave it 0"
+            )
+        return self
 
 
 def check_ready(config: ModelConfig, num_elements: int) -> None:

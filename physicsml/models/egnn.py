@@ -27,16 +27,14 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig, check_ready
+from physicsml.models.base import GraphModelConfig, check_ready
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, mlp_from_widths, scatter_sum
 from physicsml.nn.heads import Outputs
 
 
-class EGNNConfig(ModelConfig):
+class EGNNConfig(GraphModelConfig):
     """Hyperparameters of ``egnn_model`` (names and defaults of the reference physicsml)."""
 
-    num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
-    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs (0: no edge attributes).")
     num_graph_feats: int = Field(0, ge=0, description="Width of graph_attrs fed to the output heads (0: none).")
     num_rbf: int = Field(0, ge=0, description="Radial Bessel functions added to the distance (0 as in the paper).")
     num_layers: int = Field(4, ge=0, description="Message passing layers after the embedding layer.")
@@ -51,12 +49,6 @@ class EGNNConfig(ModelConfig):
     mlp_activation: str | None = Field("SiLU", description="torch.nn activation of the MLPs.")
     mlp_output_activation: str | None = Field(None, description="Activation after each hidden MLP's last layer.")
     output_activation: str | None = Field(None, description="Activation of the output heads.")
-    scaling_mean: float | Literal["auto"] = Field(
-        0.0, description="Per-atom shift of the outputs; 'auto': mean per-atom energy residual of the training split."
-    )
-    scaling_std: float | Literal["auto"] = Field(
-        1.0, description="Scale of the outputs; 'auto': RMS training force component (or per-atom energy std)."
-    )
 
 
 def make_mlp(

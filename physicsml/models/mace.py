@@ -25,7 +25,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig, check_ready
+from physicsml.models.base import GraphModelConfig, check_ready
 from physicsml.nn import scatter_sum
 from physicsml.nn.equivariant import (
     RadialEmbedding,
@@ -40,11 +40,9 @@ from physicsml.nn.heads import Outputs
 Auto = Literal["auto"]
 
 
-class MACEConfig(ModelConfig):
+class MACEConfig(GraphModelConfig):
     """Hyperparameters of ``mace_model`` (names and defaults of the reference physicsml)."""
 
-    num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
-    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs fed to the radial MLP (0: none).")
     num_bessel: int = Field(8, ge=1, description="Radial Bessel functions.")
     num_polynomial_cutoff: int = Field(5, ge=1, description="Power p of the polynomial cut-off envelope.")
     max_ell: int = Field(3, ge=0, description="Highest l of the edge spherical harmonics and of A.")
@@ -55,8 +53,6 @@ class MACEConfig(ModelConfig):
         None, description="Message normalisation; null/'auto': the training split's mean."
     )
     correlation: int = Field(3, ge=1, description="Highest body order of the product basis (nu).")
-    scaling_mean: float | Auto = Field(0.0, description="Per-atom energy shift; 'auto': from the training split.")
-    scaling_std: float | Auto = Field(1.0, description="Energy scale; 'auto': RMS training force component.")
 
 
 class MACEInteraction(nn.Module):

@@ -22,7 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig, check_ready
+from physicsml.models.base import GraphModelConfig, check_ready
 from physicsml.nn import scatter_sum
 from physicsml.nn.equivariant import RadialEmbedding, embed_edges, irreps_outputs, irreps_widths, uvu_convolution
 from physicsml.nn.heads import Outputs
@@ -30,11 +30,9 @@ from physicsml.nn.heads import Outputs
 Auto = Literal["auto"]
 
 
-class NequIPConfig(ModelConfig):
+class NequIPConfig(GraphModelConfig):
     """Hyperparameters of ``nequip_model`` (names and defaults of the reference physicsml)."""
 
-    num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
-    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs fed to the radial MLP (0: none).")
     num_layers: int = Field(4, ge=1, description="Interaction layers.")
     max_ell: int = Field(2, ge=0, description="Highest l of the features and edge harmonics.")
     parity: bool = Field(True, description="Keep both parities of every l (else only the natural one, (-1)^l).")
@@ -48,8 +46,6 @@ class NequIPConfig(ModelConfig):
     avg_num_neighbours: float | Auto | None = Field(
         None, description="Message normalisation; null/'auto': the training split's mean."
     )
-    scaling_mean: float | Auto = Field(0.0, description="Per-atom energy shift; 'auto': from the training split.")
-    scaling_std: float | Auto = Field(1.0, description="Energy scale; 'auto': RMS training force component.")
 
 
 def feature_irreps(num_features: int, max_ell: int, parity: bool) -> o3.Irreps:

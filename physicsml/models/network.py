@@ -49,8 +49,8 @@ class Network(nn.Module):
             outputs,
             int(self.backbone.num_features),  # type: ignore[arg-type]  # ints every backbone sets
             int(self.backbone.num_vectors),  # type: ignore[arg-type]
-            float(config.scaling_std),  # type: ignore[attr-defined]
-            float(config.scaling_mean),  # type: ignore[attr-defined]
+            float(config.scaling_std),
+            float(config.scaling_mean),
             getattr(config, "pool_type", "sum"),
             num_elements,
         )

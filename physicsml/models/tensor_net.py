@@ -14,24 +14,20 @@ node features (:mod:`physicsml.nn.heads`). Supports ``y_graph_scalars``,
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig, check_ready
+from physicsml.models.base import GraphModelConfig, check_ready
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, scatter_sum
 from physicsml.nn.blocks import mlp_from_widths
 from physicsml.nn.heads import Outputs
 
 
-class TensorNetConfig(ModelConfig):
+class TensorNetConfig(GraphModelConfig):
     """Hyperparameters of ``tensor_net_model`` (names and defaults of the reference physicsml)."""
 
-    num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
-    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs (0: none).")
     num_features: int = Field(256, ge=1, description="Channels of 3x3 tensors per atom.")
     num_radial: int = Field(64, ge=1, description="Radial Bessel functions.")
     num_interaction_layers: int = Field(3, ge=0, description="Interaction layers.")
@@ -44,10 +40,6 @@ class TensorNetConfig(ModelConfig):
     scalar_output_mlp_hidden_dims: list[int] = Field(
         default_factory=lambda: [256, 128], description="Hidden widths of the output MLP."
     )
-    scaling_mean: float | Literal["auto"] = Field(
-        0.0, description="Per-atom energy shift; 'auto': from the training split."
-    )
-    scaling_std: float | Literal["auto"] = Field(1.0, description="Energy scale; 'auto': RMS training force component.")
 
 
 def decompose(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
