@@ -250,3 +250,33 @@ def test_every_family_section_is_validated_when_params_are_read(family, values, 
     params["model"].setdefault(family, {}).update(values)
     with pytest.raises(ConfigError, match=r"^params.yaml: " + key):
         check_model_section(parse_section(params, "model"))
+
+
+def test_a_selected_target_the_data_lacks_stops_prebatch_naming_the_column(tmp_path):
+    """The first stage that reads both params and the featurised table checks the y_* columns."""
+    write_molecules(tmp_path / "m.extxyz", n=12)
+    params = write_params(
+        tmp_path / "params.yaml",
+        data={"source": "m.extxyz", "targets": {"energy": "energy"}},
+        datamodule={"y_graph_scalars": ["energy"], "y_node_vector": "forces"},
+    )
+    out = tmp_path / "out"
+    for name, args in [
+        ("featurise", ["--out", str(out / "featurised")]),
+        ("graphs", ["--featurised", str(out / "featurised"), "--out", str(out / "graphs")]),
+    ]:
+        assert run_stage(name, "--params", str(params), *args).returncode == 0
+    result = run_stage(
+        "prebatch",
+        "--params",
+        str(params),
+        "--featurised",
+        str(out / "featurised"),
+        "--graphs",
+        str(out / "graphs"),
+        "--out",
+        str(out / "prebatched"),
+    )
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "datamodule.y_node_vector: column 'forces' not in the featurised table" in result.stderr
+    assert not (out / "prebatched").exists()
