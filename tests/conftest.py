@@ -145,7 +145,12 @@ def git_env() -> dict[str, str]:
 @pytest.fixture
 def dvc_project(tmp_path: Path) -> Path:
     """A copy of the project in a fresh git repository with one commit."""
-    project = tmp_path / "project"
+    return make_dvc_project(tmp_path)
+
+
+def make_dvc_project(directory: Path) -> Path:
+    """A copy of the project in ``directory/project``, a fresh git repository with one commit."""
+    project = directory / "project"
     for name in PROJECT_FILES:
         source = ROOT / name
         target = project / name

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import git_env
+from conftest import git_env, make_dvc_project
 
 from physicsml.models import MODELS
 
@@ -215,13 +215,23 @@ EPOCHS = {
 }
 
 
+@pytest.fixture(scope="module")
+def families_project(tmp_path_factory) -> Path:
+    """One project with its data prepared, shared by the families' experiments."""
+    project = make_dvc_project(tmp_path_factory.mktemp("families"))
+    small_project(project, structures=400, shrink=False)
+    subprocess.run(["git", "commit", "-qam", "small"], cwd=project, check=True, env=git_env())
+    dvc(project, "repro", "prebatch")
+    return project
+
+
 @pytest.mark.parametrize("family", sorted(MODELS))
-def test_every_family_learns_through_dvc_exp_run(dvc_project, family):
+def test_every_family_learns_through_dvc_exp_run(families_project, family):
     """`dvc exp run -S model.name=<family>` with nothing else changed trains that family."""
-    small_project(dvc_project, structures=400, shrink=False, **{"trainer.max_epochs": EPOCHS[family]})
-    subprocess.run(["git", "commit", "-qam", "small"], cwd=dvc_project, check=True, env=git_env())
-    dvc(dvc_project, "repro", "prebatch")
-    output = dvc(dvc_project, "exp", "run", "-S", f"model.name={family}")
+    dvc_project = families_project
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True)
+    epochs = f"trainer.max_epochs={EPOCHS[family]}"
+    output = dvc(dvc_project, "exp", "run", "-S", f"model.name={family}", "-S", epochs)
     assert ran(output) == {"train", "predict", "md"}  # every family is run in MD as well
     from physicsml.io.arrow import read_table
 
