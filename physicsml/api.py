@@ -46,7 +46,7 @@ from physicsml.lightning.module import PhysicsMLModule
 from physicsml.lightning.trainer import build_trainer
 from physicsml.model_file import read_model_file, write_model_file
 from physicsml.models import get_family
-from physicsml.models.ensemble import Ensemble, prediction_interval
+from physicsml.models.ensemble import Ensemble, has_uncertainty, prediction_interval
 from physicsml.models.statistics import resolve_auto
 
 
@@ -315,8 +315,7 @@ class Model:
     @property
     def has_uncertainty(self) -> bool:
         """Whether the model predicts a standard deviation with each value (mean-variance heads or an ensemble)."""
-        net = self._require_module().net
-        return isinstance(net, Ensemble) or bool(net.outputs.variances)
+        return has_uncertainty(self._require_module().net)
 
     def predict(
         self, data: Any, batch_size: int | None = None, with_std: bool = False, confidence: float | None = None

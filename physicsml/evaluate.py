@@ -167,11 +167,9 @@ def write_parity(
     figure, axes = plt.subplots(1, max(len(names), 1), figsize=(4.4 * max(len(names), 1), 4.2), squeeze=False)
     written = []
     for axis, name in zip(axes[0], names):
-        predicted, reference = predictions[name], references[name]
-        if isinstance(reference, list):
-            predicted, reference = np.concatenate(predicted), np.concatenate(reference)
-        predicted, reference = np.ravel(predicted), np.ravel(reference)
+        predicted, reference = _flat(predictions[name]), _flat(references[name])
         known = np.isfinite(reference)
+        errors = _errors(predicted[known], reference[known]) if known.any() else {}
         keep = np.linspace(0, len(reference[known]) - 1, min(int(known.sum()), max_points)).astype(int)
         path = out / f"{name}.csv"
         rows = "".join(f"{r:.8g},{p:.8g}\n" for r, p in zip(reference[known][keep], predicted[known][keep]))
@@ -189,7 +187,6 @@ def write_parity(
         if len(reference):
             low = float(min(reference.min(), predicted.min()))
             high = float(max(reference.max(), predicted.max()))
-            errors = _errors(_flat(predictions[name])[known], _flat(references[name])[known])
             axis.text(
                 0.04,
                 0.96,

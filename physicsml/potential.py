@@ -28,7 +28,7 @@ from physicsml.data import keys as K
 from physicsml.errors import StructureError
 from physicsml.graphs.skin import SkinNeighbourList
 from physicsml.lightning.module import STRESS, with_derivatives
-from physicsml.models.ensemble import Ensemble
+from physicsml.models.ensemble import has_uncertainty
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -148,7 +148,7 @@ class Potential:
     @property
     def has_uncertainty(self) -> bool:
         """Whether calls also return ``energy_std`` and ``forces_std`` (mean-variance heads or an ensemble)."""
-        return isinstance(self.net, Ensemble) or bool(self.net.outputs.variances)
+        return has_uncertainty(self.net)
 
     def __call__(
         self,

@@ -76,6 +76,11 @@ class Ensemble(nn.Module):
         return combine(self.member_outputs(data))
 
 
+def has_uncertainty(net: nn.Module) -> bool:
+    """Whether ``net`` predicts a variance with each value: an ensemble, or mean-variance heads."""
+    return isinstance(net, Ensemble) or bool(net.outputs.variances)  # type: ignore[union-attr]
+
+
 def prediction_interval(mean: Any, std: Any, confidence: float) -> tuple[Any, Any]:
     """``(low, high)``: the central interval of a Gaussian of ``std`` around ``mean`` holding the value with
     probability ``confidence``; arrays, or lists of per-structure arrays as :meth:`physicsml.api.Model.predict` gives."""

@@ -27,8 +27,9 @@ def write_params(path: Path, **sections) -> Path:
     return path
 
 
-def run_pipeline(params: Path, out: Path) -> None:
-    for name, args in [
+def pipeline_steps(out: Path) -> list[tuple[str, list[str]]]:
+    """The data stages and their arguments, writing under ``out``."""
+    return [
         ("featurise", ["--out", str(out / "featurised")]),
         ("graphs", ["--featurised", str(out / "featurised"), "--out", str(out / "graphs")]),
         (
@@ -42,7 +43,11 @@ def run_pipeline(params: Path, out: Path) -> None:
                 str(out / "prebatched"),
             ],
         ),
-    ]:
+    ]
+
+
+def run_pipeline(params: Path, out: Path) -> None:
+    for name, args in pipeline_steps(out):
         result = run_stage(name, "--params", str(params), *args)
         assert result.returncode == 0, result.stderr
 
@@ -261,22 +266,10 @@ def test_a_selected_target_the_data_lacks_stops_prebatch_naming_the_column(tmp_p
         datamodule={"y_graph_scalars": ["energy"], "y_node_vector": "forces"},
     )
     out = tmp_path / "out"
-    for name, args in [
-        ("featurise", ["--out", str(out / "featurised")]),
-        ("graphs", ["--featurised", str(out / "featurised"), "--out", str(out / "graphs")]),
-    ]:
+    (featurise, graphs, prebatch) = pipeline_steps(out)
+    for name, args in (featurise, graphs):
         assert run_stage(name, "--params", str(params), *args).returncode == 0
-    result = run_stage(
-        "prebatch",
-        "--params",
-        str(params),
-        "--featurised",
-        str(out / "featurised"),
-        "--graphs",
-        str(out / "graphs"),
-        "--out",
-        str(out / "prebatched"),
-    )
+    result = run_stage(prebatch[0], "--params", str(params), *prebatch[1])
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "datamodule.y_node_vector: column 'forces' not in the featurised table" in result.stderr
     assert not (out / "prebatched").exists()
