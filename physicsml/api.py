@@ -55,6 +55,16 @@ def _featurisation(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in metadata.items() if key != "targets"}
 
 
+def attribute_widths(batches: Dataset) -> tuple[int, int]:
+    """Widths of the ``atom_features`` and ``graph_attrs`` of ``batches`` (read from its first batch),
+    so that nobody counts feature columns by hand."""
+    first = batches[0] if len(batches) else None  # type: ignore[arg-type]
+    return tuple(  # type: ignore[return-value]
+        int(getattr(first, key).shape[-1]) if first is not None and key in first else 0
+        for key in (K.ATOM_FEATURES, K.GRAPH_ATTRS)
+    )
+
+
 def _ensemble_signature(model: Model) -> dict[str, Any]:
     """What every member of an ensemble must share."""
     module = model._require_module()
@@ -175,10 +185,19 @@ class Model:
         num_elements: int,
         optimizer: dict | None = None,
         scheduler: dict | None = None,
+        num_atom_features: int = 0,
+        num_graph_attrs: int = 0,
     ) -> PhysicsMLModule:
         """Create the Lightning module (weights freshly initialised)."""
         self.module = PhysicsMLModule(
-            self.name, self.config, datamodule.model_dump(), optimizer, scheduler, num_elements
+            self.name,
+            self.config,
+            datamodule.model_dump(),
+            optimizer,
+            scheduler,
+            num_elements,
+            num_atom_features,
+            num_graph_attrs,
         )
         return self.module
 
@@ -271,7 +290,13 @@ class Model:
                 graph.index(self.config["energy_target"]) if self.config.get("energy_target") in graph else 0
             )
             self.config = resolve_auto(self.config, train, fields, energy_column)  # type: ignore[arg-type]
-            self.build(datamodule, num_elements, optimizer, scheduler)
+            self.build(
+                datamodule,
+                num_elements,
+                optimizer,
+                scheduler,
+                *attribute_widths(train),
+            )
             if start is not None:
                 load_starting_weights(self._require_module(), start, self.config)
                 if self_energies == "data" and other_self_energies(data_metadata, start.metadata):

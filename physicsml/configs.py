@@ -134,7 +134,11 @@ class DataModuleConfig(Config):
     num_elements: int = Field(
         0, ge=0, description="Width of the one-hot encoding; 0 takes the featurised element list."
     )
-    graph_attrs_cols: list[str] | None = Field(None, description="Per-structure columns concatenated into graph_attrs.")
+    graph_attrs_cols: list[str] | None = Field(
+        None,
+        description="Per-structure columns (e.g. a total charge) concatenated into graph_attrs, which every "
+        "family reads beside the element of each atom.",
+    )
     y_node_scalars: list[str] | None = None
     y_node_vector: str | None = None
     y_edge_scalars: list[str] | None = None

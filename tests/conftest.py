@@ -199,8 +199,6 @@ def save_tiny_model(name: str, path: Path, graph_attrs_cols=None, dtype=torch.fl
     torch.manual_seed(0)
     elements = ELEMENTS.get(name, (1, 6, 7, 8, 13, 28, 29))
     config = {**TINY[name], "compute_forces": True, "y_graph_scalars_loss_config": {"name": "MSELoss"}}
-    if graph_attrs_cols:
-        config["num_graph_feats"] = len(graph_attrs_cols)
     model = Model(name, config)
     model.metadata = {
         "atomic_numbers": list(elements),
@@ -213,7 +211,7 @@ def save_tiny_model(name: str, path: Path, graph_attrs_cols=None, dtype=torch.fl
         y_node_vector="forces",
         graph_attrs_cols=graph_attrs_cols,
     )
-    model.build(datamodule, len(elements))
+    model.build(datamodule, len(elements), num_graph_attrs=len(graph_attrs_cols or []))
     model.module.to(dtype)
     model.save(path)
     return path

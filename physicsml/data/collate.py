@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
-from physicsml.data.targets import TARGET_KINDS, mask_key, presence, selected_columns
+from physicsml.data.targets import GRAPH_ATTR_KINDS, TARGET_KINDS, mask_key, presence, selected_columns
 from physicsml.errors import ConfigError
 from physicsml.io.arrow import table_metadata, to_numpy
 
@@ -133,7 +133,7 @@ def split_arrays(
     targets: dict[str, np.ndarray] = {}
     selections = {
         **{key: (names, (TARGET_KINDS[key].column_kind,)) for key, names in selected_columns(config).items()},
-        K.GRAPH_ATTRS: (config.graph_attrs_cols, ("graph_scalar", "graph_vector")),
+        K.GRAPH_ATTRS: (config.graph_attrs_cols, GRAPH_ATTR_KINDS),
     }
     key_of = {K.GRAPH_ATTRS: "graph_attrs_cols"}
     for field, (names, allowed) in selections.items():

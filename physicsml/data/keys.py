@@ -16,7 +16,8 @@ times the structure's cell; all zeros for molecules).
 NUM_NODES = "num_nodes"  # [] int64
 NUM_GRAPHS = "num_graphs"  # [] int64
 EDGE_INDEX = "edge_index"  # [2, E] int64, (receiver, sender), offset per graph
-NODE_ATTRS = "node_attrs"  # [N, num_elements (+ extra node attrs)] float
+NODE_ATTRS = "node_attrs"  # [N, num_elements (+ atom features + graph attrs)] float, built by the network
+ATOM_FEATURES = "atom_features"  # [N, num_atom_features] float, chemistry of each atom (featurise.atom_features)
 EDGE_ATTRS = "edge_attrs"  # [E, dim_edge_attrs] float (only with bond features)
 GRAPH_ATTRS = "graph_attrs"  # [G, dim_graph_attrs] float (from graph_attrs_cols)
 COORDINATES = "coordinates"  # [N, 3] float

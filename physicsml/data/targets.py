@@ -72,3 +72,7 @@ def presence(key: str, values: Any) -> Any:
 def compared_whole(key: str) -> bool:
     """Whether errors of ``key`` are taken over each whole row (a vector or tensor) rather than per column."""
     return not TARGET_KINDS[key].many
+
+
+#: Kinds of column a graph attribute (``datamodule.graph_attrs_cols``) may be read from.
+GRAPH_ATTR_KINDS = ("graph_scalar", "graph_vector")

@@ -109,6 +109,8 @@ class PhysicsMLModule(pl.LightningModule):
         optimizer: optimizer config dict (``name``, ``config``).
         scheduler: scheduler config dict, or ``None``.
         num_elements: width of the one-hot element encoding of the batches.
+        num_atom_features: width of their ``atom_features`` (0: none).
+        num_graph_attrs: width of their ``graph_attrs`` (0: the model reads none).
     """
 
     def __init__(
@@ -119,6 +121,8 @@ class PhysicsMLModule(pl.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         num_elements: int = 0,
+        num_atom_features: int = 0,
+        num_graph_attrs: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -129,7 +133,15 @@ class PhysicsMLModule(pl.LightningModule):
         self.scheduler_config = parse_config(SchedulerConfig, scheduler, "config", "scheduler") if scheduler else None
         self.columns = selected_columns(self.datamodule_config)
         self.outputs = Outputs.select(self.columns, self.config.compute_forces, self.config.energy_target)
-        self.net = build_network(model_name, self.config, self.datamodule_config.cut_off, num_elements, self.outputs)
+        self.net = build_network(
+            model_name,
+            self.config,
+            self.datamodule_config.cut_off,
+            num_elements,
+            self.outputs,
+            num_atom_features,
+            num_graph_attrs,
+        )
         self.loss_configs = self.config.loss_configs()
         self.losses = torch.nn.ModuleDict({key: config.build() for key, config in self.loss_configs.items()})
         if not self.losses:

@@ -96,9 +96,12 @@ def weight_irreps(weights: torch.Tensor, harmonics: torch.Tensor, irreps_sh: o3.
 class Allegro(nn.Module):
     """The Allegro backbone (see the module docstring)."""
 
-    def __init__(self, config: AllegroConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
+    def __init__(
+        self, config: AllegroConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
+    ) -> None:
         super().__init__()
-        check_ready(config, num_elements)
+        num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
+        check_ready(config, num_attrs)
         cutoffs = config.per_layer_cutoffs or [cut_off] * config.num_layers
         if len(cutoffs) != config.num_layers or max(cutoffs) > cut_off or min(cutoffs) <= 0:
             raise ValueError(f"per_layer_cutoffs needs {config.num_layers} values in (0, {cut_off}], got {cutoffs}")
@@ -114,7 +117,7 @@ class Allegro(nn.Module):
         self.cutoffs = nn.ModuleList(PolynomialCutoff(c, config.num_polynomial_cutoff) for c in [cut_off, *cutoffs])
         self.two_body = mlp_from_widths(
             [
-                2 * num_elements + config.num_bessel + config.num_edge_feats,
+                2 * num_attrs + config.num_bessel + config.num_edge_feats,
                 *config.two_body_latent_mlp_latent_dimensions,
             ],
             output_activation="SiLU",

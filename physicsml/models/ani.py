@@ -6,7 +6,9 @@ neighbour elements, angular terms
 ``2^(1-zeta) (1 + cos(theta_ijk - s_Z))^zeta exp(-eta_A ((r_ij + r_ik)/2 - s_A)^2) f_c(r_ij) f_c(r_ik)``
 with the cosine cut-off ``f_c``. An MLP per element maps the AEV to the atom's
 energy term (pooled by the heads, :mod:`physicsml.nn.heads`); the last hidden
-layer of that MLP is the atom's feature vector.
+layer of that MLP is the atom's feature vector. Node attributes beyond the
+element (atom features, graph attributes such as a total charge) are appended
+to the AEV the element's MLP reads.
 
 ``which_ani`` picks the element set and AEV parameters: ``ani1`` (H, C, N, O;
 ANI-1x parameters and network widths), ``ani2`` (H, C, N, O, F, S, Cl; ANI-2x
@@ -161,9 +163,11 @@ class ANI(nn.Module):
 
     to_ani: torch.Tensor
 
-    def __init__(self, config: ANIConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
+    def __init__(
+        self, config: ANIConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
+    ) -> None:
         super().__init__()
-        check_ready(config, num_elements)
+        check_ready(config, num_elements + num_extra_attrs)
         parameters = ANI_PARAMETERS[config.which_ani]
         if cut_off < parameters.radial_cut_off:
             raise ValueError(
@@ -183,7 +187,7 @@ class ANI(nn.Module):
         n_out = outputs.num_contributions
         self.networks = nn.ModuleList()
         for element in parameters.elements:
-            widths = [self.aev.length, *parameters.hidden.get(element, DEFAULT_HIDDEN)]
+            widths = [self.aev.length + num_extra_attrs, *parameters.hidden.get(element, DEFAULT_HIDDEN)]
             layers: list[nn.Module] = []
             for a, b in zip(widths[:-1], widths[1:]):
                 layers += [nn.Linear(a, b), nn.CELU(0.1)]
@@ -192,6 +196,7 @@ class ANI(nn.Module):
         if len(last_hidden) != 1:
             raise ValueError(f"{config.which_ani}: the element networks' last hidden widths differ ({last_hidden})")
         self.n_out = n_out
+        self.num_elements, self.num_extra_attrs = num_elements, num_extra_attrs
         self.num_features, self.num_vectors = last_hidden.pop(), 0
 
     def environment(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -203,6 +208,8 @@ class ANI(nn.Module):
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         species = self.to_ani[data[K.RAW_ATOMIC_NUMBERS]]
         aev = data[K.AEV] if K.AEV in data else self.environment(data)  # an ensemble computes it once
+        if self.num_extra_attrs:  # atom features and graph attributes beside the AEV
+            aev = torch.cat([aev, data[K.NODE_ATTRS][:, self.num_elements :]], dim=-1)
         atomic = aev.new_zeros(len(species), self.n_out)
         features = aev.new_zeros(len(species), self.num_features)
         for index, network in enumerate(self.networks):

@@ -6,7 +6,8 @@ move along edge vectors. The backbone returns (:mod:`physicsml.nn.heads`):
 
 * per-atom terms of the graph scalars: an MLP of the node features (``pool_from:
   nodes``), of the edge messages summed per atom (``edges``) or of both, with the
-  graph attributes appended when ``num_graph_feats``; the heads sum
+  graph attributes appended when ``num_graph_feats`` (the reference's option; every
+  family already reads them in its node attributes); the heads sum
   (``pool_type: sum``) or average them per structure;
 * node features: the last layer's ``h_i`` (with the graph attributes);
 * vector features, for vector targets: ``sum_j r_ij m_ij``, one channel per
@@ -35,7 +36,9 @@ from physicsml.nn.heads import Outputs
 class EGNNConfig(GraphModelConfig):
     """Hyperparameters of ``egnn_model`` (names and defaults of the reference physicsml)."""
 
-    num_graph_feats: int = Field(0, ge=0, description="Width of graph_attrs fed to the output heads (0: none).")
+    num_graph_feats: int = Field(
+        0, ge=0, description="Width of graph_attrs also fed to the output heads (0: only through node_attrs)."
+    )
     num_rbf: int = Field(0, ge=0, description="Radial Bessel functions added to the distance (0 as in the paper).")
     num_layers: int = Field(4, ge=0, description="Message passing layers after the embedding layer.")
     num_layers_phi: int = Field(2, ge=1, description="Layers of each message/update MLP.")
@@ -102,13 +105,16 @@ class EGNNLayer(nn.Module):
 class EGNN(nn.Module):
     """The EGNN backbone (see the module docstring)."""
 
-    def __init__(self, config: EGNNConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
+    def __init__(
+        self, config: EGNNConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
+    ) -> None:
         super().__init__()
+        num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
         c = config.c_hidden
         self.config = config
-        check_ready(config, num_elements)
+        check_ready(config, num_attrs)
         mlp: dict[str, Any] = dict(dropout=config.dropout, mlp_activation=config.mlp_activation)
-        self.embed_nodes = make_mlp(num_elements, c, c, 2, output_activation=config.mlp_output_activation, **mlp)
+        self.embed_nodes = make_mlp(num_attrs, c, c, 2, output_activation=config.mlp_output_activation, **mlp)
         self.embed_edges = make_mlp(config.num_edge_feats, c, c, 2, **mlp) if config.num_edge_feats else None
         self.envelope = CosineSwitch(cut_off, 0.8 * cut_off)
         self.layers = nn.ModuleList(

@@ -96,11 +96,11 @@ class MACEInteraction(nn.Module):
 class MACEProduct(nn.Module):
     """Product basis of ``A`` up to ``correlation``, mixed linearly into ``irreps_out``."""
 
-    def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, num_elements: int) -> None:
+    def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, num_attrs: int) -> None:
         super().__init__()
         channels = irreps_a[0].mul
         basis = o3.Irreps([(channels, ir) for _, ir in irreps_out])
-        self.contraction = SymmetricContraction(irreps_a, basis, correlation, num_elements)
+        self.contraction = SymmetricContraction(irreps_a, basis, correlation, num_attrs)
         self.linear = o3.Linear(basis, irreps_out)
 
     def forward(self, a: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
@@ -110,9 +110,12 @@ class MACEProduct(nn.Module):
 class MACE(nn.Module):
     """The MACE backbone (see the module docstring)."""
 
-    def __init__(self, config: MACEConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
+    def __init__(
+        self, config: MACEConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
+    ) -> None:
         super().__init__()
-        check_ready(config, num_elements)
+        num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
+        check_ready(config, num_attrs)
         self.config = config
         hidden = o3.Irreps(config.hidden_irreps).simplify()
         channels = {mul for mul, _ in hidden}
@@ -121,7 +124,7 @@ class MACE(nn.Module):
         (c,) = channels
         irreps_sh = o3.Irreps.spherical_harmonics(config.max_ell)
         irreps_a = o3.Irreps([(c, ir) for _, ir in irreps_sh])
-        attrs = o3.Irreps(f"{num_elements}x0e")
+        attrs = o3.Irreps(f"{num_attrs}x0e")
         self.sh = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
         self.radial = RadialEmbedding(cut_off, config.num_bessel, config.num_polynomial_cutoff)
         self.embedding = o3.Linear(attrs, o3.Irreps(f"{c}x0e"))
@@ -145,7 +148,7 @@ class MACE(nn.Module):
                     attrs if layer == 0 else None,
                 )
             )
-            self.products.append(MACEProduct(irreps_a, irreps_out, config.correlation, num_elements))
+            self.products.append(MACEProduct(irreps_a, irreps_out, config.correlation, num_attrs))
             if layer > 0:  # residual self-connection, element-dependent
                 self.skips.append(o3.FullyConnectedTensorProduct(irreps_in, attrs, irreps_out))
             if last:

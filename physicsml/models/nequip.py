@@ -104,11 +104,14 @@ class NequIPLayer(nn.Module):
 class NequIP(nn.Module):
     """The NequIP backbone (see the module docstring)."""
 
-    def __init__(self, config: NequIPConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
+    def __init__(
+        self, config: NequIPConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
+    ) -> None:
         super().__init__()
-        check_ready(config, num_elements)
+        num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
+        check_ready(config, num_attrs)
         self.config = config
-        attrs = o3.Irreps(f"{num_elements}x0e")
+        attrs = o3.Irreps(f"{num_attrs}x0e")
         irreps_sh = o3.Irreps.spherical_harmonics(config.max_ell, p=-1 if config.parity else 1)
         hidden = feature_irreps(config.num_features, config.max_ell, config.parity)
         self.sh = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")

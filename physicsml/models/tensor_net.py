@@ -104,14 +104,17 @@ class TensorNetInteraction(nn.Module):
 class TensorNet(nn.Module):
     """The TensorNet backbone (see the module docstring)."""
 
-    def __init__(self, config: TensorNetConfig, cut_off: float, num_elements: int, outputs: Outputs) -> None:
+    def __init__(
+        self, config: TensorNetConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
+    ) -> None:
         super().__init__()
-        check_ready(config, num_elements)
+        num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
+        check_ready(config, num_attrs)
         self.config = config
         f = config.num_features
         self.rbf = BesselBasis(cut_off, config.num_radial)
         self.switch = CosineSwitch(cut_off, 0.0)
-        self.element_embedding = nn.Linear(num_elements, f)
+        self.element_embedding = nn.Linear(num_attrs, f)
         self.pair_embedding = nn.Linear(2 * f, f)
         self.edge_functions = nn.Linear(config.num_radial, 3 * f)
         self.norm = nn.LayerNorm(3 * f)

@@ -113,8 +113,10 @@ def test_skin_list_gives_the_forces_of_a_rebuild_every_step_as_an_atom_leaves_th
     np.testing.assert_allclose(atoms.get_forces(), copy.get_forces(), atol=1e-12)
 
 
-def test_graph_attributes_are_read_from_atoms_info(tmp_path):
-    path = save_tiny_model("egnn_model", tmp_path / "charged.pt", graph_attrs_cols=["charge"])
+@pytest.mark.parametrize("name", list(TINY))
+def test_graph_attributes_are_read_from_atoms_info(tmp_path, name):
+    """A total charge reaches every family (through node_attrs) and the calculator reads it from atoms.info."""
+    path = save_tiny_model(name, tmp_path / "charged.pt", graph_attrs_cols=["charge"])
     atoms = ethanol(5)
     atoms.calc = PhysicsMLCalculator(path, dtype="float64")
     with pytest.raises(StructureError, match=r"graph attribute 'charge'.*atoms.info\['charge'\]"):
