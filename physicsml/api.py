@@ -55,14 +55,30 @@ def _featurisation(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in metadata.items() if key != "targets"}
 
 
-def attribute_widths(batches: Dataset) -> tuple[int, int]:
-    """Widths of the ``atom_features`` and ``graph_attrs`` of ``batches`` (read from its first batch),
-    so that nobody counts feature columns by hand."""
+def attribute_widths(batches: Dataset) -> tuple[int, int, int]:
+    """Widths of the ``atom_features``, ``graph_attrs`` and ``edge_attrs`` of ``batches`` (read from its
+    first batch), so that nobody counts feature columns by hand."""
     first = batches[0] if len(batches) else None  # type: ignore[arg-type]
     return tuple(  # type: ignore[return-value]
-        int(getattr(first, key).shape[-1]) if first is not None and key in first else 0
-        for key in (K.ATOM_FEATURES, K.GRAPH_ATTRS)
+        int(first[key].shape[-1]) if first is not None and key in first else 0
+        for key in (K.ATOM_FEATURES, K.GRAPH_ATTRS, K.EDGE_ATTRS)
     )
+
+
+def with_edge_width(name: str, config: dict[str, Any], width: int) -> dict[str, Any]:
+    """``config`` with ``num_edge_feats`` set to the batches' edge attribute width.
+
+    Raises:
+        ValueError: for edge attributes a family cannot read, or a ``num_edge_feats`` the data contradicts.
+    """
+    if not get_family(name).edge_attrs:
+        if width:
+            raise ValueError(f"{name} cannot read edge attributes (bond features): remove featurise.bond_features")
+        return config
+    given = int(config.get("num_edge_feats") or 0)
+    if given and given != width:
+        raise ValueError(f"num_edge_feats is {given} but the batches carry {width} edge attributes: leave it 0")
+    return {**config, "num_edge_feats": width}
 
 
 def _ensemble_signature(model: Model) -> dict[str, Any]:
@@ -290,13 +306,9 @@ class Model:
                 graph.index(self.config["energy_target"]) if self.config.get("energy_target") in graph else 0
             )
             self.config = resolve_auto(self.config, train, fields, energy_column)  # type: ignore[arg-type]
-            self.build(
-                datamodule,
-                num_elements,
-                optimizer,
-                scheduler,
-                *attribute_widths(train),
-            )
+            atom_width, graph_width, edge_width = attribute_widths(train)
+            self.config = with_edge_width(self.name, self.config, edge_width)
+            self.build(datamodule, num_elements, optimizer, scheduler, atom_width, graph_width)
             if start is not None:
                 load_starting_weights(self._require_module(), start, self.config)
                 if self_energies == "data" and other_self_energies(data_metadata, start.metadata):

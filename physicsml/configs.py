@@ -59,6 +59,16 @@ class DataConfig(Config):
         "left out of that target's loss and metrics, e.g. [stress] for molecules beside periodic cells.",
     )
     weights: WeightsConfig | None = Field(None, description="Per-structure loss weights from an info key.")
+    bonds: Literal["none", "file", "perceive"] = Field(
+        "none",
+        description="Where the bonds behind atom and bond features come from: none; file (an SDF/MOL file's "
+        "bonds); perceive (RDKit's rdDetermineBonds from the coordinates and the total charge).",
+    )
+    total_charge: str | None = Field(
+        None,
+        description="Key (extxyz info, SD property) of each structure's total charge, used to perceive bonds; "
+        "null: every structure is neutral.",
+    )
 
     @pydantic.model_validator(mode="after")
     def _one_layout(self) -> DataConfig:
@@ -116,6 +126,31 @@ class FeaturiseConfig(Config):
     )
     atomic_energies: AtomicEnergiesConfig = Field(default_factory=AtomicEnergiesConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+    atom_features: list[str] = Field(
+        default_factory=list,
+        description="RDKit features of each atom appended to its element one-hot (atomic_num, formal_charge, "
+        "degree, hybridisation, stereo, is_in_ring, is_aromatic, is_chiral); needs data.bonds.",
+    )
+    bond_features: list[str] = Field(
+        default_factory=list,
+        description="RDKit features of each bond, the edge attributes of bonded neighbour pairs (order, stereo, "
+        "is_in_ring, is_chiral, is_rotatable, is_conjugated); needs data.bonds.",
+    )
+    one_hot: bool = Field(True, description="One-hot encode categorical atom and bond features (else their index).")
+
+    @pydantic.field_validator("atom_features", "bond_features")
+    @classmethod
+    def _known_features(cls, names: list[str], info: pydantic.ValidationInfo) -> list[str]:
+        from physicsml.featurise.chemistry import ATOM_FEATURES, BOND_FEATURES, unknown_feature
+
+        kind = "atom" if info.field_name == "atom_features" else "bond"
+        valid = ATOM_FEATURES if kind == "atom" else BOND_FEATURES
+        for name in names:
+            if name not in valid:
+                raise ValueError(unknown_feature(name, kind))
+        if len(set(names)) != len(names):
+            raise ValueError(f"a {kind} feature is listed twice: {names}")
+        return names
 
 
 class BatchSizeConfig(Config):
@@ -133,6 +168,11 @@ class DataModuleConfig(Config):
     )
     num_elements: int = Field(
         0, ge=0, description="Width of the one-hot encoding; 0 takes the featurised element list."
+    )
+    node_attrs_cols: list[str] | None = Field(
+        None,
+        description="Per-atom columns (e.g. partial charges from an extxyz array named in data.targets) appended "
+        "to every atom's node attributes.",
     )
     graph_attrs_cols: list[str] | None = Field(
         None,

@@ -7,7 +7,7 @@ import typer
 from physicsml.cli import reports_errors, stage_app
 from physicsml.configs import load_params, parse_section
 from physicsml.errors import ConfigError
-from physicsml.models import check_model_section, check_targets
+from physicsml.models import check_inputs, check_model_section, check_targets
 from physicsml.training import train_stage
 
 app = stage_app(__doc__)
@@ -59,6 +59,7 @@ def main(
         sections["train"] = sections["train"].model_copy(update={"seed": member})
         model_out, checkpoints, logs = member_paths(member, model_out, checkpoints, logs)
     check_model_section(sections["model"], str(params))  # every family section, before any data is read
+    check_inputs(sections["model"], (values.get("featurise") or {}).get("bond_features") or [], str(params))
     scheduler = sections["scheduler"]
     check_targets(sections["model"], sections["datamodule"], str(params), scheduler.monitor if scheduler else None)
     train_stage(

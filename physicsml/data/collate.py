@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
-from physicsml.data.targets import GRAPH_ATTR_KINDS, TARGET_KINDS, mask_key, presence, selected_columns
+from physicsml.data.targets import GRAPH_ATTR_KINDS, NODE_ATTR_KINDS, TARGET_KINDS, mask_key, presence, selected_columns
 from physicsml.errors import ConfigError
 from physicsml.io.arrow import table_metadata, to_numpy
 
@@ -33,6 +33,8 @@ LEVELS = {
     K.TOTAL_ATOMIC_ENERGY: "graph",
     K.CELL: "graph",
     K.GRAPH_ATTRS: "graph",
+    K.ATOM_FEATURES: "node",
+    K.EDGE_ATTRS: "edge",
     K.PTR: "ptr",
     K.LOSS_WEIGHT: "graph",
     **{key: kind.level for key, kind in TARGET_KINDS.items()},
@@ -81,7 +83,7 @@ class SplitArrays:
     cell_shifts: np.ndarray  # [E, 3] int32
     cells: np.ndarray  # [rows, 3, 3] float64, zeros without a cell
     total_atomic_energy: np.ndarray  # [rows]
-    targets: dict[str, np.ndarray]  # batch field -> [N or rows, k]
+    targets: dict[str, np.ndarray]  # batch field -> [N, E or rows, k]: targets, masks and inputs (attributes)
 
     @property
     def num_rows(self) -> int:
@@ -139,6 +141,15 @@ def split_arrays(
     for field, (names, allowed) in selections.items():
         if names:
             targets[field] = _columns(featurised, names, kinds, allowed, key_of.get(field, field), source)
+    atom_features = [to_numpy(featurised["atom_features"])[0]] if "atom_features" in featurised.column_names else []
+    if config.node_attrs_cols:
+        atom_features.append(
+            _columns(featurised, config.node_attrs_cols, kinds, NODE_ATTR_KINDS, "node_attrs_cols", source)
+        )
+    if atom_features:
+        targets[K.ATOM_FEATURES] = np.concatenate([np.asarray(a, np.float64) for a in atom_features], axis=1)
+    if "edge_attrs" in graphs.column_names:
+        targets[K.EDGE_ATTRS] = to_numpy(graphs["edge_attrs"])[0]
     for field in [field for field in targets if field in TARGET_KINDS]:
         present = presence(field, targets[field])
         if not present.all():  # missing labels: a mask, and zeros instead of NaN so nothing propagates
@@ -216,7 +227,8 @@ def collate(
         K.PTR: ptr.astype(np.int64),
     }
     for field, values in arrays.targets.items():
-        fields[field] = (values[nodes] if LEVELS[field] == "node" else values[start:stop]).astype(dtype)
+        level = {"node": nodes, "edge": edges}.get(LEVELS[field], slice(start, stop))
+        fields[field] = values[level].astype(dtype)
     offsets = {
         "node": node_bounds,
         "edge": edge_bounds,

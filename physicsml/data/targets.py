@@ -76,3 +76,6 @@ def compared_whole(key: str) -> bool:
 
 #: Kinds of column a graph attribute (``datamodule.graph_attrs_cols``) may be read from.
 GRAPH_ATTR_KINDS = ("graph_scalar", "graph_vector")
+
+#: Kinds of column a node attribute (``datamodule.node_attrs_cols``) may be read from.
+NODE_ATTR_KINDS = ("node_scalar", "node_vector")

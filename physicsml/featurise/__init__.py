@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +24,7 @@ from physicsml.errors import ConfigError, InputError
 from physicsml.featurise import atomic_energies as self_energies
 from physicsml.featurise.elements import resolve_elements, species_of
 from physicsml.featurise.table import missing_counts, structures_to_table, target_kinds
-from physicsml.io.arrow import with_metadata, write_table
+from physicsml.io.arrow import ragged, with_metadata, write_table
 from physicsml.io.atomic import atomic_output_dir
 from physicsml.io.structures import Structure, read_structures
 
@@ -104,12 +105,14 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
     per_index = np.array([energies[z] for z in elements], dtype=np.float64)
 
     kinds = target_kinds(everything, list(data.targets))
+    chemistry = chemistry_settings(data, config)
     metadata = {
         "elements": [chemical_symbols[z] for z in elements],
         "atomic_numbers": elements,
         "atomic_energies": {chemical_symbols[z]: energies[z] for z in elements},
         "atomic_energies_method": method,
         "targets": kinds,
+        "chemistry": chemistry,
     }
     tables = {}
     for name, part in splits.items():
@@ -117,8 +120,99 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
         table = structures_to_table(part, species[name], total, kinds)
         if data.weights is not None:
             table = table.append_column("loss_weight", pa.array(loss_weights(part, data.weights)))
+        columns, names = chemistry_columns(part, chemistry)
+        for column, values in columns.items():
+            table = table.append_column(column, values)
+        metadata.update(names)
         tables[name] = with_metadata(table, {**metadata, "missing": missing_counts(table, kinds)})
     return tables
+
+
+def chemistry_settings(data: DataConfig, config: FeaturiseConfig) -> dict[str, Any]:
+    """The chemistry part of the featurisation, kept in the metadata so that prediction repeats it."""
+    if (config.atom_features or config.bond_features) and data.bonds == "none":
+        key = "featurise.atom_features" if config.atom_features else "featurise.bond_features"
+        raise ConfigError("params.yaml", key, "atom and bond features need bonds: set data.bonds to file or perceive")
+    return {
+        "bonds": data.bonds,
+        "total_charge": data.total_charge,
+        "atom_features": list(config.atom_features),
+        "bond_features": list(config.bond_features),
+        "one_hot": config.one_hot,
+    }
+
+
+def molecule_of(structure: Structure, bonds: str, total_charge: str | None) -> Any:
+    """The RDKit molecule of ``structure``: its file's (``bonds: file``) or perceived from its coordinates.
+
+    Raises:
+        InputError: naming the record, for a file without bonds, a missing or non-integer total
+            charge, or bonds RDKit cannot perceive.
+    """
+    from physicsml.featurise.chemistry import molecule_from_atoms
+
+    if bonds == "file":
+        if structure.molecule is None:
+            raise InputError(
+                structure.file,
+                structure.index,
+                "bonds",
+                "this file carries no bonds (SDF/MOL records do): use data.bonds: perceive",
+            )
+        return structure.molecule
+    charge = 0
+    if total_charge is not None:
+        value = structure.info.get(total_charge, structure.targets.get(total_charge))
+        if value is None:
+            raise InputError(structure.file, structure.index, total_charge, "total charge (data.total_charge) missing")
+        if float(value) != round(float(value)):
+            raise InputError(
+                structure.file, structure.index, total_charge, f"total charge must be an integer, got {value!r}"
+            )
+        charge = int(round(float(value)))
+    return molecule_from_atoms(structure.atomic_numbers, structure.coordinates, charge, structure.file, structure.index)
+
+
+def chemistry_columns(
+    structures: Sequence[Structure], settings: Mapping[str, Any]
+) -> tuple[dict[str, pa.Array], dict[str, list[str]]]:
+    """RDKit atom features, bonds and bond features of ``structures`` as featurised-table columns.
+
+    Returns:
+        Columns ``atom_features`` (``[N, F]`` float32 per row), ``bonds`` (``[B, 2]`` int32 atom pairs,
+        ``i < j``) and ``bond_features`` (``[B, F]`` float32), those that ``settings`` asks for, and the
+        names of the feature columns (``{"atom_features": [...], "bond_features": [...]}``).
+    """
+    from physicsml.featurise.chemistry import atom_features, bond_features
+
+    names: dict[str, list[str]] = {}
+    if not structures or not (settings.get("atom_features") or settings.get("bond_features")):
+        return {}, names
+    atoms, pairs, bond_rows = [], [], []
+    for structure in tqdm(structures, desc="chemistry", unit="structure", mininterval=1.0, leave=False):
+        mol = molecule_of(structure, settings["bonds"], settings.get("total_charge"))
+        try:
+            if settings["atom_features"]:
+                values, names["atom_features"] = atom_features(mol, settings["atom_features"], settings["one_hot"])
+                atoms.append(values)
+            if settings["bond_features"]:
+                bonds, values, names["bond_features"] = bond_features(
+                    mol, settings["bond_features"], settings["one_hot"]
+                )
+                pairs.append(bonds)
+                bond_rows.append(values)
+        except ValueError as error:
+            raise InputError(structure.file, structure.index, "bonds", str(error)) from error
+    counts = np.array([len(s) for s in structures], dtype=np.int64)
+    node_offsets = np.concatenate([[0], np.cumsum(counts)])
+    columns: dict[str, pa.Array] = {}
+    if settings["atom_features"]:
+        columns["atom_features"] = ragged(np.concatenate(atoms), node_offsets)
+    if settings["bond_features"]:
+        bond_offsets = np.concatenate([[0], np.cumsum([len(b) for b in pairs])])
+        columns["bonds"] = ragged(np.concatenate(pairs).astype(np.int32), bond_offsets)
+        columns["bond_features"] = ragged(np.concatenate(bond_rows).astype(np.float32), bond_offsets)
+    return columns, names
 
 
 def loss_weights(structures: Sequence[Structure], config: WeightsConfig) -> np.ndarray:
@@ -158,6 +252,9 @@ def featurise_like(structures: Sequence[Structure], metadata: dict, targets: Seq
     total = np.array([per_index[s].sum() for s in species], dtype=np.float64)
     kinds = target_kinds(structures, list(targets)) if structures else {}
     table = structures_to_table(structures, species, total, kinds)
+    columns, _ = chemistry_columns(structures, metadata.get("chemistry") or {})
+    for column, values in columns.items():
+        table = table.append_column(column, values)
     return with_metadata(table, {**metadata, "targets": kinds})
 
 

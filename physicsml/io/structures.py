@@ -47,7 +47,9 @@ class Structure:
         node_targets: names of the targets that are per atom.
         file: the file the record was read from.
         index: 0-based position of the record in that file.
-        info: free-form per-record metadata (``config_type`` and the like).
+        info: free-form per-record metadata (``config_type`` and the like; an SDF record's
+            name and SD properties).
+        molecule: the RDKit molecule of an SDF/MOL record (its bonds), else ``None``.
     """
 
     atomic_numbers: np.ndarray
@@ -59,6 +61,7 @@ class Structure:
     index: int
     node_targets: frozenset[str] = frozenset()
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    molecule: Any = None
 
     def __len__(self) -> int:
         return len(self.atomic_numbers)
@@ -276,7 +279,11 @@ def _read_sdf(path: Path, targets: Mapping[str, str], allow_missing: Collection[
             targets=values,
             file=str(path),
             index=index,
-            info={"name": mol.GetProp("_Name")} if mol.HasProp("_Name") else {},
+            info={
+                **{k: v for k, v in props.items() if isinstance(v, (str, int, float))},
+                **({"name": mol.GetProp("_Name")} if mol.HasProp("_Name") else {}),
+            },
+            molecule=mol,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import pydantic
@@ -31,9 +32,13 @@ from physicsml.nn.modifiers import MODIFIERS
 
 
 class Family(NamedTuple):
+    """A family: its config class, its backbone, the targets its heads predict and whether it reads
+    edge attributes (bond features)."""
+
     config: type[ModelConfig]
     backbone: type[nn.Module]
     targets: frozenset[str]
+    edge_attrs: bool = True
 
 
 _SCALARS = frozenset({K.Y_GRAPH_SCALARS, K.Y_NODE_SCALARS})
@@ -44,7 +49,7 @@ MODELS: dict[str, Family] = {
     "mace_model": Family(MACEConfig, MACE, _ALL),
     "nequip_model": Family(NequIPConfig, NequIP, _ALL),
     "tensor_net_model": Family(TensorNetConfig, TensorNet, _SCALARS),
-    "ani_model": Family(ANIConfig, ANI, _SCALARS),
+    "ani_model": Family(ANIConfig, ANI, _SCALARS, edge_attrs=False),  # AEVs have no place for them
     "allegro_model": Family(AllegroConfig, Allegro, _ALL),
 }
 
@@ -209,6 +214,21 @@ def check_targets(
         )
 
 
+def check_inputs(section: ModelSection, bond_features: Sequence[str], source: str = "params.yaml") -> None:
+    """Refuse, when params load, bond features for a family that cannot read edge attributes.
+
+    Raises:
+        ConfigError: naming ``featurise.bond_features`` and the families that can read them.
+    """
+    if bond_features and not get_family(section.name).edge_attrs:
+        able = ", ".join(name for name, family in MODELS.items() if family.edge_attrs)
+        raise ConfigError(
+            source,
+            "featurise.bond_features",
+            f"{section.name} cannot read edge attributes (bond features); families that can: {able}",
+        )
+
+
 __all__ = [
     "MODELS",
     "MODEL_NAMES",
@@ -216,6 +236,7 @@ __all__ = [
     "Family",
     "LossConfig",
     "ModelConfig",
+    "check_inputs",
     "check_model_section",
     "check_targets",
     "get_family",

@@ -16,6 +16,9 @@ Every edge ``ij`` carries a scalar latent ``x_ij`` and equivariant features
 The node features are the final latents summed onto the receiver (times the
 envelope); for vector targets, ``env_embed_multiplicity`` vector channels
 ``sum_j w(x_ij) r_ij / |r_ij|``.
+
+With bond features (``featurise.bond_features``) the edge attributes join the
+two-body MLP's input, whose output is multiplied by the envelope.
 """
 
 from __future__ import annotations

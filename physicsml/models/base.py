@@ -94,16 +94,9 @@ class GraphModelConfig(ModelConfig):
     """Keys every message-passing family (all but ANI) adds: the widths of its node and edge inputs."""
 
     num_node_feats: int | None = Field(None, description="Width of node_attrs; null takes num_elements.")
-    num_edge_feats: int = Field(0, ge=0, description="Width of edge_attrs (0: none; none are produced yet).")
-
-    @pydantic.model_validator(mode="after")
-    def _no_edge_attributes(self) -> GraphModelConfig:
-        if self.num_edge_feats:
-            raise ValueError(
-                "num_edge_feats: no stage produces edge attributes (bond features) yet, so a network built for "
-                "them would find none: leave it 0"
-            )
-        return self
+    num_edge_feats: int = Field(
+        0, ge=0, description="Width of edge_attrs; set from the data (featurise.bond_features), 0 without."
+    )
 
 
 def check_ready(config: ModelConfig, num_elements: int) -> None:

@@ -17,6 +17,9 @@ Messages, and every per-edge term built from them (coordinate updates, edge
 pooling), are multiplied by a switch that falls smoothly from 1 to 0 over the
 last 20 % of the cut-off, so the energy is continuous when atoms cross it while
 closer pairs are untouched (a full-range envelope slowed learning measurably).
+
+With bond features (``featurise.bond_features``) the edge attributes are embedded
+by an MLP and enter every message, which fades with the switch.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ element); every layer reads out a per-atom energy (linear, and an MLP on
 MACE, the last layer keeps only the scalar channels, unless a vector target is
 read from the features. The backbone returns the per-atom energy terms and the
 last layer's ``0e`` (and ``1o``) channels as features (:mod:`physicsml.nn.heads`).
+
+With bond features (``featurise.bond_features``) the edge attributes, times the
+radial envelope, join the Bessel functions as input of every radial MLP.
 """
 
 from __future__ import annotations

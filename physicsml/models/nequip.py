@@ -9,6 +9,9 @@ read out through ``mlp_irreps`` and summed. As in the reference NequIP, the last
 layer computes only the scalar channels, unless a vector target is read from
 the features. The backbone returns the per-atom energy terms and the last
 layer's ``0e`` (and ``1o``) channels as features (:mod:`physicsml.nn.heads`).
+
+With bond features (``featurise.bond_features``) the edge attributes, times the
+radial envelope, join the Bessel functions as input of every radial MLP.
 """
 
 from __future__ import annotations

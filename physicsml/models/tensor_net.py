@@ -2,7 +2,8 @@
 
 Every atom carries ``num_features`` 3x3 tensors ``X = I + A + S`` (isotropic,
 antisymmetric, symmetric traceless). The embedding sums, over neighbours, pair
-embeddings of the two elements times radial functions times the edge tensors
+embeddings of the two elements (and of the bond's features, with
+``featurise.bond_features``) times radial functions times the edge tensors
 ``(1, [r]_x, r r^T - 1/3)``. Each interaction mixes channels separately within
 ``I``, ``A`` and ``S``, gathers neighbour components weighted by radial MLPs into
 ``M``, and updates with ``Y M + M Y`` (the product that keeps the pseudo-tensor
@@ -115,7 +116,7 @@ class TensorNet(nn.Module):
         self.rbf = BesselBasis(cut_off, config.num_radial)
         self.switch = CosineSwitch(cut_off, 0.0)
         self.element_embedding = nn.Linear(num_attrs, f)
-        self.pair_embedding = nn.Linear(2 * f, f)
+        self.pair_embedding = nn.Linear(2 * f + config.num_edge_feats, f)  # with bond features
         self.edge_functions = nn.Linear(config.num_radial, 3 * f)
         self.norm = nn.LayerNorm(3 * f)
         self.embedding_mlp = mlp_from_widths([3 * f, *config.embedding_mlp_hidden_dims, 3 * f])
@@ -136,7 +137,10 @@ class TensorNet(nn.Module):
         rbf, switch = self.rbf(lengths), self.switch(lengths)
         f = self.config.num_features
         z = self.element_embedding(data[K.NODE_ATTRS])
-        pair = self.pair_embedding(torch.cat([z[receiver], z[sender]], dim=-1))  # [E, F]
+        pairs = [z[receiver], z[sender]]
+        if self.config.num_edge_feats:
+            pairs.append(data[K.EDGE_ATTRS])
+        pair = self.pair_embedding(torch.cat(pairs, dim=-1))  # [E, F], times the cut-off switch below
         scalars = (self.edge_functions(rbf) * switch).view(-1, 3, f) * pair[:, None, :]
         eye = torch.eye(3, dtype=unit.dtype, device=unit.device).expand(len(unit), 3, 3)
         outer = unit[:, :, None] * unit[:, None, :] - eye / 3.0

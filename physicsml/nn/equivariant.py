@@ -168,11 +168,15 @@ class SymmetricContraction(nn.Module):
 def embed_edges(
     data: dict[str, torch.Tensor], harmonics: o3.SphericalHarmonics, radial: RadialEmbedding, num_edge_feats: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spherical harmonics ``[E, sh.dim]`` and radial features ``[E, num_bessel (+ edge attrs)]`` of every edge."""
+    """Spherical harmonics ``[E, sh.dim]`` and radial features ``[E, num_bessel (+ edge attrs)]`` of every edge.
+
+    Edge attributes (bond features) are multiplied by the radial envelope like the Bessel
+    functions, so the radial MLP's input, and every message, still goes to zero at the cut-off.
+    """
     vectors, lengths = edge_vectors(data[K.COORDINATES], data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
     features = radial(lengths)
     if num_edge_feats:
-        features = torch.cat([features, data[K.EDGE_ATTRS]], dim=-1)
+        features = torch.cat([features, data[K.EDGE_ATTRS] * radial.cutoff(lengths)], dim=-1)
     return harmonics(vectors), features
 
 

@@ -224,3 +224,55 @@ def test_energy_is_continuous_when_a_third_atom_crosses_the_cut_off(name):
     energies, _, _ = predict(module, frames)
     # smooth: the difference is the force times 2e-9 Å; a jump was 1e-3 eV
     assert energies[0].item() == pytest.approx(energies[1].item(), abs=1e-7)
+
+
+def with_pair_attributes(data: dict) -> dict:
+    """Edge attributes that depend only on the pair of elements, like bond features of a fixed topology:
+    ``(1, (z_i + z_j) / 8, z_i z_j / 16)`` of the element indices, the same for both directions."""
+    z = data[K.RAW_ATOMIC_NUMBERS].double()
+    receiver, sender = data[K.EDGE_INDEX]
+    zi, zj = z[receiver], z[sender]
+    return {**data, K.EDGE_ATTRS: torch.stack([torch.ones_like(zi), (zi + zj) / 8, zi * zj / 16], dim=1)}
+
+
+EDGE_FAMILIES = [name for name in FAMILIES if MODELS[name].edge_attrs]
+
+
+@pytest.mark.parametrize("name", EDGE_FAMILIES)
+def test_physics_holds_with_edge_attributes(name):
+    """Edge attributes (bond features) on: the energy is still invariant, forces are still its gradient,
+    and it is still continuous at the cut-off (the attributes are switched off with the envelope)."""
+    from ase import Atoms
+
+    torch.manual_seed(0)
+    config = {**TINY[name], "compute_forces": True, "num_edge_feats": 3}
+    config["y_graph_scalars_loss_config"] = {"name": "MSELoss"}
+    datamodule = {"cut_off": CUT_OFF, "y_graph_scalars": ["energy"], "y_node_vector": "forces"}
+    module = PhysicsMLModule(name, config, datamodule, num_elements=NUM_ELEMENTS).double().eval()
+    plain = module_for(name)
+
+    def run(frames, net=module):
+        out = net(with_pair_attributes(batch_from_atoms(frames, cut_off=CUT_OFF)))
+        return out[K.Y_GRAPH_SCALARS][:, 0].detach(), out[K.Y_NODE_VECTOR].detach()
+
+    atoms = ethanol()
+    energy, forces = run([atoms])
+    assert abs(energy.item() - run([atoms], plain)[0].item()) > 1e-6  # the attributes are read
+    rotation = random_orthogonal(4, False)
+    moved = atoms.copy()
+    moved.positions = atoms.positions @ rotation.T + np.array([0.3, 1.1, -2.0])
+    order = np.random.default_rng(5).permutation(len(atoms))
+    energy_moved, forces_moved = run([moved[order]])
+    torch.testing.assert_close(energy_moved, energy, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(forces_moved, (forces @ torch.from_numpy(rotation.T))[order], rtol=1e-9, atol=1e-10)
+    h = 1e-5
+    for atom, axis in [(0, 0), (len(atoms) - 1, 2)]:
+        displaced = [atoms.copy(), atoms.copy()]
+        displaced[0].positions[atom, axis] += h
+        displaced[1].positions[atom, axis] -= h
+        plus, minus = run(displaced)[0]
+        assert forces[atom, axis].item() == pytest.approx(-(plus - minus).item() / (2 * h), rel=1e-6, abs=1e-8)
+    pair = [Atoms("CO", positions=[[0, 0, 0], [CUT_OFF + sign * 1e-6, 0, 0]]) for sign in (-1, 1)]
+    energies, pair_forces = run(pair)
+    assert energies[0].item() == pytest.approx(energies[1].item(), abs=1e-9)
+    assert pair_forces.abs().max() < 1e-6
