@@ -404,6 +404,22 @@ class Model:
                 result[f"{name}_low"], result[f"{name}_high"] = low, high
         return result
 
+    def embed(self, data: Any, level: str = "graph_mean", block: int = -1, batch_size: int | None = None) -> np.ndarray:
+        """The model's invariant features of ``data`` (structures, a file or a featurised table).
+
+        Args:
+            level: ``"node"``: ``[atoms, F]``, every atom in order; ``"graph_sum"``/``"graph_mean"``:
+                ``[structures, F]``, summed or averaged over each structure's atoms.
+            block: the block (interaction layer) whose output to take, ``-1`` the last (ANI: 0 is
+                the AEV, 1 the last hidden layer).
+
+        Raises:
+            ValueError: for an unknown level, a block the model does not have, or an ensemble.
+        """
+        from physicsml.embed import embed_table
+
+        return embed_table(self, self._table(data), level, block, batch_size)
+
     @staticmethod
     def _by_name(collected: dict[str, list[np.ndarray]], columns: dict[str, list[str]]) -> dict[str, Any]:
         """Per-kind parts to one entry per column name: graph targets one array, atom targets a list per structure.

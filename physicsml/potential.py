@@ -11,6 +11,12 @@ from the energy by autograd exactly as training does
 >>> potential = Potential("models/model.pt", dtype="float64")
 >>> out = potential(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, stress=True)
 >>> out["energy"], out["forces"].shape, out["stress"].shape, out["energies"].sum()
+
+A model trained with atom or bond features (``featurise.atom_features``,
+``bond_features``) gets them from RDKit here too: bonds are perceived from the
+coordinates (and the total charge in ``info``, under ``data.total_charge``) the
+first time a set of atoms is seen, and that topology is kept while the atoms stay
+the same, as in a classical force field; bond features follow the neighbour list.
 """
 
 from __future__ import annotations
@@ -74,6 +80,13 @@ class Potential:
         self.neighbours = SkinNeighbourList(self.cut_off, skin, datamodule.self_interaction)
         self._numbers: np.ndarray | None = None
         self._fixed: dict[str, torch.Tensor] = {}
+        if datamodule.node_attrs_cols:
+            raise ValueError(
+                f"the model reads per-atom input columns {datamodule.node_attrs_cols} (datamodule.node_attrs_cols), "
+                "which a potential cannot compute from the atoms"
+            )
+        self.chemistry = dict(model.metadata.get("chemistry") or {})
+        self._topology: tuple[np.ndarray, dict[str, Any]] | None = None
 
     def atom_fields(self, numbers: np.ndarray) -> dict[str, torch.Tensor]:
         """The batch fields that depend only on which atoms there are (cached between calls).
@@ -143,7 +156,41 @@ class Potential:
         data[K.CELL] = torch.as_tensor(cell_array, dtype=dtype, device=device)
         if self.graph_attrs_cols:
             data[K.GRAPH_ATTRS] = self._graph_attrs(info or {})
+        if self.chemistry.get("atom_features") or self.chemistry.get("bond_features"):
+            data.update(self.chemistry_fields(np.asarray(numbers), positions, info or {}, edge_index))
         return data
+
+    def chemistry_fields(
+        self, numbers: np.ndarray, positions: np.ndarray, info: Mapping[str, Any], edge_index: np.ndarray
+    ) -> dict[str, torch.Tensor]:
+        """``atom_features`` and ``edge_attrs`` of the structure, from bonds perceived once per set of atoms.
+
+        Raises:
+            StructureError: when RDKit cannot perceive the bonds (the message says why and names
+                the total charge used).
+        """
+        from physicsml.errors import InputError
+        from physicsml.featurise import chemistry_columns
+        from physicsml.graphs import edge_features
+        from physicsml.io.arrow import to_numpy
+        from physicsml.io.structures import Structure
+
+        if self._topology is None or not np.array_equal(self._topology[0], numbers):
+            structure = Structure(numbers, positions, None, np.zeros(3, bool), {}, "<atoms>", 0, info=dict(info))
+            settings = {**self.chemistry, "bonds": "perceive"}  # a potential sees atoms, never a file's bonds
+            try:
+                columns, _ = chemistry_columns([structure], settings)
+            except InputError as error:
+                raise StructureError(error.message) from error
+            self._topology = (numbers.copy(), {name: to_numpy(values)[0].copy() for name, values in columns.items()})
+        arrays = self._topology[1]
+        out = {}
+        if "atom_features" in arrays:
+            out[K.ATOM_FEATURES] = torch.as_tensor(arrays["atom_features"], dtype=self.dtype, device=self.device)
+        if "bond_features" in arrays:
+            attrs = edge_features(np.asarray(edge_index).T, arrays["bonds"], arrays["bond_features"])
+            out[K.EDGE_ATTRS] = torch.as_tensor(attrs, dtype=self.dtype, device=self.device)
+        return out
 
     @property
     def has_uncertainty(self) -> bool:

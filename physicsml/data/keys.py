@@ -57,6 +57,12 @@ AEV = "aev"  # [N, aev_length] float
 SPECIES = "species"  # [G, max_N] int64, element index, -1 for padding
 
 
+def block_features(k: int) -> str:
+    """The key of the invariant per-atom features ``[N, F_k]`` after block (interaction layer) ``k`` of a
+    backbone, returned when its ``keep_blocks`` is set (:meth:`physicsml.api.Model.embed`)."""
+    return f"{NODE_FEATURES}_block{k}"
+
+
 def variance(key: str) -> str:
     """The key of the predicted variance of output ``key`` (``energy`` -> ``energy_var``)."""
     return f"{key}_var"

@@ -189,7 +189,10 @@ def chemistry_columns(
     if not structures or not (settings.get("atom_features") or settings.get("bond_features")):
         return {}, names
     atoms, pairs, bond_rows = [], [], []
-    for structure in tqdm(structures, desc="chemistry", unit="structure", mininterval=1.0, leave=False):
+    bar = tqdm(
+        structures, desc="chemistry", unit="structure", mininterval=1.0, leave=False, disable=len(structures) < 100
+    )
+    for structure in bar:
         mol = molecule_of(structure, settings["bonds"], settings.get("total_charge"))
         try:
             if settings["atom_features"]:

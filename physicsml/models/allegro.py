@@ -33,7 +33,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import GraphModelConfig, check_ready
+from physicsml.models.base import GraphModelConfig, check_ready, with_blocks
 from physicsml.nn import edge_vectors, scatter_sum
 from physicsml.nn.blocks import BesselBasis, PolynomialCutoff, mlp_from_widths
 from physicsml.nn.heads import Outputs
@@ -159,6 +159,7 @@ class Allegro(nn.Module):
         self.energy = mlp_from_widths([latent, *config.mlp_latent_dimensions, outputs.num_contributions])
         self.vector_weights = nn.Linear(latent, m) if outputs.vectors else None
         self.num_features, self.num_vectors = latent, (m if outputs.vectors else 0)
+        self.keep_blocks = False
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         config, m = self.config, self.config.env_embed_multiplicity
@@ -182,6 +183,7 @@ class Allegro(nn.Module):
                 m,
             )
         norm = 1.0 / math.sqrt(float(config.avg_num_neighbours or 0))
+        blocks = []
         for layer in range(config.num_layers):
             env_weights = self.env_weights[layer](x) * envelope  # neighbours fade in and out at the cut-off
             env = scatter_sum(weight_irreps(env_weights, harmonics, self.irreps_sh, m), receiver, len(attrs)) * norm
@@ -193,6 +195,8 @@ class Allegro(nn.Module):
                 x = (x + ratio * update) / torch.sqrt(1.0 + ratio**2)
             else:
                 x = update
+            if self.keep_blocks:  # an atom's features: its edges' latents, faded at the cut-off
+                blocks.append(scatter_sum(x * envelope, receiver, len(attrs)))
             if layer < config.num_layers - 1:  # the last layer's features are not needed again
                 weights = self.feature_weights[layer](x)
                 v = _scale_channels(v, weights, self.mixers[layer].irreps_out, m)
@@ -203,7 +207,7 @@ class Allegro(nn.Module):
         if self.vector_weights is not None:
             weights = (self.vector_weights(x) * envelope)[:, :, None]  # [E, m, 1]
             out[K.NODE_VECTORS] = scatter_sum(weights * (vectors / lengths)[:, None, :], receiver, len(attrs))
-        return out
+        return with_blocks(out, blocks) if self.keep_blocks else out
 
 
 def _scale_channels(v: torch.Tensor, weights: torch.Tensor, irreps: o3.Irreps, channels: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig, check_ready
+from physicsml.models.base import ModelConfig, check_ready, with_blocks
 from physicsml.nn import edge_vectors
 from physicsml.nn.heads import Outputs
 
@@ -198,6 +198,7 @@ class ANI(nn.Module):
         self.n_out = n_out
         self.num_elements, self.num_extra_attrs = num_elements, num_extra_attrs
         self.num_features, self.num_vectors = last_hidden.pop(), 0
+        self.keep_blocks = False
 
     def environment(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
         """Every atom's AEV ``[N, aev_length]``."""
@@ -219,4 +220,5 @@ class ANI(nn.Module):
                 hidden = layers[:-1](aev[atoms])
                 features = features.index_copy(0, atoms, hidden)
                 atomic = atomic.index_copy(0, atoms, layers[-1](hidden))
-        return {K.NODE_CONTRIBUTIONS: atomic, K.NODE_FEATURES: features}
+        out = {K.NODE_CONTRIBUTIONS: atomic, K.NODE_FEATURES: features}
+        return with_blocks(out, [aev, features]) if self.keep_blocks else out  # blocks: the AEV, the last hidden layer

@@ -8,7 +8,9 @@ energy terms to compute and whether vector features are needed). Its
 ``forward(data)`` maps a batch dict (:mod:`physicsml.data.keys`) to per-atom
 outputs: ``node_contributions`` ``[N, k]``, ``node_features`` ``[N, F]`` and,
 when asked for, ``node_vectors`` ``[N, C, 3]``; it has attributes
-``num_features`` (``F``) and ``num_vectors`` (``C``, 0 without vectors). The
+``num_features`` (``F``) and ``num_vectors`` (``C``, 0 without vectors), and a
+flag ``keep_blocks``: when set, ``forward`` also returns the invariant features
+after every block (:func:`physicsml.data.keys.block_features`, for embeddings). The
 shared heads (:mod:`physicsml.nn.heads`) make the targets of them, and
 :func:`~physicsml.lightning.module.with_derivatives` forces and stress of the
 energy, never the family.
@@ -113,3 +115,11 @@ def check_ready(config: ModelConfig, num_elements: int) -> None:
     given = getattr(config, "num_node_feats", None)
     if given is not None and given != num_elements:
         raise ValueError(f"num_node_feats is {given} but the batches carry {num_elements} element features")
+
+
+def with_blocks(out: dict[str, torch.Tensor], blocks: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``out`` with ``blocks[k]`` (invariant per-atom features after block ``k``) under
+    :func:`~physicsml.data.keys.block_features`."""
+    from physicsml.data import keys as K
+
+    return {**out, **{K.block_features(k): block for k, block in enumerate(blocks)}}

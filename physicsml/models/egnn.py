@@ -31,7 +31,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import GraphModelConfig, check_ready
+from physicsml.models.base import GraphModelConfig, check_ready, with_blocks
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, mlp_from_widths, scatter_sum
 from physicsml.nn.heads import Outputs
 
@@ -137,6 +137,7 @@ class EGNN(nn.Module):
         self.vectors = outputs.vectors
         self.num_features = c + config.num_graph_feats
         self.num_vectors = c if outputs.vectors else 0
+        self.keep_blocks = False
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = data[K.COORDINATES]
@@ -146,8 +147,10 @@ class EGNN(nn.Module):
         envelope = self.envelope(lengths)
         h = self.embed_nodes(data[K.NODE_ATTRS])
         edge_feats = self.embed_edges(data[K.EDGE_ATTRS]) if self.embed_edges is not None else None
+        blocks = []
         for layer in self.layers:
             h, x, messages = layer(h, x, data, edge_feats, envelope)
+            blocks.append(h)
 
         receiver = data[K.EDGE_INDEX][0]
         graph_attrs = [data[K.GRAPH_ATTRS][data[K.BATCH]]] if self.config.num_graph_feats else []
@@ -164,4 +167,4 @@ class EGNN(nn.Module):
             vectors, _ = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
             weights = (messages * envelope)[:, :, None]  # [E, c, 1]
             out[K.NODE_VECTORS] = scatter_sum(weights * vectors[:, None, :], receiver, len(h))
-        return out
+        return with_blocks(out, blocks) if self.keep_blocks else out

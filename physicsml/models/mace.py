@@ -28,7 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import GraphModelConfig, check_ready
+from physicsml.models.base import GraphModelConfig, check_ready, with_blocks
 from physicsml.nn import scatter_sum
 from physicsml.nn.equivariant import (
     RadialEmbedding,
@@ -161,6 +161,8 @@ class MACE(nn.Module):
                 self.readouts.append(o3.Linear(irreps_out, n_out))
             irreps_in = irreps_out
         self.irreps_out = irreps_in
+        self.block_irreps = [hidden] * (config.num_interactions - 1) + [irreps_in]
+        self.keep_blocks = False
         self.num_features, self.num_vectors = irreps_widths(irreps_in)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -168,10 +170,13 @@ class MACE(nn.Module):
         sh, radial = embed_edges(data, self.sh, self.radial, self.config.num_edge_feats)
         elements = data[K.NODE_ATTRS]
         h = self.embedding(elements)
-        atomic = 0.0
+        atomic, blocks = 0.0, []
         for layer, (interaction, product, readout) in enumerate(zip(self.interactions, self.products, self.readouts)):
             update = product(interaction(h, elements, sh, radial, edge_index), elements)
             h = update + self.skips[layer - 1](h, elements) if layer else update
             atomic = atomic + readout(h)
+            if self.keep_blocks:
+                blocks.append(irreps_outputs(h, self.block_irreps[layer])[K.NODE_FEATURES])
         assert isinstance(atomic, torch.Tensor)
-        return {K.NODE_CONTRIBUTIONS: atomic, **irreps_outputs(h, self.irreps_out)}
+        out = {K.NODE_CONTRIBUTIONS: atomic, **irreps_outputs(h, self.irreps_out)}
+        return with_blocks(out, blocks) if self.keep_blocks else out

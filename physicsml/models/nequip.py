@@ -25,7 +25,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import GraphModelConfig, check_ready
+from physicsml.models.base import GraphModelConfig, check_ready, with_blocks
 from physicsml.nn import scatter_sum
 from physicsml.nn.equivariant import RadialEmbedding, embed_edges, irreps_outputs, irreps_widths, uvu_convolution
 from physicsml.nn.heads import Outputs
@@ -143,6 +143,7 @@ class NequIP(nn.Module):
             o3.Linear(o3.Irreps(config.mlp_irreps), o3.Irreps(f"{n_out}x0e")),
         )
         self.irreps_out = irreps
+        self.keep_blocks = False
         self.num_features, self.num_vectors = irreps_widths(irreps)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -150,6 +151,10 @@ class NequIP(nn.Module):
         sh, radial = embed_edges(data, self.sh, self.radial, self.config.num_edge_feats)
         attrs = data[K.NODE_ATTRS]
         h = self.embedding(attrs)
+        blocks = []
         for layer in self.layers:
             h = layer(h, attrs, sh, radial, edge_index)
-        return {K.NODE_CONTRIBUTIONS: self.readout(h), **irreps_outputs(h, self.irreps_out)}
+            if self.keep_blocks:
+                blocks.append(irreps_outputs(h, layer.irreps_out)[K.NODE_FEATURES])
+        out = {K.NODE_CONTRIBUTIONS: self.readout(h), **irreps_outputs(h, self.irreps_out)}
+        return with_blocks(out, blocks) if self.keep_blocks else out

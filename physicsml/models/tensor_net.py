@@ -20,7 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import GraphModelConfig, check_ready
+from physicsml.models.base import GraphModelConfig, check_ready, with_blocks
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, scatter_sum
 from physicsml.nn.blocks import mlp_from_widths
 from physicsml.nn.heads import Outputs
@@ -125,6 +125,7 @@ class TensorNet(nn.Module):
         self.output_norm = nn.LayerNorm(3 * f)
         self.output = mlp_from_widths([3 * f, *config.scalar_output_mlp_hidden_dims, outputs.num_contributions])
         self.num_features, self.num_vectors = 3 * f, 0
+        self.keep_blocks = False
 
     def invariants(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([norm2(part) for part in decompose(x)], dim=-1)  # [N, 3F]
@@ -151,7 +152,11 @@ class TensorNet(nn.Module):
         x = x / (norm2(x)[..., None, None].sqrt() + 1.0)
         scales = self.embedding_mlp(self.norm(self.invariants(x))).view(-1, 3, f)
         x = self.embedding_mix(decompose(x), scales)
+        blocks = [self.invariants(x)] if self.keep_blocks else []
         for layer in self.layers:
             x = layer(x, rbf, switch, edge_index)
+            if self.keep_blocks:
+                blocks.append(self.invariants(x))
         features = self.output_norm(self.invariants(x))
-        return {K.NODE_CONTRIBUTIONS: self.output(features), K.NODE_FEATURES: features}
+        out = {K.NODE_CONTRIBUTIONS: self.output(features), K.NODE_FEATURES: features}
+        return with_blocks(out, blocks) if self.keep_blocks else out

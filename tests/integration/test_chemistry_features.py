@@ -75,10 +75,16 @@ def test_features_of_every_record_are_those_of_its_molecule(sdf, tables):
     assert all_atoms[:, charged].sum() == 5 + 5  # acetate's O- and methylammonium's N+, 5 records each
 
 
-def test_a_family_trains_on_the_features_and_predicts_new_files_the_same_way(sdf, tables):
+@pytest.fixture(scope="module")
+def trained(tables):
     model = Model("egnn_model", {"c_hidden": 16, "num_layers": 1, "y_graph_scalars_loss_config": {"name": "MSELoss"}})
     datamodule = {"y_graph_scalars": ["energy"], "cut_off": 3.0, "train": {"batch_size": 8}}
     model.train(tables["train"], tables["validation"], datamodule, {"max_epochs": 2, "enable_progress_bar": False})
+    return model
+
+
+def test_a_family_trains_on_the_features_and_predicts_new_files_the_same_way(sdf, tables, trained):
+    model = trained
     module = model.module
     assert module.config.num_edge_feats == 1 + len(table_metadata(tables["train"])["bond_features"])
     assert module.hparams["num_atom_features"] == len(table_metadata(tables["train"])["atom_features"])
@@ -98,3 +104,27 @@ def test_a_family_without_edge_attributes_is_refused(tables):
     model = Model("ani_model", {"y_graph_scalars_loss_config": {"name": "MSELoss"}})
     with pytest.raises(ValueError, match="ani_model cannot read edge attributes"):
         model.train(tables["train"], None, {"y_graph_scalars": ["energy"], "cut_off": 5.2}, {"max_epochs": 1})
+
+
+def test_the_calculator_perceives_the_same_features(sdf, tables, trained, tmp_path):
+    """A model trained on a file's bonds runs in ASE: it perceives bonds from the coordinates (neutral
+    molecules here, so the same bonds), and gives the energy predict gives."""
+    from ase import Atoms
+
+    from physicsml.ase import PhysicsMLCalculator
+
+    path = tmp_path / "model.pt"
+    trained.save(path)
+    calculator = PhysicsMLCalculator(path, dtype="float32")
+    molecules = list(Chem.SDMolSupplier(str(sdf), removeHs=False))
+    predicted = trained.predict(tables["test"])["energy"]
+    checked = 0
+    for row, record in enumerate(tables["test"]["id"].to_pylist()):
+        mol = molecules[int(record.rsplit(":", 1)[1])]
+        if Chem.GetFormalCharge(mol) != 0:
+            continue
+        atoms = Atoms(numbers=[a.GetAtomicNum() for a in mol.GetAtoms()], positions=mol.GetConformer().GetPositions())
+        atoms.calc = calculator
+        assert atoms.get_potential_energy() == pytest.approx(predicted[row], rel=1e-5, abs=1e-5)
+        checked += 1
+    assert checked >= 4

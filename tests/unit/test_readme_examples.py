@@ -17,8 +17,12 @@ def section_code(heading: str) -> list[str]:
 
 def test_using_a_trained_model_examples_run(tmp_path):
     blocks = section_code("Using a trained model")
-    assert len(blocks) == 4  # ASE MD, geometry optimisation, OpenMM, the MD check
+    assert len(blocks) == 5  # ASE MD, geometry optimisation, OpenMM, the MD check, embeddings
     save_tiny_model("egnn_model", tmp_path / "models" / "model.pt")
+    import ase.io
+    from ase.build import molecule
+
+    ase.io.write(tmp_path / "new.extxyz", [molecule("CH3CH2OH"), molecule("H2O")])
     # one interpreter for all (imports dominate), each block in its own namespace
     script = "\n".join(f"exec({block!r}, {{}})\nprint('<end of block>')" for block in blocks)
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
@@ -27,3 +31,4 @@ def test_using_a_trained_model_examples_run(tmp_path):
     assert re.search(r"^0\.10 ps: E = -?\d+\.\d{4} eV$", outputs[0], flags=re.MULTILINE)
     assert "kJ/mol" in outputs[2]
     assert "stable_fraction" in outputs[3]
+    assert "(2, 8) (12, 8)" in outputs[4]  # 2 structures, 9 + 3 atoms, the tiny EGNN's 8 features
