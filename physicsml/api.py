@@ -28,6 +28,7 @@ from physicsml.data.batch import batch_as_dict
 from physicsml.data.collate import split_arrays
 from physicsml.data.datasets import InMemoryBatches, make_dataloader
 from physicsml.data.targets import TARGET_KINDS, selected_columns
+from physicsml.errors import ConfigError
 from physicsml.finetune import (
     StartingPoint,
     check_same_family,
@@ -53,6 +54,10 @@ from physicsml.models.statistics import resolve_auto
 def _featurisation(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The featurisation part of a table's metadata (element list, self-energies), which a model keeps."""
     return {key: value for key, value in metadata.items() if key != "targets"}
+
+
+#: Where :meth:`Model.embed` takes embeddings: each atom, or summed or averaged per structure.
+EMBEDDING_LEVELS = ("node", "graph_sum", "graph_mean")
 
 
 def attribute_widths(batches: Dataset) -> tuple[int, int, int]:
@@ -416,9 +421,38 @@ class Model:
         Raises:
             ValueError: for an unknown level, a block the model does not have, or an ensemble.
         """
-        from physicsml.embed import embed_table
-
-        return embed_table(self, self._table(data), level, block, batch_size)
+        if level not in EMBEDDING_LEVELS:
+            raise ConfigError("embed", "level", f"must be one of {', '.join(EMBEDDING_LEVELS)}, got {level!r}")
+        module = self._require_module()
+        net = module.net
+        if isinstance(net, Ensemble):
+            raise ConfigError("embed", "model", "an ensemble has one embedding per member: embed each member's model")
+        datamodule = module.datamodule_config
+        dtype = np.float64 if next(module.parameters()).dtype == torch.float64 else np.float32
+        batches = self.as_batches(data, datamodule, batch_size or datamodule.predict.batch_size, dtype, labelled=False)
+        module.eval()
+        parts: list[np.ndarray] = []
+        backbone: Any = net.backbone
+        backbone.keep_blocks = True
+        try:
+            for batch in make_dataloader(batches, shuffle=False):
+                batch_data = batch_as_dict(batch.to(module.device))
+                with torch.no_grad():
+                    out = backbone(net.with_node_attrs(batch_data))
+                blocks = [out[K.block_features(k)] for k in range(len(out)) if K.block_features(k) in out]
+                if not -len(blocks) <= block < len(blocks):
+                    count = f"{len(blocks)} blocks (0 to {len(blocks) - 1}, or -1 for the last)"
+                    raise ConfigError("embed", "block", f"{self.name} has {count}")
+                features = blocks[block]
+                if level != "node":
+                    counts = (batch_data[K.PTR][1:] - batch_data[K.PTR][:-1]).to(features.dtype)
+                    pooled = features.new_zeros(len(counts), features.shape[1])
+                    pooled.index_add_(0, batch_data[K.BATCH], features)
+                    features = pooled / counts[:, None] if level == "graph_mean" else pooled
+                parts.append(features.cpu().numpy())
+        finally:
+            backbone.keep_blocks = False
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype)
 
     @staticmethod
     def _by_name(collected: dict[str, list[np.ndarray]], columns: dict[str, list[str]]) -> dict[str, Any]:

@@ -138,20 +138,6 @@ class FeaturiseConfig(Config):
     )
     one_hot: bool = Field(True, description="One-hot encode categorical atom and bond features (else their index).")
 
-    @pydantic.field_validator("atom_features", "bond_features")
-    @classmethod
-    def _known_features(cls, names: list[str], info: pydantic.ValidationInfo) -> list[str]:
-        from physicsml.featurise.chemistry import ATOM_FEATURES, BOND_FEATURES, unknown_feature
-
-        kind = "atom" if info.field_name == "atom_features" else "bond"
-        valid = ATOM_FEATURES if kind == "atom" else BOND_FEATURES
-        for name in names:
-            if name not in valid:
-                raise ValueError(unknown_feature(name, kind))
-        if len(set(names)) != len(names):
-            raise ValueError(f"a {kind} feature is listed twice: {names}")
-        return names
-
 
 class BatchSizeConfig(Config):
     batch_size: int = Field(1, ge=1, description="Structures per batch.")

@@ -22,67 +22,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import torch
 import typer
 
 from physicsml.cli import reports_errors, stage_app
-from physicsml.data import keys as K
-from physicsml.data.batch import batch_as_dict
-from physicsml.data.datasets import make_dataloader
-from physicsml.errors import ConfigError
 from physicsml.io.arrow import fixed
-
-#: Where embeddings are taken: each atom, or pooled per structure.
-LEVELS = ("node", "graph_sum", "graph_mean")
-
-
-def embed_table(
-    model: Any, table: pa.Table, level: str = "graph_mean", block: int = -1, batch_size: int | None = None
-) -> np.ndarray:
-    """Embeddings of the structures of a featurised ``table`` (see :meth:`physicsml.api.Model.embed`)."""
-    from physicsml.models.ensemble import Ensemble
-
-    if level not in LEVELS:
-        raise ConfigError("embed", "level", f"must be one of {', '.join(LEVELS)}, got {level!r}")
-    module = model._require_module()
-    net = module.net
-    if isinstance(net, Ensemble):
-        raise ConfigError("embed", "model", "an ensemble has one embedding per member: embed each member's model")
-    datamodule = module.datamodule_config
-    dtype = np.float64 if next(module.parameters()).dtype == torch.float64 else np.float32
-    batches = model.as_batches(table, datamodule, batch_size or datamodule.predict.batch_size, dtype, labelled=False)
-    module.eval()
-    backbone = net.backbone
-    parts: list[np.ndarray] = []
-    backbone.keep_blocks = True
-    try:
-        for batch in make_dataloader(batches, shuffle=False):
-            data = batch_as_dict(batch.to(module.device))
-            with torch.no_grad():
-                out = backbone(net.with_node_attrs(data))
-            blocks = [out[K.block_features(k)] for k in range(len(out)) if K.block_features(k) in out]
-            if not -len(blocks) <= block < len(blocks):
-                raise ConfigError(
-                    "embed",
-                    "block",
-                    f"{model.name} has {len(blocks)} blocks (0 to {len(blocks) - 1}, or -1 for the last)",
-                )
-            features = blocks[block]
-            if level != "node":
-                counts = (data[K.PTR][1:] - data[K.PTR][:-1]).to(features.dtype)
-                pooled = features.new_zeros(len(counts), features.shape[1]).index_add_(0, data[K.BATCH], features)
-                features = pooled / counts[:, None] if level == "graph_mean" else pooled
-            parts.append(features.cpu().numpy())
-    finally:
-        backbone.keep_blocks = False
-    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype)
 
 
 def embeddings_table(model: Any, data: Any, level: str = "graph_mean", block: int = -1) -> pa.Table:
     """The embeddings of ``data`` as a table: ``id`` (``"<file>:<record>"``), with ``level="node"``
     ``atom`` (the atom's index in its structure), and ``embedding`` (float32 list of ``F``)."""
     table = model._table(data)
-    values = embed_table(model, table, level, block).astype(np.float32)
+    values = model.embed(table, level, block).astype(np.float32)
     ids = table["id"].to_pylist()
     columns: dict[str, Any] = {}
     if level == "node":

@@ -60,6 +60,7 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
     """
     root = Path(root)
     method = config.atomic_energies.method
+    chemistry = chemistry_settings(data, config)  # checked before anything is read
     if data.source is not None:
         if config.split.method != "random":
             raise ConfigError("params.yaml", "featurise.split.method", "data.source is one file to split: use 'random'")
@@ -105,7 +106,6 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
     per_index = np.array([energies[z] for z in elements], dtype=np.float64)
 
     kinds = target_kinds(everything, list(data.targets))
-    chemistry = chemistry_settings(data, config)
     metadata = {
         "elements": [chemical_symbols[z] for z in elements],
         "atomic_numbers": elements,
@@ -129,7 +129,23 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
 
 
 def chemistry_settings(data: DataConfig, config: FeaturiseConfig) -> dict[str, Any]:
-    """The chemistry part of the featurisation, kept in the metadata so that prediction repeats it."""
+    """The chemistry part of the featurisation, kept in the metadata so that prediction repeats it.
+
+    Raises:
+        ConfigError: for an unknown or repeated feature name, or features without bonds.
+    """
+    from physicsml.featurise.chemistry import ATOM_FEATURES, BOND_FEATURES, unknown_feature
+
+    for kind, names, valid in (
+        ("atom", config.atom_features, ATOM_FEATURES),
+        ("bond", config.bond_features, BOND_FEATURES),
+    ):
+        key = f"featurise.{kind}_features"
+        for name in names:
+            if name not in valid:
+                raise ConfigError("params.yaml", key, unknown_feature(name, kind))
+        if len(set(names)) != len(names):
+            raise ConfigError("params.yaml", key, f"a feature is listed twice: {names}")
     if (config.atom_features or config.bond_features) and data.bonds == "none":
         key = "featurise.atom_features" if config.atom_features else "featurise.bond_features"
         raise ConfigError("params.yaml", key, "atom and bond features need bonds: set data.bonds to file or perceive")
