@@ -89,7 +89,16 @@ class AtomicEnergiesConfig(Config):
         "least_squares: fit sum of per-element energies to `target` on the training split.",
     )
     target: str = Field("energy", description="The energy target the self-energies refer to.")
-    values: dict[str, float] | None = Field(None, description="Element symbol -> energy, for method 'given'.")
+    values: dict[str, float | dict[int, float]] | None = Field(
+        None,
+        description="Element symbol -> energy, for method 'given'; with by_formal_charge an element may map "
+        "formal charges to energies ({O: {0: -2040.1, -1: -2042.9}}).",
+    )
+    by_formal_charge: bool = Field(
+        False,
+        description="One self-energy per element and formal charge ({Z: {charge: E}}), given or fitted by "
+        "least squares; the formal charges come from the bonds (data.bonds).",
+    )
     file: str | None = Field(
         None, description="File of isolated-atom records for method 'isolated' (default: the source files)."
     )
@@ -98,6 +107,11 @@ class AtomicEnergiesConfig(Config):
     def _values_for_given(self) -> AtomicEnergiesConfig:
         if self.method == "given" and not self.values:
             raise ValueError("method 'given' needs `values` (element symbol -> energy)")
+        if self.by_formal_charge and self.method not in ("given", "least_squares"):
+            raise ValueError("by_formal_charge needs method 'given' or 'least_squares'")
+        nested = [symbol for symbol, value in (self.values or {}).items() if isinstance(value, dict)]
+        if nested and not self.by_formal_charge:
+            raise ValueError(f"values per formal charge (for {nested}) need by_formal_charge: true")
         return self
 
 

@@ -86,6 +86,7 @@ class Potential:
                 "which a potential cannot compute from the atoms"
             )
         self.chemistry = dict(model.metadata.get("chemistry") or {})
+        self.by_charge = model.metadata.get("atomic_energies_by_charge") or {}
         self._topology: tuple[np.ndarray, dict[str, Any]] | None = None
 
     def atom_fields(self, numbers: np.ndarray) -> dict[str, torch.Tensor]:
@@ -156,21 +157,22 @@ class Potential:
         data[K.CELL] = torch.as_tensor(cell_array, dtype=dtype, device=device)
         if self.graph_attrs_cols:
             data[K.GRAPH_ATTRS] = self._graph_attrs(info or {})
-        if self.chemistry.get("atom_features") or self.chemistry.get("bond_features"):
+        if self.chemistry.get("atom_features") or self.chemistry.get("bond_features") or self.by_charge:
             data.update(self.chemistry_fields(np.asarray(numbers), positions, info or {}, edge_index))
         return data
 
     def chemistry_fields(
         self, numbers: np.ndarray, positions: np.ndarray, info: Mapping[str, Any], edge_index: np.ndarray
     ) -> dict[str, torch.Tensor]:
-        """``atom_features`` and ``edge_attrs`` of the structure, from bonds perceived once per set of atoms.
+        """``atom_features``, ``edge_attrs`` and (self-energies per formal charge) ``total_atomic_energy``
+        of the structure, from bonds perceived once per set of atoms.
 
         Raises:
             StructureError: when RDKit cannot perceive the bonds (the message says why and names
                 the total charge used).
         """
         from physicsml.errors import InputError
-        from physicsml.featurise import chemistry_columns
+        from physicsml.featurise import atomic_energies, chemistry_columns
         from physicsml.graphs import edge_features
         from physicsml.io.arrow import to_numpy
         from physicsml.io.structures import Structure
@@ -179,12 +181,22 @@ class Potential:
             structure = Structure(numbers, positions, None, np.zeros(3, bool), {}, "<atoms>", 0, info=dict(info))
             settings = {**self.chemistry, "bonds": "perceive"}  # a potential sees atoms, never a file's bonds
             try:
-                columns, _ = chemistry_columns([structure], settings)
+                found = chemistry_columns([structure], settings)
+                arrays = {name: to_numpy(values)[0].copy() for name, values in found.columns.items()}
+                if self.by_charge:
+                    table = atomic_energies.from_metadata(self.by_charge)
+                    arrays["self_energies"] = atomic_energies.charged_per_atom(
+                        table, structure, found.formal_charges[0]
+                    )
             except InputError as error:
                 raise StructureError(error.message) from error
-            self._topology = (numbers.copy(), {name: to_numpy(values)[0].copy() for name, values in columns.items()})
+            self._topology = (numbers.copy(), arrays)
         arrays = self._topology[1]
         out = {}
+        if "self_energies" in arrays:
+            out[K.TOTAL_ATOMIC_ENERGY] = torch.tensor(
+                [arrays["self_energies"].sum()], dtype=self.dtype, device=self.device
+            )
         if "atom_features" in arrays:
             out[K.ATOM_FEATURES] = torch.as_tensor(arrays["atom_features"], dtype=self.dtype, device=self.device)
         if "bond_features" in arrays:
@@ -226,7 +238,8 @@ class Potential:
         }
         if K.NODE_ENERGIES in out:
             atomic = out[K.NODE_ENERGIES].detach().cpu().double().numpy()
-            result["energies"] = atomic + self._self_energy[np.asarray(numbers)]
+            by_atom = self._topology[1].get("self_energies") if self._topology is not None else None
+            result["energies"] = atomic + (by_atom if by_atom is not None else self._self_energy[np.asarray(numbers)])
         if stress:
             result["stress"] = out[STRESS][0].detach().cpu().double().numpy() if periodic else np.zeros((3, 3))
         for name, key in (("energy", K.ENERGY), ("forces", K.Y_NODE_VECTOR), ("stress", STRESS)):

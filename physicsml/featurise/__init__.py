@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -99,11 +99,25 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
             path = Path(energy_config.file) if Path(energy_config.file).is_absolute() else root / energy_config.file
             isolated = read_structures(path, {energy_config.target: data.targets[energy_config.target]}, data.format)
         energies = self_energies.from_isolated(isolated, energy_config.target, elements)
-    elif method == "least_squares":
+    elif method == "least_squares" and not energy_config.by_formal_charge:
         energies = self_energies.least_squares(splits["train"], energy_config.target, elements)
     else:
         energies = {z: 0.0 for z in elements}
     per_index = np.array([energies[z] for z in elements], dtype=np.float64)
+    chemistry_parts = {name: chemistry_columns(part, chemistry) for name, part in splits.items()}
+    by_charge: self_energies.ChargedEnergies = {}
+    if energy_config.by_formal_charge:
+        charges = [c for name in SPLITS for c in chemistry_parts[name].formal_charges]
+        if method == "given":
+            by_charge = self_energies.by_charge_from_values(
+                energy_config.values or {}, charges, [s.atomic_numbers for s in everything]
+            )
+        else:
+            train = chemistry_parts["train"].formal_charges
+            by_charge = self_energies.least_squares_by_charge(splits["train"], train, energy_config.target)
+        for z in elements:  # the per-element list: the neutral atom's, else the mean over its charges
+            values = [e for (z_, q), e in by_charge.items() if z_ == z]
+            energies[z] = by_charge.get((z, 0), float(np.mean(values)) if values else 0.0)
 
     kinds = target_kinds(everything, list(data.targets))
     metadata = {
@@ -114,16 +128,21 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
         "targets": kinds,
         "chemistry": chemistry,
     }
+    if by_charge:
+        metadata["atomic_energies_by_charge"] = self_energies.as_metadata(by_charge)
     tables = {}
     for name, part in splits.items():
-        total = np.array([per_index[s].sum() for s in species[name]], dtype=np.float64)
+        found = chemistry_parts[name]
+        if by_charge:
+            total = np.array([self_energies.charged_total(by_charge, s, q) for s, q in zip(part, found.formal_charges)])
+        else:
+            total = np.array([per_index[s].sum() for s in species[name]], dtype=np.float64)
         table = structures_to_table(part, species[name], total, kinds)
         if data.weights is not None:
             table = table.append_column("loss_weight", pa.array(loss_weights(part, data.weights)))
-        columns, names = chemistry_columns(part, chemistry)
-        for column, values in columns.items():
+        for column, values in found.columns.items():
             table = table.append_column(column, values)
-        metadata.update(names)
+        metadata.update(found.names)
         tables[name] = with_metadata(table, {**metadata, "missing": missing_counts(table, kinds)})
     return tables
 
@@ -149,12 +168,19 @@ def chemistry_settings(data: DataConfig, config: FeaturiseConfig) -> dict[str, A
     if (config.atom_features or config.bond_features) and data.bonds == "none":
         key = "featurise.atom_features" if config.atom_features else "featurise.bond_features"
         raise ConfigError("params.yaml", key, "atom and bond features need bonds: set data.bonds to file or perceive")
+    if config.atomic_energies.by_formal_charge and data.bonds == "none":
+        raise ConfigError(
+            "params.yaml",
+            "featurise.atomic_energies.by_formal_charge",
+            "formal charges come from the bonds: set data.bonds to file or perceive",
+        )
     return {
         "bonds": data.bonds,
         "total_charge": data.total_charge,
         "atom_features": list(config.atom_features),
         "bond_features": list(config.bond_features),
         "one_hot": config.one_hot,
+        "formal_charges": config.atomic_energies.by_formal_charge,
     }
 
 
@@ -189,27 +215,37 @@ def molecule_of(structure: Structure, bonds: str, total_charge: str | None) -> A
     return molecule_from_atoms(structure.atomic_numbers, structure.coordinates, charge, structure.file, structure.index)
 
 
-def chemistry_columns(
-    structures: Sequence[Structure], settings: Mapping[str, Any]
-) -> tuple[dict[str, pa.Array], dict[str, list[str]]]:
+class Chemistry(NamedTuple):
+    """What RDKit gives for a split: table columns, their feature names and each atom's formal charge."""
+
+    columns: dict[str, pa.Array]
+    names: dict[str, list[str]]
+    formal_charges: list[np.ndarray]
+
+
+def chemistry_columns(structures: Sequence[Structure], settings: Mapping[str, Any]) -> Chemistry:
     """RDKit atom features, bonds and bond features of ``structures`` as featurised-table columns.
 
     Returns:
         Columns ``atom_features`` (``[N, F]`` float32 per row), ``bonds`` (``[B, 2]`` int32 atom pairs,
-        ``i < j``) and ``bond_features`` (``[B, F]`` float32), those that ``settings`` asks for, and the
-        names of the feature columns (``{"atom_features": [...], "bond_features": [...]}``).
+        ``i < j``) and ``bond_features`` (``[B, F]`` float32), those that ``settings`` asks for; the
+        names of the feature columns (``{"atom_features": [...], "bond_features": [...]}``); with
+        ``settings["formal_charges"]``, every structure's ``[N]`` formal charges.
     """
     from physicsml.featurise.chemistry import atom_features, bond_features
 
     names: dict[str, list[str]] = {}
-    if not structures or not (settings.get("atom_features") or settings.get("bond_features")):
-        return {}, names
-    atoms, pairs, bond_rows = [], [], []
+    wanted = settings.get("atom_features") or settings.get("bond_features") or settings.get("formal_charges")
+    if not structures or not wanted:
+        return Chemistry({}, names, [])
+    atoms, pairs, bond_rows, charges = [], [], [], []
     bar = tqdm(
         structures, desc="chemistry", unit="structure", mininterval=1.0, leave=False, disable=len(structures) < 100
     )
     for structure in bar:
         mol = molecule_of(structure, settings["bonds"], settings.get("total_charge"))
+        if settings.get("formal_charges"):
+            charges.append(np.array([atom.GetFormalCharge() for atom in mol.GetAtoms()], dtype=np.int64))
         try:
             if settings["atom_features"]:
                 values, names["atom_features"] = atom_features(mol, settings["atom_features"], settings["one_hot"])
@@ -231,7 +267,7 @@ def chemistry_columns(
         bond_offsets = np.concatenate([[0], np.cumsum([len(b) for b in pairs])])
         columns["bonds"] = ragged(np.concatenate(pairs).astype(np.int32), bond_offsets)
         columns["bond_features"] = ragged(np.concatenate(bond_rows).astype(np.float32), bond_offsets)
-    return columns, names
+    return Chemistry(columns, names, charges)
 
 
 def loss_weights(structures: Sequence[Structure], config: WeightsConfig) -> np.ndarray:
@@ -270,9 +306,14 @@ def featurise_like(structures: Sequence[Structure], metadata: dict, targets: Seq
     species = [species_of(s, elements) for s in structures]
     total = np.array([per_index[s].sum() for s in species], dtype=np.float64)
     kinds = target_kinds(structures, list(targets)) if structures else {}
+    found = chemistry_columns(structures, metadata.get("chemistry") or {})
+    if metadata.get("atomic_energies_by_charge"):
+        by_charge = self_energies.from_metadata(metadata["atomic_energies_by_charge"])
+        total = np.array(
+            [self_energies.charged_total(by_charge, s, q) for s, q in zip(structures, found.formal_charges)]
+        )
     table = structures_to_table(structures, species, total, kinds)
-    columns, _ = chemistry_columns(structures, metadata.get("chemistry") or {})
-    for column, values in columns.items():
+    for column, values in found.columns.items():
         table = table.append_column(column, values)
     return with_metadata(table, {**metadata, "targets": kinds})
 

@@ -10,6 +10,7 @@ energies fitted to the training split).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from ase.data import atomic_numbers as SYMBOL_TO_Z
@@ -42,10 +43,12 @@ def from_isolated(records: Sequence[Structure], target: str, elements: Sequence[
     return {z: energies[z] for z in elements}
 
 
-def from_values(values: Mapping[str, float], elements: Sequence[int]) -> dict[int, float]:
+def from_values(values: Mapping[str, Any], elements: Sequence[int]) -> dict[int, float]:
     """Self-energies given per element symbol."""
     by_z = {}
     for symbol, energy in values.items():
+        if isinstance(energy, Mapping):
+            energy = energy.get(0, next(iter(energy.values())))  # an element given per formal charge
         if symbol not in SYMBOL_TO_Z:
             raise ConfigError("params.yaml", f"featurise.atomic_energies.values.{symbol}", "unknown element symbol")
         by_z[SYMBOL_TO_Z[symbol]] = float(energy)
@@ -85,3 +88,92 @@ def least_squares(structures: Sequence[Structure], target: str, elements: Sequen
         energies[row] = structure.targets[target]
     solution = np.linalg.lstsq(counts, energies, rcond=None)[0]
     return {z: float(e) for z, e in zip(elements, solution)}
+
+
+#: A self-energy per (Z, formal charge).
+ChargedEnergies = dict[tuple[int, int], float]
+
+
+def by_charge_from_values(
+    values: Mapping[str, Any], charges: Sequence[np.ndarray], numbers: Sequence[np.ndarray]
+) -> ChargedEnergies:
+    """Self-energies given as ``{symbol: E}`` (every charge) or ``{symbol: {charge: E}}``, for the
+    (Z, charge) pairs that occur in ``numbers``/``charges``.
+
+    Raises:
+        ConfigError: naming the element and charge that no value covers.
+    """
+    table: ChargedEnergies = {}
+    for z, q in sorted({(int(z), int(q)) for n, c in zip(numbers, charges) for z, q in zip(n, c)}):
+        symbol = chemical_symbols[z]
+        given = values.get(symbol)
+        energy = given.get(q) if isinstance(given, Mapping) else given
+        if energy is None:
+            raise ConfigError(
+                "params.yaml", f"featurise.atomic_energies.values.{symbol}", f"no energy for formal charge {q}"
+            )
+        table[(z, q)] = float(energy)
+    return table
+
+
+def least_squares_by_charge(
+    structures: Sequence[Structure], charges: Sequence[np.ndarray], target: str
+) -> ChargedEnergies:
+    """Energies ``e`` per (Z, formal charge) minimising ``sum_g (E_g - sum_i e[Z_i, q_i])^2``
+    (minimum-norm where the data do not pin every pair, as :func:`least_squares`)."""
+    rows = [
+        (s, c)
+        for s, c in zip(structures, charges)
+        if s.targets.get(target) is not None and np.isfinite(s.targets[target]).all()
+    ]
+    if not rows:
+        raise ConfigError("params.yaml", "featurise.atomic_energies", "least_squares needs a non-empty training split")
+    pairs = sorted({(int(z), int(q)) for s, c in rows for z, q in zip(s.atomic_numbers, c)})
+    column = {pair: k for k, pair in enumerate(pairs)}
+    counts = np.zeros((len(rows), len(pairs)))
+    energies = np.empty(len(rows))
+    for row, (structure, charge) in enumerate(rows):
+        for z, q in zip(structure.atomic_numbers, charge):
+            counts[row, column[(int(z), int(q))]] += 1
+        energies[row] = float(structure.targets[target])
+    solution = np.linalg.lstsq(counts, energies, rcond=None)[0]
+    return {pair: float(e) for pair, e in zip(pairs, solution)}
+
+
+def charged_per_atom(table: ChargedEnergies, structure: Structure, charges: np.ndarray) -> np.ndarray:
+    """Each atom's self-energy ``[N]``; a (Z, charge) pair the table lacks takes the element's neutral value.
+
+    Raises:
+        InputError: naming the record, when the element has neither.
+    """
+    out = np.empty(len(structure))
+    for k, (z, q) in enumerate(zip(structure.atomic_numbers, charges)):
+        energy = table.get((int(z), int(q)), table.get((int(z), 0)))
+        if energy is None:
+            raise InputError(
+                structure.file,
+                structure.index,
+                "atomic_energies",
+                f"no self-energy for {chemical_symbols[int(z)]} with formal charge {int(q)} (nor neutral) "
+                "in the training split: give it in featurise.atomic_energies.values",
+            )
+        out[k] = energy
+    return out
+
+
+def charged_total(table: ChargedEnergies, structure: Structure, charges: np.ndarray) -> float:
+    """The sum of the atoms' self-energies (:func:`charged_per_atom`)."""
+    return float(charged_per_atom(table, structure, charges).sum())
+
+
+def as_metadata(table: ChargedEnergies) -> dict[str, dict[str, float]]:
+    """``{symbol: {charge: E}}`` (charges as strings, for JSON)."""
+    out: dict[str, dict[str, float]] = {}
+    for (z, q), energy in sorted(table.items()):
+        out.setdefault(chemical_symbols[z], {})[str(q)] = energy
+    return out
+
+
+def from_metadata(values: Mapping[str, Mapping[str, float]]) -> ChargedEnergies:
+    """The inverse of :func:`as_metadata`."""
+    return {(SYMBOL_TO_Z[symbol], int(q)): float(e) for symbol, by_q in values.items() for q, e in by_q.items()}

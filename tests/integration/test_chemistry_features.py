@@ -9,6 +9,7 @@ from rdkit.Chem import AllChem
 
 from physicsml.api import Model
 from physicsml.configs import DataConfig, FeaturiseConfig
+from physicsml.errors import ConfigError
 from physicsml.featurise import featurise
 from physicsml.featurise.chemistry import atom_features, bond_features
 from physicsml.graphs import build_graphs
@@ -128,3 +129,85 @@ def test_the_calculator_perceives_the_same_features(sdf, tables, trained, tmp_pa
         assert atoms.get_potential_energy() == pytest.approx(predicted[row], rel=1e-5, abs=1e-5)
         checked += 1
     assert checked >= 4
+
+
+#: Self-energies per (element, formal charge) of the synthetic additive data.
+CHARGED_ENERGIES = {(1, 0): -0.5, (6, 0): -38.0, (7, 0): -54.6, (7, 1): -54.0, (8, 0): -75.0, (8, -1): -75.4}
+
+
+def test_least_squares_recovers_self_energies_per_formal_charge(tmp_path):
+    path = tmp_path / "additive.sdf"
+    writer = Chem.SDWriter(str(path))
+    for index in range(24):
+        mol = Chem.AddHs(Chem.MolFromSmiles(SMILES[index % len(SMILES)]))
+        AllChem.EmbedMolecule(mol, randomSeed=index)
+        energy = sum(CHARGED_ENERGIES[(a.GetAtomicNum(), a.GetFormalCharge())] for a in mol.GetAtoms())
+        mol.SetProp("energy", str(energy))
+        writer.write(mol)
+    writer.close()
+    data = DataConfig(source=str(path), targets={"energy": "energy"}, bonds="file")
+    fitted = featurise(
+        data,
+        FeaturiseConfig(
+            atomic_energies={"method": "least_squares", "by_formal_charge": True},
+            split={"fractions": [0.5, 0.25, 0.25]},
+        ),
+    )
+    metadata = table_metadata(fitted["train"])
+    expected = {"H": {"0": -0.5}, "C": {"0": -38.0}, "N": {"0": -54.6, "1": -54.0}, "O": {"-1": -75.4, "0": -75.0}}
+    assert metadata["atomic_energies_by_charge"].keys() == expected.keys()
+    for symbol, by_charge in expected.items():
+        assert metadata["atomic_energies_by_charge"][symbol] == pytest.approx(by_charge, abs=1e-8)
+    assert metadata["atomic_energies"]["O"] == pytest.approx(-75.0)  # the per-element list: the neutral atom
+    for table in fitted.values():  # every split's baseline is the whole (additive) energy
+        np.testing.assert_allclose(
+            to_numpy(table["total_atomic_energy"])[0], to_numpy(table["energy"])[0], rtol=0, atol=1e-8
+        )
+    # given values: one number for every charge of an element, or one per charge
+    values = {"H": -0.5, "C": -38.0, "N": {0: -54.6, 1: -54.0}, "O": {0: -75.0, -1: -75.4}}
+    given = featurise(
+        data,
+        FeaturiseConfig(
+            atomic_energies={"method": "given", "by_formal_charge": True, "values": values},
+            split={"fractions": [0.5, 0.25, 0.25]},
+        ),
+    )
+    np.testing.assert_allclose(
+        to_numpy(given["test"]["total_atomic_energy"])[0], to_numpy(given["test"]["energy"])[0], atol=1e-9
+    )
+    with pytest.raises(ConfigError, match=r"featurise.atomic_energies.values.O: no energy for formal charge -1"):
+        featurise(
+            data,
+            FeaturiseConfig(
+                atomic_energies={"method": "given", "by_formal_charge": True, "values": {**values, "O": {0: -75.0}}}
+            ),
+        )
+    with pytest.raises(ConfigError, match="by_formal_charge: formal charges come from the bonds"):
+        featurise(
+            DataConfig(source=str(path), targets={"energy": "energy"}),
+            FeaturiseConfig(atomic_energies={"method": "least_squares", "by_formal_charge": True}),
+        )
+
+
+def test_the_calculator_adds_self_energies_per_formal_charge(tmp_path):
+    """acetate (total charge -1 from atoms.info): its O- takes the charged self-energy."""
+    from conftest import save_tiny_model
+
+    from physicsml.potential import Potential
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(=O)[O-]"))
+    AllChem.EmbedMolecule(mol, randomSeed=0)
+    numbers = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    positions = mol.GetConformer().GetPositions()
+    model = Model.load(save_tiny_model("egnn_model", tmp_path / "model.pt"))
+    neutral = Potential(model, dtype="float64")(numbers, positions, info={"charge": -1})
+    model.metadata = {
+        **model.metadata,
+        "chemistry": {"bonds": "file", "total_charge": "charge", "atom_features": [], "bond_features": []},
+        "atomic_energies_by_charge": {"H": {"0": -0.1}, "C": {"0": -0.6}, "O": {"0": -0.8, "-1": -1.2}},
+    }
+    model.metadata["chemistry"]["formal_charges"] = True
+    charged = Potential(model, dtype="float64")(numbers, positions, info={"charge": -1})
+    assert charged["energy"] - neutral["energy"] == pytest.approx(-1.2 - -0.8, abs=1e-9)
+    assert charged["energies"].sum() == pytest.approx(charged["energy"], abs=1e-9)
+    np.testing.assert_allclose(charged["forces"], neutral["forces"], atol=1e-12)
