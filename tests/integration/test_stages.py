@@ -229,6 +229,18 @@ def test_a_target_the_family_cannot_predict_stops_the_train_stage_before_any_dat
     assert "model.name: ani_model cannot predict y_node_vector (it predicts y_graph_scalars, y_node_scalars" in (
         result.stderr
     )
+    # nor edge attributes: bond features with a family that cannot read them stop it as well
+    params = write_params(
+        tmp_path / "params.yaml",
+        model={"name": "ani_model", "config": {"compute_forces": False}},
+        featurise={"bond_features": ["order"]},
+        data={"bonds": "perceive"},
+    )
+    result = run_stage("train", "--params", str(params), "--prebatched", str(tmp_path / "none"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "featurise.bond_features: ani_model cannot read edge attributes (bond features); families that can: " in (
+        result.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -240,7 +252,6 @@ def test_a_target_the_family_cannot_predict_stops_the_train_stage_before_any_dat
         ("mace_modle", {}, r"model.mace_modle: unknown key; did you mean 'mace_model'\?"),
         ("config", {"compute_forcs": True}, r"model.config.compute_forcs: unknown key; did you mean 'compute_forces'"),
         ("allegro_model", {"mlp_irreps": "16x0e"}, r"model.allegro_model: mlp_irreps has no effect in Allegro"),
-        ("mace_model", {"num_edge_feats": 2}, r"model.mace_model: num_edge_feats: no stage produces edge attributes"),
         ("mean_var_mace_model", {"mean_only_epochs": -2}, r"model.mean_var_mace_model.mean_only_epochs: Input should"),
     ],
 )
