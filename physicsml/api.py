@@ -364,6 +364,8 @@ class Model:
     ) -> dict[str, Any]:
         """Predictions per target name: graph targets as arrays ``[G, ...]``, atom targets as
         one array per structure (``[N_i, ...]``), ``stress`` as ``[G, 3, 3]`` when computed.
+        Edge targets are one array per structure (``[E_i, ...]``), on the edges listed
+        under ``edge_index`` (``[E_i, 2]`` receiver and sender in the structure).
 
         Args:
             with_std: add ``<name>_std``, the predicted standard deviation of each value
@@ -387,21 +389,30 @@ class Model:
         module.eval()
         collected: dict[str, list[np.ndarray]] = {}
         stds: dict[str, list[np.ndarray]] = {}
+        edges: list[np.ndarray] = []
         for batch in make_dataloader(batches, shuffle=False):
             out = module(batch_as_dict(batch.to(module.device)))
             ptr = batch.ptr.cpu().numpy()
+            edge_index = batch.edge_index.cpu().numpy().T  # [E, 2], batch-wide atom indices
+            edge_graph = batch.batch.cpu().numpy()[edge_index[:, 0]]
+            edge_ptr = np.searchsorted(edge_graph, np.arange(len(ptr)))  # edges are grouped by structure
+            cuts = {"node": ptr[1:-1], "edge": edge_ptr[1:-1]}
+            if self.outputs_edges(out):
+                edges.extend(np.split(edge_index - ptr[edge_graph][:, None], edge_ptr[1:-1]))
             for key, kind in TARGET_KINDS.items():
                 for name, target in ((kind.output, collected), (K.variance(kind.output), stds)):
                     if name not in out or (target is stds and not with_std):
                         continue
                     value = out[name].detach().cpu().numpy()
                     value = np.sqrt(value) if target is stds else value
-                    if kind.level == "node":
-                        target.setdefault(key, []).extend(np.split(value, ptr[1:-1]))
+                    if kind.level in cuts:
+                        target.setdefault(key, []).extend(np.split(value, cuts[kind.level]))
                     else:
                         target.setdefault(key, []).append(value)
         columns = selected_columns(datamodule)
         result = self._by_name(collected, columns)
+        if edges:
+            result["edge_index"] = edges
         for name, std in self._by_name(stds, columns).items():
             result[f"{name}_std"] = std
             if confidence is not None:
@@ -455,8 +466,14 @@ class Model:
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype)
 
     @staticmethod
+    def outputs_edges(out: Mapping[str, Any]) -> bool:
+        """Whether a model output holds an edge-level prediction."""
+        return any(kind.level == "edge" and kind.output in out for kind in TARGET_KINDS.values())
+
+    @staticmethod
     def _by_name(collected: dict[str, list[np.ndarray]], columns: dict[str, list[str]]) -> dict[str, Any]:
-        """Per-kind parts to one entry per column name: graph targets one array, atom targets a list per structure.
+        """Per-kind parts to one entry per column name: graph targets one array, atom and edge targets a
+        list per structure.
 
         A prediction with no selected column (stress computed but not trained on) keeps its output key.
         """
@@ -464,10 +481,11 @@ class Model:
         for key, parts in collected.items():
             kind = TARGET_KINDS[key]
             names = columns.get(key) or [kind.output]
-            values = parts if kind.level == "node" else [np.concatenate(parts)]
+            per_structure = kind.level in ("node", "edge")
+            values = parts if per_structure else [np.concatenate(parts)]
             for column, name in enumerate(names):
                 per_column = values if not kind.many else [part[:, column] for part in values]
-                result[name] = per_column if kind.level == "node" else per_column[0]
+                result[name] = per_column if per_structure else per_column[0]
         return result
 
     # ---- persistence ---------------------------------------------------------------

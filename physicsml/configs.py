@@ -59,6 +59,11 @@ class DataConfig(Config):
         "left out of that target's loss and metrics, e.g. [stress] for molecules beside periodic cells.",
     )
     weights: WeightsConfig | None = Field(None, description="Per-structure loss weights from an info key.")
+    edge_targets: dict[str, Literal["scalar", "vector"]] = Field(
+        default_factory=dict,
+        description="Targets that are labels of atom pairs, and their kind: a flat list 'i j value ...' (scalar) "
+        "or 'i j x y z ...' (vector) per structure, in an extxyz info key or an SD property; 0-based atom indices.",
+    )
     bonds: Literal["none", "file", "perceive"] = Field(
         "none",
         description="Where the bonds behind atom and bond features come from: none; file (an SDF/MOL file's "
@@ -74,9 +79,10 @@ class DataConfig(Config):
     def _one_layout(self) -> DataConfig:
         if (self.source is None) == (self.train is None):
             raise ValueError("give either `source` (one dataset to split) or `train` (with `validation`/`test`)")
-        unknown = [name for name in self.allow_missing if name not in self.targets]
-        if unknown:
-            raise ValueError(f"allow_missing names {unknown}, which are not among the targets {list(self.targets)}")
+        for key in ("allow_missing", "edge_targets"):
+            unknown = [name for name in getattr(self, key) if name not in self.targets]
+            if unknown:
+                raise ValueError(f"{key} names {unknown}, which are not among the targets {list(self.targets)}")
         return self
 
 
@@ -181,8 +187,12 @@ class DataModuleConfig(Config):
     )
     y_node_scalars: list[str] | None = None
     y_node_vector: str | None = None
-    y_edge_scalars: list[str] | None = None
-    y_edge_vector: str | None = None
+    y_edge_scalars: list[str] | None = Field(
+        None, description="Per-pair scalar columns (data.edge_targets), labels of both directions of an edge."
+    )
+    y_edge_vector: str | None = Field(
+        None, description="A per-pair vector column (data.edge_targets), the label of the edge i -> j as listed."
+    )
     y_graph_scalars: list[str] | None = None
     y_graph_vector: str | None = None
     y_stress: str | None = Field(None, description="A 3x3 per-structure column (stress, eV/Å^3) to train stress on.")
@@ -212,16 +222,6 @@ class DataModuleConfig(Config):
                 "1/r terms), so energies and forces would be NaN: leave it false"
             )
         return value
-
-    @pydantic.model_validator(mode="after")
-    def _no_edge_targets(self) -> DataModuleConfig:
-        for key in ("y_edge_scalars", "y_edge_vector"):
-            if getattr(self, key):
-                raise ValueError(
-                    f"{key}: edge-level targets need labels aligned with the neighbour list, "
-                    "which no supported input format carries"
-                )
-        return self
 
 
 def check_kwargs(target: Any, kwargs: dict[str, Any], what: str) -> None:

@@ -73,21 +73,30 @@ def predict_stage(
     )
     uncertain = model.has_uncertainty
     predictions, stds = _split_stds(model.predict(batches, with_std=uncertain))
-    references = _references(table, datamodule)
+    edges = predictions.pop("edge_index", None)
+    references = _references(table, datamodule, edges)
     counts = np.diff(_offsets(table["atomic_numbers"]))
     energy = module.energy_name
     metrics = test_metrics(predictions, references, counts, energy)
     for name, values in calibration(predictions, references, stds).items():
         metrics.setdefault(name, {}).update(values)
     extras = {}  # every prediction is made before anything is written, so a bad file leaves no trace
+    edge_names = _edge_names(datamodule)
     for file in files or []:
         extra, extra_stds = _split_stds(model.predict(file, with_std=uncertain))
+        extra_edges = extra.pop("edge_index", None)
         ids = pa.array([f"{file}:{i}" for i in range(len(next(iter(extra.values()))))])
+        (on_edges, extra), (edge_stds, extra_stds) = _parts(extra, edge_names), _parts(extra_stds, edge_names)
         extras[Path(file).stem] = _prediction_table(ids, extra, {}, extra_stds)
+        if extra_edges is not None:
+            extras[f"{Path(file).stem}_edges"] = _edge_table(ids, extra_edges, on_edges, {}, edge_stds)
     out = Path(out)
     # each output is replaced on its own: files DVC keeps in `out` (its .gitignore) stay
     with atomic_output_dir(out / "predictions") as tmp:
-        write_table(_prediction_table(table["id"], predictions, references, stds), tmp / "test.arrow")
+        per_edge = [_parts(values, edge_names) for values in (predictions, references, stds)]
+        write_table(_prediction_table(table["id"], *(rest for _, rest in per_edge)), tmp / "test.arrow")
+        if edges is not None:
+            write_table(_edge_table(table["id"], edges, *(edge for edge, _ in per_edge)), tmp / "test_edges.arrow")
         for stem, extra_table in extras.items():
             write_table(extra_table, tmp / f"{stem}.arrow")
     with atomic_output_files(out / "parity") as tmp:
@@ -107,14 +116,26 @@ def _offsets(column: Any) -> np.ndarray:
     return offsets
 
 
-def _references(table: pa.Table, datamodule: DataModuleConfig) -> dict[str, Any]:
-    """Reference values of the selected targets, shaped like :meth:`Model.predict`'s output."""
+def _references(table: pa.Table, datamodule: DataModuleConfig, edges: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """Reference values of the selected targets, shaped like :meth:`Model.predict`'s output; labels of
+    atom pairs on the predicted ``edges`` (NaN on an edge without a label)."""
+    from physicsml.data.collate import pair_values
+
     references: dict[str, Any] = {}
     for key, names in selected_columns(datamodule).items():
+        level = TARGET_KINDS[key].level
         for name in names:
-            values, _ = to_numpy(table[name])
-            node = TARGET_KINDS[key].level == "node"
-            references[name] = np.split(values, _offsets(table[name])[1:-1]) if node else values
+            values, offsets = to_numpy(table[name])
+            if level == "edge" and edges is not None and offsets is not None:
+                edge_offsets = np.concatenate([[0], np.cumsum([len(e) for e in edges])])
+                flat_edges = np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
+                aligned, _ = pair_values(flat_edges, edge_offsets, values, offsets, key == "y_edge_scalars")
+                aligned = aligned[:, 0] if key == "y_edge_scalars" else aligned
+                references[name] = np.split(aligned, edge_offsets[1:-1])
+            elif level == "node":
+                references[name] = np.split(values, _offsets(table[name])[1:-1])
+            elif level == "graph":
+                references[name] = values
     return references
 
 
@@ -157,6 +178,49 @@ def _prediction_table(
         else:
             columns[name] = fixed(np.asarray(values, dtype=np.float64))
     return pa.table(columns)
+
+
+def _edge_table(
+    ids: Any,
+    edges: list[np.ndarray],
+    predictions: dict[str, Any],
+    references: dict[str, Any],
+    stds: dict[str, Any] | None = None,
+) -> pa.Table:
+    """One row per edge: ``id``, ``receiver``, ``sender`` and, per edge target, ``<target>_predicted``,
+    ``<target>_std`` (with an uncertainty) and ``<target>`` (the label, NaN where the pair has none)."""
+    from physicsml.io.arrow import fixed
+
+    counts = [len(e) for e in edges]
+    flat = np.concatenate(edges).reshape(-1, 2) if edges else np.zeros((0, 2), np.int64)
+    columns: dict[str, Any] = {
+        "id": pa.array(np.repeat(np.array(ids.to_pylist(), dtype=object), counts).tolist(), pa.string()),
+        "receiver": pa.array(flat[:, 0].astype(np.int32)),
+        "sender": pa.array(flat[:, 1].astype(np.int32)),
+    }
+    named = {
+        **{f"{k}_predicted": v for k, v in predictions.items()},
+        **{f"{k}_std": v for k, v in (stds or {}).items()},
+        **references,
+    }
+    for name, values in named.items():
+        columns[name] = fixed(np.concatenate(values).astype(np.float64) if values else np.zeros((0,)))
+    return pa.table(columns)
+
+
+def _edge_names(datamodule: DataModuleConfig) -> set[str]:
+    """The selected columns that are edge targets."""
+    return {
+        name
+        for key, names in selected_columns(datamodule).items()
+        if TARGET_KINDS[key].level == "edge"
+        for name in names
+    }
+
+
+def _parts(values: dict[str, Any], names: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``values`` split into the entries of ``names`` (edge targets) and the rest."""
+    return {k: v for k, v in values.items() if k in names}, {k: v for k, v in values.items() if k not in names}
 
 
 def _atoms_of(table: pa.Table, rows: int, info_columns: list[str]) -> list[Any]:

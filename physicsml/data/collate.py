@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from tqdm.auto import tqdm
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
@@ -111,6 +112,74 @@ def _columns(
     return np.concatenate(arrays, axis=1)
 
 
+def pair_values(
+    edge_index: np.ndarray,
+    edge_offsets: np.ndarray,
+    labels: np.ndarray,
+    label_offsets: np.ndarray,
+    symmetric: bool,
+) -> tuple[np.ndarray, int]:
+    """Labels of atom pairs (rows ``i, j, value...`` per structure) on the edges of the neighbour list.
+
+    A scalar label (``symmetric``) belongs to both directions of its pair; a vector one to the
+    edge with receiver ``i`` and sender ``j``. Every periodic image of a pair gets its label.
+
+    Returns:
+        ``[E, width]`` values, NaN on edges without a label, and the number of labelled pairs
+        that have no edge (farther apart than the cut-off).
+    """
+    rows = len(edge_offsets) - 1
+    width = labels.shape[1] - 2
+    out = np.full((len(edge_index), width), np.nan)
+    if not len(labels) or not len(edge_index):
+        return out, len(labels)
+    pairs = labels[:, :2].astype(np.int64)
+    n = int(max(edge_index.max(), pairs.max())) + 1
+    label_rows = np.repeat(np.arange(rows), np.diff(label_offsets))
+    edge_rows = np.repeat(np.arange(rows), np.diff(edge_offsets))
+    edges = edge_index.astype(np.int64)
+    if symmetric:
+        pairs, edges = np.sort(pairs, axis=1), np.sort(edges, axis=1)
+    label_keys = (label_rows * n + pairs[:, 0]) * n + pairs[:, 1]
+    edge_keys = (edge_rows * n + edges[:, 0]) * n + edges[:, 1]
+    order = np.argsort(label_keys, kind="stable")
+    position = np.minimum(np.searchsorted(label_keys[order], edge_keys), len(order) - 1)
+    found = label_keys[order][position] == edge_keys
+    out[found] = labels[order[position[found]], 2:]
+    unmatched = int(np.sum(~np.isin(label_keys, edge_keys)))
+    return out, unmatched
+
+
+def _pair_columns(
+    table: pa.Table,
+    names: Sequence[str],
+    kinds: dict[str, str],
+    allowed: Sequence[str],
+    key: str,
+    edge_index: np.ndarray,
+    edge_offsets: np.ndarray,
+    source: str,
+) -> np.ndarray:
+    arrays = []
+    for name in names:
+        if kinds.get(name) not in allowed:
+            found = kinds.get(name) if name in table.column_names else "not in the featurised table"
+            raise ConfigError(
+                source,
+                f"datamodule.{key}",
+                f"column '{name}' is {found}, expected one of {list(allowed)} (name it in data.edge_targets)",
+            )
+        labels, label_offsets = to_numpy(table[name])
+        assert label_offsets is not None
+        values, unmatched = pair_values(
+            edge_index.reshape(-1, 2), edge_offsets, labels, label_offsets, kinds[name] == "edge_scalar"
+        )
+        if unmatched:
+            tqdm.write(f"{name}: {unmatched} labelled pair(s) farther apart than the cut-off have no edge")
+        arrays.append(values)
+    return np.concatenate(arrays, axis=1)
+
+
 def split_arrays(
     featurised: pa.Table, graphs: pa.Table, config: DataModuleConfig, source: str = "params.yaml"
 ) -> SplitArrays:
@@ -132,6 +201,7 @@ def split_arrays(
     for row, cell in enumerate(graphs["cell"].to_pylist()):
         if cell is not None:
             cells[row] = cell
+    assert node_offsets is not None and edge_offsets is not None
     targets: dict[str, np.ndarray] = {}
     selections = {
         **{key: (names, (TARGET_KINDS[key].column_kind,)) for key, names in selected_columns(config).items()},
@@ -139,7 +209,11 @@ def split_arrays(
     }
     key_of = {K.GRAPH_ATTRS: "graph_attrs_cols"}
     for field, (names, allowed) in selections.items():
-        if names:
+        if not names:
+            continue
+        if field in TARGET_KINDS and TARGET_KINDS[field].level == "edge":
+            targets[field] = _pair_columns(featurised, names, kinds, allowed, field, edge_index, edge_offsets, source)
+        else:
             targets[field] = _columns(featurised, names, kinds, allowed, key_of.get(field, field), source)
     atom_features = [to_numpy(featurised["atom_features"])[0]] if "atom_features" in featurised.column_names else []
     if config.node_attrs_cols:

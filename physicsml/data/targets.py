@@ -1,7 +1,7 @@
 """The one table of target kinds; configs, collation, losses, metrics and predictions derive from it.
 
 A target kind is a batch key (``y_graph_scalars``, ...) with its level (one row
-per structure or per atom), the featurised column kind it reads, the shape of
+per structure, per atom or per edge), the featurised column kind it reads, the shape of
 one column's value, whether the datamodule selects a list of columns or one
 column, and whether its errors are taken over the whole row (vectors, tensors:
 one metric per column name) or column by column (scalars).
@@ -19,7 +19,7 @@ from physicsml.data import keys as K
 
 class TargetKind(NamedTuple):
     key: str
-    level: Literal["graph", "node"]
+    level: Literal["graph", "node", "edge"]
     column_kind: str
     shape: tuple[int, ...]
     many: bool
@@ -36,6 +36,8 @@ TARGET_KINDS: dict[str, TargetKind] = {
         TargetKind(K.Y_GRAPH_VECTOR, "graph", "graph_vector", (3,), False, K.Y_GRAPH_VECTOR),
         TargetKind(K.Y_NODE_SCALARS, "node", "node_scalar", (), True, K.Y_NODE_SCALARS),
         TargetKind(K.Y_NODE_VECTOR, "node", "node_vector", (3,), False, K.Y_NODE_VECTOR),
+        TargetKind(K.Y_EDGE_SCALARS, "edge", "edge_scalar", (), True, K.Y_EDGE_SCALARS),
+        TargetKind(K.Y_EDGE_VECTOR, "edge", "edge_vector", (3,), False, K.Y_EDGE_VECTOR),
         TargetKind(K.Y_STRESS, "graph", "graph_tensor", (3, 3), False, K.STRESS, derived=True),
     )
 }

@@ -39,7 +39,7 @@ def _read(files: Sequence[str], data: DataConfig, root: Path) -> list[Structure]
     structures: list[Structure] = []
     for file in tqdm(files, desc="reading", unit="file", disable=len(files) < 2):
         path = Path(file) if Path(file).is_absolute() else root / file
-        structures.extend(read_structures(path, data.targets, data.format, data.allow_missing))
+        structures.extend(read_structures(path, data.targets, data.format, data.allow_missing, data.edge_targets))
     return structures
 
 

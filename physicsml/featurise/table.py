@@ -9,7 +9,9 @@ Columns (``N`` atoms of the row):
 * ``cell`` fixed_size_list<fixed_size_list<float64, 3>, 3> or null; ``pbc`` fixed_size_list<bool, 3>;
 * ``total_atomic_energy`` float64, the sum of the atoms' self-energies;
 * one column per target, typed by its kind (see :data:`TARGET_TYPES`); a value
-  missing from a record (a target in ``data.allow_missing``) is NaN;
+  missing from a record (a target in ``data.allow_missing``) is NaN; a pair target
+  (``data.edge_targets``) holds its labelled pairs, rows ``(i, j, value)`` or
+  ``(i, j, x, y, z)`` (none when missing);
 * ``loss_weight`` float64, with ``data.weights``: the record's weight in the losses.
 
 The schema metadata (JSON) holds the element list, the self-energies, the
@@ -35,7 +37,12 @@ TARGET_TYPES: dict[str, pa.DataType] = {
     "graph_tensor": MAT3,
     "node_scalar": pa.list_(pa.float64()),
     "node_vector": pa.list_(VEC3),
+    "edge_scalar": pa.list_(pa.list_(pa.float64(), 3)),
+    "edge_vector": pa.list_(pa.list_(pa.float64(), 5)),
 }
+
+#: Width of one labelled pair's row of each pair kind: ``i``, ``j`` and the value's components.
+PAIR_WIDTHS = {"edge_scalar": 3, "edge_vector": 5}
 
 BASE_COLUMNS = ("id", "atomic_numbers", "species", "coordinates", "cell", "pbc", "total_atomic_energy")
 
@@ -43,6 +50,8 @@ BASE_COLUMNS = ("id", "atomic_numbers", "species", "coordinates", "cell", "pbc",
 def target_kind(structure: Structure, name: str) -> str:
     """Kind of target ``name`` in ``structure``: graph_/node_ + scalar/vector/tensor."""
     shape = np.shape(structure.targets[name])
+    if name in structure.edge_targets:
+        return "edge_scalar" if shape[1] == 3 else "edge_vector"
     if name in structure.node_targets:
         return "node_scalar" if len(shape) == 1 else "node_vector"
     return {0: "graph_scalar", 1: "graph_vector", 2: "graph_tensor"}[len(shape)]
@@ -75,6 +84,8 @@ def _value(structure: Structure, name: str, kind: str) -> np.ndarray:
     value = structure.targets.get(name)
     if value is not None:
         return np.asarray(value, dtype=np.float64)
+    if kind in PAIR_WIDTHS:
+        return np.zeros((0, PAIR_WIDTHS[kind]))
     shape = (
         (len(structure), 3)
         if kind == "node_vector"
@@ -127,7 +138,10 @@ def structures_to_table(
     }
     for name, kind in kinds.items():
         values = [_value(s, name, kind) for s in structures]
-        if kind.startswith("node"):
+        if kind in PAIR_WIDTHS:
+            pair_offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])])
+            columns[name] = ragged(cat(values, np.float64, (PAIR_WIDTHS[kind],)), pair_offsets)
+        elif kind.startswith("node"):
             columns[name] = ragged(cat(values, np.float64, (3,) if kind == "node_vector" else ()), offsets)
         else:
             columns[name] = fixed(np.stack(values) if values else np.zeros((0, *GRAPH_SHAPES[kind])))

@@ -45,6 +45,8 @@ class Structure:
             per atom ``[n_atoms]`` or ``[n_atoms, 3]``; ``None`` when missing (allowed
             targets only), NaN components where unknown.
         node_targets: names of the targets that are per atom.
+        edge_targets: names of the targets that label atom pairs: ``[K, 3]`` rows ``(i, j, value)``
+            or ``[K, 5]`` rows ``(i, j, x, y, z)``.
         file: the file the record was read from.
         index: 0-based position of the record in that file.
         info: free-form per-record metadata (``config_type`` and the like; an SDF record's
@@ -60,6 +62,7 @@ class Structure:
     file: str
     index: int
     node_targets: frozenset[str] = frozenset()
+    edge_targets: frozenset[str] = frozenset()
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     molecule: Any = None
 
@@ -77,6 +80,7 @@ def read_structures(
     targets: Mapping[str, str] | None = None,
     format: str | None = None,
     allow_missing: Collection[str] = (),
+    edge_targets: Mapping[str, str] | None = None,
 ) -> list[Structure]:
     """Read every record of ``path``.
 
@@ -88,23 +92,27 @@ def read_structures(
             guesses from the file suffix.
         allow_missing: targets that may be absent (``None`` in the record) or NaN
             (in some of its components or atoms).
+        edge_targets: targets that label atom pairs, and their kind, scalar or vector (:func:`pair_labels`).
 
     Returns:
         The validated records, in file order.
     """
     path = Path(path)
     targets = dict(targets or {})
+    edge_targets = dict(edge_targets or {})
     if not path.is_file():
         raise InputError(str(path), None, None, "file not found")
     fmt = (
         format or TABLE_FORMATS.get(path.suffix.lower()) or ("sdf" if path.suffix.lower() in {".sdf", ".mol"} else None)
     )
     if fmt == "sdf":
-        records = list(_read_sdf(path, targets, allow_missing))
+        records = list(_read_sdf(path, targets, allow_missing, edge_targets))
     elif fmt in ("parquet", "arrow"):
+        if edge_targets:
+            raise InputError(str(path), None, next(iter(edge_targets)), "pair labels are read from extxyz or SDF files")
         records = structures_from_table(path, targets, fmt)
     else:
-        records = list(_read_ase(path, targets, fmt, allow_missing))
+        records = list(_read_ase(path, targets, fmt, allow_missing, edge_targets))
     for index, record in enumerate(records):
         validate_structure(record, str(path), index, allow_missing)
     return records
@@ -146,6 +154,9 @@ def validate_structure(structure: Structure, file: str, record: int, allow_missi
         if np.isinf(array).any() or (np.isnan(array).any() and name not in allow_missing):
             hint = "" if np.isinf(array).any() else " (list it in data.allow_missing to train without it here)"
             raise InputError(file, record, name, f"non-finite target value{hint}")
+        if name in structure.edge_targets:
+            check_pairs(array, n_atoms, file, record, name)
+            continue
         if name in structure.node_targets:
             if array.ndim not in (1, 2) or array.shape[0] != n_atoms or array.ndim == 2 and array.shape[1] != 3:
                 raise InputError(
@@ -160,6 +171,36 @@ def validate_structure(structure: Structure, file: str, record: int, allow_missi
             )
 
 
+def pair_labels(value: Any, file: str, record: int, key: str, kind: str = "scalar") -> np.ndarray:
+    """A flat ``i j value ...`` (``kind="scalar"``) or ``i j x y z ...`` (``"vector"``) list as ``[K, 3]``
+    or ``[K, 5]`` rows.
+
+    Raises:
+        InputError: for a value that is not a list of numbers or whose length does not fit the layout.
+    """
+    if isinstance(value, str):
+        value = value.split()
+    try:
+        flat = np.asarray(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise InputError(file, record, key, f"pair labels must be numbers 'i j value ...', got {value!r}") from error
+    width, layout = (3, "'i j value'") if kind == "scalar" else (5, "'i j x y z'")
+    if len(flat) % width:
+        raise InputError(file, record, key, f"{len(flat)} numbers are not {layout} rows of {kind} pair labels")
+    return flat.reshape(-1, width)
+
+
+def check_pairs(array: np.ndarray, n_atoms: int, file: str, record: int, name: str) -> None:
+    """Raise :class:`InputError` unless ``array`` holds pair labels of distinct atoms of the structure."""
+    pairs = array[:, :2]
+    if not np.array_equal(pairs, np.round(pairs)) or pairs.min(initial=0) < 0 or pairs.max(initial=0) >= n_atoms:
+        raise InputError(
+            file, record, name, f"pair labels need atom indices 0..{n_atoms - 1} in their first two columns"
+        )
+    if np.any(pairs[:, 0] == pairs[:, 1]):
+        raise InputError(file, record, name, "a pair label joins an atom to itself")
+
+
 def structures_from_atoms(
     frames: Sequence[Any], targets: Mapping[str, str] | None = None, name: str = "<atoms>"
 ) -> list[Structure]:
@@ -171,7 +212,11 @@ def structures_from_atoms(
 
 
 def _read_ase(
-    path: Path, targets: Mapping[str, str], fmt: str | None, allow_missing: Collection[str]
+    path: Path,
+    targets: Mapping[str, str],
+    fmt: str | None,
+    allow_missing: Collection[str],
+    edge_targets: Mapping[str, str],
 ) -> Iterator[Structure]:
     import ase.io
 
@@ -184,7 +229,7 @@ def _read_ase(
             return
         except Exception as error:  # ASE raises many types for malformed input
             raise InputError(str(path), index, None, f"cannot parse record: {type(error).__name__}: {error}") from error
-        yield _from_atoms(atoms, targets, str(path), index, allow_missing)
+        yield _from_atoms(atoms, targets, str(path), index, allow_missing, edge_targets)
         index += 1
 
 
@@ -205,14 +250,23 @@ def _lookup(atoms: Any, key: str) -> tuple[Any, bool]:
 
 
 def _from_atoms(
-    atoms: Any, targets: Mapping[str, str], file: str, index: int, allow_missing: Collection[str]
+    atoms: Any,
+    targets: Mapping[str, str],
+    file: str,
+    index: int,
+    allow_missing: Collection[str],
+    edge_targets: Mapping[str, str] | None = None,
 ) -> Structure:
     from ase.stress import voigt_6_to_full_3x3_stress
 
     values: dict[str, Any] = {}
-    node_targets = set()
+    node_targets, pair_targets = set(), set()
     for name, key in targets.items():
         value, per_atom = _lookup(atoms, key)
+        if name in (edge_targets or {}) and value is not None:
+            values[name] = pair_labels(value, file, index, key, (edge_targets or {})[name])
+            pair_targets.add(name)
+            continue
         if value is None and name in allow_missing:
             values[name] = None
             continue
@@ -244,11 +298,14 @@ def _from_atoms(
         file=file,
         index=index,
         node_targets=frozenset(node_targets),
+        edge_targets=frozenset(pair_targets),
         info={k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float))},
     )
 
 
-def _read_sdf(path: Path, targets: Mapping[str, str], allow_missing: Collection[str]) -> Iterator[Structure]:
+def _read_sdf(
+    path: Path, targets: Mapping[str, str], allow_missing: Collection[str], edge_targets: Mapping[str, str]
+) -> Iterator[Structure]:
     from rdkit import Chem
 
     supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=False)
@@ -267,6 +324,9 @@ def _read_sdf(path: Path, targets: Mapping[str, str], allow_missing: Collection[
                 raise InputError(
                     str(path), index, key, f"SD property missing (target '{name}'); properties: {sorted(props)}"
                 )
+            if name in edge_targets:
+                values[name] = pair_labels(props[key], str(path), index, key, edge_targets[name])
+                continue
             try:
                 values[name] = float(props[key])
             except (TypeError, ValueError) as error:
@@ -279,6 +339,7 @@ def _read_sdf(path: Path, targets: Mapping[str, str], allow_missing: Collection[
             targets=values,
             file=str(path),
             index=index,
+            edge_targets=frozenset(name for name in edge_targets if values.get(name) is not None),
             info={
                 **{k: v for k, v in props.items() if isinstance(v, (str, int, float))},
                 **({"name": mol.GetProp("_Name")} if mol.HasProp("_Name") else {}),

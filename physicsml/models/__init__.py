@@ -41,7 +41,8 @@ class Family(NamedTuple):
     edge_attrs: bool = True
 
 
-_SCALARS = frozenset({K.Y_GRAPH_SCALARS, K.Y_NODE_SCALARS})
+_PAIRS = frozenset({K.Y_EDGE_SCALARS, K.Y_EDGE_VECTOR})  # from the atoms' features (heads), so every family
+_SCALARS = frozenset({K.Y_GRAPH_SCALARS, K.Y_NODE_SCALARS}) | _PAIRS
 _ALL = _SCALARS | {K.Y_NODE_VECTOR, K.Y_GRAPH_VECTOR}
 
 MODELS: dict[str, Family] = {

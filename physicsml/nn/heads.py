@@ -13,7 +13,13 @@ outputs under the keys of :mod:`physicsml.data.keys`:
 ``std * c_i + mean`` pooled per structure, with ``total_atomic_energy`` added to
 the energy column; per-atom scalars are an MLP of the features; vectors are
 linear combinations of the vector channels (so they rotate with the structure);
-the dipole-like graph vector is ``sum_i q_i (x_i - centroid) + v_i``.
+the dipole-like graph vector is ``sum_i q_i (x_i - centroid) + v_i``. Edge
+targets (labels of atom pairs) come from the two atoms' invariant features,
+elements and distance, ``MLP(h_i + h_j, h_i * h_j, z_i + z_j, g(r_ij))`` with the
+element one-hot ``z`` and a Gaussian basis ``g``, which is symmetric in ``i`` and
+``j`` (edge scalars such as bond orders);
+an edge vector is such a scalar times the unit vector from ``i`` to ``j``. Every
+family gets them this way, whatever its layers compute per edge.
 
 With ``variances`` (the ``mean_var_*`` models) a second head predicts the variance
 of each graph scalar and of the per-atom vector target (forces, or a head's
@@ -36,7 +42,10 @@ import torch
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.nn.blocks import mlp_from_widths, scatter_sum
+from physicsml.nn.blocks import edge_vectors, mlp_from_widths, scatter_sum
+
+#: Gaussians of the distance an edge head reads, centred from 0.5 to 5.5 Å, as wide as their spacing.
+EDGE_BASIS = 16
 
 
 class Outputs(NamedTuple):
@@ -49,6 +58,8 @@ class Outputs(NamedTuple):
         graph_vector: whether ``y_graph_vector`` is predicted.
         energy: index of the energy among ``graph_scalars`` (``None``: no energy).
         forces: whether ``y_node_vector`` is predicted as forces, ``-dE/dx``.
+        edge_scalars: number of ``y_edge_scalars`` columns.
+        edge_vector: whether ``y_edge_vector`` is predicted.
         variances: whether variance heads predict the uncertainty of the graph scalars
             and of the per-atom vector (forces or ``node_vector``).
     """
@@ -59,6 +70,8 @@ class Outputs(NamedTuple):
     graph_vector: bool = False
     energy: int | None = None
     forces: bool = False
+    edge_scalars: int = 0
+    edge_vector: bool = False
     variances: bool = False
 
     @property
@@ -94,6 +107,8 @@ class Outputs(NamedTuple):
             graph_vector=K.Y_GRAPH_VECTOR in columns,
             energy=energy,
             forces=K.Y_NODE_VECTOR in columns and compute_forces,
+            edge_scalars=len(columns.get(K.Y_EDGE_SCALARS, ())),
+            edge_vector=K.Y_EDGE_VECTOR in columns,
         )
 
     def predicted_keys(self) -> set[str]:
@@ -103,6 +118,8 @@ class Outputs(NamedTuple):
             K.Y_NODE_SCALARS: bool(self.node_scalars),
             K.Y_NODE_VECTOR: self.node_vector,
             K.Y_GRAPH_VECTOR: self.graph_vector,
+            K.Y_EDGE_SCALARS: bool(self.edge_scalars),
+            K.Y_EDGE_VECTOR: self.edge_vector,
         }
         return {key for key, wanted in flags.items() if wanted}
 
@@ -116,7 +133,8 @@ class Heads(nn.Module):
         num_vectors: ``C``, channels of its ``node_vectors`` (0 when it has none).
         std, mean: scale and per-atom shift of the scalar targets (``scaling_std``, ``scaling_mean``).
         pool: ``"sum"`` (extensive targets) or ``"mean"`` over the atoms of a structure.
-        num_node_attrs: width of ``node_attrs``, which the variance heads read beside the features.
+        num_node_attrs: width of the element one-hot at the start of ``node_attrs``, which the variance
+            and edge heads read beside the features.
     """
 
     def __init__(
@@ -135,6 +153,7 @@ class Heads(nn.Module):
         self.outputs = outputs
         self.std, self.mean, self.pool = std, mean, pool
         self.num_node_attrs = num_node_attrs if outputs.variances else 0
+        self.num_elements = num_node_attrs
         f, n = num_features, outputs.node_scalars
         self.node_scalars = mlp_from_widths([f, f, n]) if n else None
         self.node_vector = nn.Linear(num_vectors, 1, bias=False) if outputs.node_vector else None
@@ -143,6 +162,10 @@ class Heads(nn.Module):
         k, per_atom_vector = len(outputs.graph_scalars), outputs.node_vector or outputs.forces
         a = f + num_node_attrs
         self.graph_variances = mlp_from_widths([a, f, k]) if outputs.variances and k else None
+        edge_outputs = outputs.edge_scalars + int(outputs.edge_vector)
+        pair_width = 2 * f + num_node_attrs + EDGE_BASIS
+        hidden = max(f, 32)  # a pair's label can need more than a narrow backbone's width
+        self.edges = mlp_from_widths([pair_width, hidden, hidden, edge_outputs]) if edge_outputs else None
         self.vector_variance = mlp_from_widths([a, f, 1]) if outputs.variances and per_atom_vector else None
         self.detach_variance = False
 
@@ -158,12 +181,32 @@ class Heads(nn.Module):
             charges = self.charges(atomic[K.NODE_FEATURES])
             vectors = self.dipoles(atomic[K.NODE_VECTORS].transpose(1, 2)).squeeze(-1)
             out[K.Y_GRAPH_VECTOR] = graph_vector(charges, vectors, data)
+        if self.edges is not None:
+            out.update(self.edge_targets(atomic[K.NODE_FEATURES], data))
         if self.graph_variances is not None or self.vector_variance is not None:
             features = atomic[K.NODE_FEATURES]
             features = features.detach() if self.detach_variance else features
             if self.num_node_attrs:
                 features = torch.cat([features, data[K.NODE_ATTRS][:, : self.num_node_attrs]], dim=-1)
             out.update(self.variances(features, data))
+        return out
+
+    def edge_targets(self, features: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``y_edge_scalars`` ``[E, k]`` and ``y_edge_vector`` ``[E, 3]`` from the features of each edge's atoms."""
+        assert self.edges is not None
+        receiver, sender = data[K.EDGE_INDEX]
+        vectors, lengths = edge_vectors(data[K.COORDINATES], data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
+        centres = torch.linspace(0.5, 5.5, EDGE_BASIS, dtype=lengths.dtype, device=lengths.device)
+        basis = torch.exp(-(((lengths - centres) / (centres[1] - centres[0])) ** 2))  # [E, EDGE_BASIS]
+        h_i, h_j = features[receiver], features[sender]
+        elements = data[K.NODE_ATTRS][:, : self.num_elements]
+        pair = [h_i + h_j, h_i * h_j, elements[receiver] + elements[sender], basis]
+        values = self.edges(torch.cat(pair, dim=-1)) * self.std
+        out = {}
+        if self.outputs.edge_scalars:
+            out[K.Y_EDGE_SCALARS] = values[:, : self.outputs.edge_scalars]
+        if self.outputs.edge_vector:
+            out[K.Y_EDGE_VECTOR] = values[:, -1:] * vectors / lengths
         return out
 
     def variances(self, features: torch.Tensor, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
