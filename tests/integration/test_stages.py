@@ -226,7 +226,7 @@ def test_a_target_the_family_cannot_predict_stops_the_train_stage_before_any_dat
     )
     result = run_stage("train", "--params", str(params), "--prebatched", str(tmp_path / "none"))
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
-    assert "model.name: ani_model cannot predict y_node_vector (it predicts y_graph_scalars, y_node_scalars" in (
+    assert "model.name: ani_model cannot predict y_node_vector (it predicts y_edge_scalars, y_edge_vector, y_graph" in (
         result.stderr
     )
     # nor edge attributes: bond features with a family that cannot read them stop it as well
