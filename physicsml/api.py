@@ -86,6 +86,13 @@ def with_edge_width(name: str, config: dict[str, Any], width: int) -> dict[str, 
     return {**config, "num_edge_feats": width}
 
 
+def _chemistry_used(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The featurisation's chemistry settings when it computed any atom or bond features."""
+    settings = metadata.get("chemistry") or {}
+    used = settings.get("atom_features") or settings.get("bond_features") or settings.get("formal_charges")
+    return dict(settings) if used else None
+
+
 def _ensemble_signature(model: Model) -> dict[str, Any]:
     """What every member of an ensemble must share."""
     module = model._require_module()
@@ -97,6 +104,8 @@ def _ensemble_signature(model: Model) -> dict[str, Any]:
         "targets": selected_columns(datamodule),
         "cut-off": datamodule.cut_off,
         "graph attributes": datamodule.graph_attrs_cols,
+        "chemistry (atom and bond features)": _chemistry_used(model.metadata),
+        "self-energies per formal charge": model.metadata.get("atomic_energies_by_charge"),
         "float precision": str(next(module.parameters()).dtype),
     }
 

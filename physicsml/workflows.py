@@ -272,6 +272,9 @@ def md_stage(
     if rows == 0:
         raise ConfigError("params.yaml", "md.split", f"the {config.split} split has no structures to start MD from")
     info_columns = list(model._require_module().datamodule_config.graph_attrs_cols or [])
+    charge = (model.metadata.get("chemistry") or {}).get("total_charge")  # bonds are perceived with it
+    if charge in table.column_names and charge not in info_columns:
+        info_columns.append(charge)
     names = [str(name) for name in table["id"].to_pylist()[:rows]]
     report = md_check(model, _atoms_of(table, rows, info_columns), config, names)
     out = Path(out)
