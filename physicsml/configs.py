@@ -38,6 +38,18 @@ class WeightsConfig(Config):
     default: float = Field(1.0, ge=0, description="Weight of a record without the key (or of an unmapped category).")
 
 
+class LabelsConfig(Config):
+    """``data.labels``: labels kept in a table beside the structures (QM9's ``gdb9.sdf.csv``)."""
+
+    path: str = Field(..., description="A CSV or Parquet file with one row per structure.")
+    id_column: str = Field(..., description="Its column holding each structure's id.")
+    match: str = Field(
+        "name",
+        description="What the id matches: 'position' (the record's 0-based index in its file) or an info key "
+        "of the record ('name': the SDF title or an extxyz name=...).",
+    )
+
+
 class DataConfig(Config):
     """``data``: where the raw structures are and which of their keys are targets."""
 
@@ -59,6 +71,13 @@ class DataConfig(Config):
         "left out of that target's loss and metrics, e.g. [stress] for molecules beside periodic cells.",
     )
     weights: WeightsConfig | None = Field(None, description="Per-structure loss weights from an info key.")
+    labels: LabelsConfig | None = Field(
+        None, description="A table of labels joined to the structures by id; data.targets may name its columns."
+    )
+    units: dict[str, float] = Field(
+        default_factory=dict,
+        description="Target -> factor its values are multiplied by when read (27.211386245988: Hartree to eV).",
+    )
     edge_targets: dict[str, Literal["scalar", "vector"]] = Field(
         default_factory=dict,
         description="Targets that are labels of atom pairs, and their kind: a flat list 'i j value ...' (scalar) "
@@ -79,7 +98,7 @@ class DataConfig(Config):
     def _one_layout(self) -> DataConfig:
         if (self.source is None) == (self.train is None):
             raise ValueError("give either `source` (one dataset to split) or `train` (with `validation`/`test`)")
-        for key in ("allow_missing", "edge_targets"):
+        for key in ("allow_missing", "edge_targets", "units"):
             unknown = [name for name in getattr(self, key) if name not in self.targets]
             if unknown:
                 raise ValueError(f"{key} names {unknown}, which are not among the targets {list(self.targets)}")

@@ -26,6 +26,7 @@ from physicsml.featurise.elements import resolve_elements, species_of
 from physicsml.featurise.table import missing_counts, structures_to_table, target_kinds
 from physicsml.io.arrow import ragged, with_metadata, write_table
 from physicsml.io.atomic import atomic_output_dir
+from physicsml.io.labels import Labels
 from physicsml.io.structures import Structure, read_structures
 
 SPLITS = ("train", "validation", "test")
@@ -36,11 +37,35 @@ def _files(value: str | list[str] | None) -> list[str]:
 
 
 def _read(files: Sequence[str], data: DataConfig, root: Path) -> list[Structure]:
+    """The records of ``files``, joined with ``data.labels`` and in the units of ``data.units``."""
+    labels = Labels(data.labels, root) if data.labels is not None else None
+    joined = labels.provides(data.targets) if labels is not None else {}
+    in_file = {name: key for name, key in data.targets.items() if name not in joined}
     structures: list[Structure] = []
     for file in tqdm(files, desc="reading", unit="file", disable=len(files) < 2):
         path = Path(file) if Path(file).is_absolute() else root / file
-        structures.extend(read_structures(path, data.targets, data.format, data.allow_missing, data.edge_targets))
+        records = read_structures(path, in_file, data.format, data.allow_missing, data.edge_targets)
+        if labels is not None:
+            labels.join(records, data.targets, data.allow_missing)
+        structures.extend(records)
+    apply_units(structures, data.units)
     return structures
+
+
+def apply_units(structures: Sequence[Structure], units: Mapping[str, float]) -> None:
+    """Multiply every target named in ``units`` by its factor, in place (pair targets: their values,
+    not the atom indices)."""
+    for structure in structures:
+        for name, factor in units.items():
+            value = structure.targets.get(name)
+            if value is None:
+                continue
+            if name in structure.edge_targets:
+                scaled = np.array(value, dtype=np.float64)
+                scaled[:, 2:] *= factor
+                structure.targets[name] = scaled
+            else:
+                structure.targets[name] = np.asarray(value, dtype=np.float64) * factor
 
 
 def random_split(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
@@ -98,6 +123,7 @@ def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike
         if energy_config.file is not None:
             path = Path(energy_config.file) if Path(energy_config.file).is_absolute() else root / energy_config.file
             isolated = read_structures(path, {energy_config.target: data.targets[energy_config.target]}, data.format)
+            apply_units(isolated, {k: v for k, v in data.units.items() if k == energy_config.target})
         energies = self_energies.from_isolated(isolated, energy_config.target, elements)
     elif method == "least_squares" and not energy_config.by_formal_charge:
         energies = self_energies.least_squares(splits["train"], energy_config.target, elements)
