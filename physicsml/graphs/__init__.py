@@ -93,6 +93,18 @@ def neighbour_list(
     return edge_index, shifts
 
 
+def narrowest_type(low: int, high: int) -> type[np.integer]:
+    """The smallest integer type holding ``low..high``: unsigned when ``low >= 0``, so atom indices of
+    molecules fit one byte; it is chosen from bounds, not from each value, so equal inputs always
+    give equal types."""
+    candidates = (np.uint8, np.uint16, np.uint32, np.uint64) if low >= 0 else (np.int8, np.int16, np.int32, np.int64)
+    for dtype in candidates:
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return dtype
+    return np.int64
+
+
 def build_graphs(
     table: pa.Table,
     cut_off: float,
@@ -112,7 +124,9 @@ def build_graphs(
 
     Returns:
         A table with the rows of ``table`` and columns ``id``, ``cell`` and ``pbc``
-        (as used), ``edge_index`` list<[2] int32> and ``cell_shifts`` list<[3] int32>.
+        (as used), ``edge_index`` list<[2] int> and ``cell_shifts`` list<[3] int>, each in
+        the narrowest integer type that holds it (:func:`narrowest_type`: uint8 for
+        molecules under 256 atoms, int8 shifts), and with bond features ``edge_attrs``.
     """
     coordinates, offsets = to_numpy(table["coordinates"])
     assert offsets is not None
@@ -139,12 +153,15 @@ def build_graphs(
             raise InputError(ids[row], None, "cell", f"singular or missing cell with pbc {row_pbc.tolist()}")
         raw.append(_vesin_edges(calculator, positions, row_cell, row_pbc))
     edge_index, shifts, edge_offsets = _assemble(raw, np.diff(offsets), self_interaction)
+    most_atoms = int(np.diff(offsets).max(initial=1))
     columns = {
         "id": table["id"],
         "cell": pa.array([None if c is None else c.tolist() for c in cells], MAT3),
         "pbc": pa.array(pbcs.tolist(), pa.list_(pa.bool_(), 3)),
-        "edge_index": ragged(edge_index, edge_offsets),
-        "cell_shifts": ragged(shifts, edge_offsets),
+        "edge_index": ragged(edge_index.astype(narrowest_type(0, most_atoms - 1)), edge_offsets),
+        "cell_shifts": ragged(
+            shifts.astype(narrowest_type(int(shifts.min(initial=0)), int(shifts.max(initial=0)))), edge_offsets
+        ),
     }
     if "bond_features" in table.column_names:
         columns["edge_attrs"] = ragged(bond_edge_attrs(table, edge_index, edge_offsets, description), edge_offsets)

@@ -1,0 +1,314 @@
+"""Streaming readers for the HDF5 releases of ANI-1x, ANI-1 and SPICE.
+
+Each conformer becomes one :class:`~physicsml.io.structures.Structure`, validated by
+:func:`~physicsml.io.structures.validate_structure` like the records of the other readers.
+Three layouts are recognised from the file's groups (:func:`hdf5_layout`):
+
+* ``"ani1x"``: one group per formula (``C2H6O``) with ``atomic_numbers`` ``[N]``,
+  ``coordinates`` ``[C, N, 3]`` (Å) and one dataset per property and level of theory
+  (``wb97x_dz.energy`` ``[C]``, ``wb97x_dz.forces`` ``[C, N, 3]``, ``wb97x_dz.cm5_charges``
+  ``[C, N]``, ``wb97x_dz.dipole`` ``[C, 3]``, ...), NaN where a property was not computed;
+* ``"ani1"``: groups (``gdb11_s01``) of per-molecule groups (``gdb11_s01-0``) with ``species``
+  (element symbols) ``[N]``, ``coordinates`` ``[C, N, 3]`` (Å) and ``energies`` ``[C]``;
+* ``"spice"``: one group per molecule with ``atomic_numbers`` ``[N]``, ``conformations``
+  ``[C, N, 3]`` (**Bohr**), ``dft_total_energy`` ``[C]``, ``dft_total_gradient`` ``[C, N, 3]``,
+  ``mbis_charges`` ``[C, N, 1]``, ``smiles``, ``subset``.
+
+Units. Coordinates always come out in Å: SPICE ``conformations`` are multiplied by
+:data:`BOHR_TO_ANGSTROM`. Target values are *not* converted behind the user's back: the files
+hold Hartree (and Hartree/Bohr or Hartree/Å), and ``units`` states a multiplicative factor per
+target (default 1.0), e.g. ``{"energy": HARTREE_TO_EV, "forces": HARTREE_TO_EV}`` for ANI-1x in
+eV and eV/Å, or ``{"forces": -HARTREE_TO_EV / BOHR_TO_ANGSTROM}`` to turn a SPICE gradient
+(Hartree/Bohr) into forces in eV/Å (gradient = -forces, hence the sign).
+
+Memory. The file is opened once and read one molecule group at a time, so a multi-million
+conformer file never sits in memory; :func:`count_hdf5` counts the records from the dataset
+shapes alone, for a cheap first pass.
+
+Per-atom targets. A dataset ``[C, N]``, ``[C, N, 1]`` or ``[C, N, 3]`` is per atom (listed in
+``node_targets``); ``[C]``, ``[C, 3]`` or ``[C, 3, 3]`` is per structure. Where a 3-atom molecule
+makes the shape ambiguous, the dataset's last name word decides for the usual properties
+(``energy``, ``forces``, ``gradient``, ``charges``, ``dipole``) and the dataset's shape in the
+file's other groups decides otherwise, so that a dataset has one kind throughout a file.
+
+Missing values. A NaN value (a property not computed for a conformer) is an
+:class:`~physicsml.errors.InputError` unless its target is in ``allow_missing``; then a
+fully-NaN value is stored as ``None`` and a partly-NaN one is kept with its NaN components,
+as the other readers do. A dataset absent from a group is likewise an error unless allowed
+(``None`` for the group's conformers).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from physicsml.errors import ConfigError, InputError
+from physicsml.io.structures import Structure, validate_structure
+
+#: Hartree in eV (CODATA 2018), the factor for energies from these files in eV.
+HARTREE_TO_EV = 27.211386245988
+#: Bohr radius in Å (CODATA 2018); SPICE coordinates are multiplied by it.
+BOHR_TO_ANGSTROM = 0.529177210903
+
+#: Kind of the usual properties, by the last word of the dataset name: (per atom, trailing shape).
+_KNOWN_KINDS: dict[str, tuple[bool, tuple[int, ...]]] = {
+    "energy": (False, ()),
+    "forces": (True, (3,)),
+    "gradient": (True, (3,)),
+    "charges": (True, ()),
+    "dipole": (False, (3,)),
+}
+#: String datasets copied into ``Structure.info``.
+_INFO_DATASETS = ("smiles", "subset")
+
+Kind = tuple[bool, tuple[int, ...]]
+
+
+def hdf5_layout(path: str | os.PathLike) -> str:
+    """``"ani1x"``, ``"ani1"`` or ``"spice"``, from the first molecule group of ``path``.
+
+    Raises:
+        InputError: for a missing or non-HDF5 file, or one with no molecule groups.
+    """
+    with _open(path) as handle:
+        return _layout(handle, str(path))
+
+
+def count_hdf5(path: str | os.PathLike) -> int:
+    """Number of records (conformers) in ``path``, from the dataset shapes (no coordinates read)."""
+    with _open(path) as handle:
+        _layout(handle, str(path))
+        return sum(group[_coordinates_name(group)].shape[0] for group in _molecule_groups(handle))
+
+
+def read_hdf5(
+    path: str | os.PathLike,
+    targets: Mapping[str, str],
+    allow_missing: Collection[str] = (),
+    units: Mapping[str, float] | None = None,
+) -> Iterator[Structure]:
+    """Stream the validated records of an ANI-1x, ANI-1 or SPICE HDF5 file.
+
+    Args:
+        path: the HDF5 file.
+        targets: target name -> dataset name in each molecule group
+            (``{"energy": "wb97x_dz.energy", "forces": "wb97x_dz.forces"}``).
+        allow_missing: targets that may be NaN or absent (``None`` in the record).
+        units: target name -> factor the file's values are multiplied by (default 1.0).
+
+    Returns:
+        An iterator over the records: groups in name order, conformers in file order,
+        ``index`` counting records from 0 and ``info`` naming the group and conformer.
+
+    Raises:
+        InputError: (now) for a missing, non-HDF5 or unrecognised file; (while iterating)
+            naming file, record and dataset for a missing dataset, a wrong shape or a NaN label.
+        ConfigError: for a ``units`` entry that names no target.
+    """
+    hdf5_layout(path)  # fail at the call, not at the first record
+    factors = {name: 1.0 for name in targets}
+    for name, factor in (units or {}).items():
+        if name not in targets:
+            raise ConfigError("units", name, f"no such target; targets: {sorted(targets)}")
+        factors[name] = float(factor)
+    return _read(str(path), dict(targets), frozenset(allow_missing), factors)
+
+
+def _read(
+    file: str, targets: dict[str, str], allow_missing: frozenset[str], factors: dict[str, float]
+) -> Iterator[Structure]:
+    with _open(file) as handle:
+        kinds = _kinds(handle, set(targets.values()))
+        index = 0
+        for group in _molecule_groups(handle):
+            for record in _read_group(group, file, index, targets, allow_missing, factors, kinds):
+                validate_structure(record, file, record.index, allow_missing)
+                yield record
+                index += 1
+
+
+def _read_group(
+    group: h5py.Group,
+    file: str,
+    first: int,
+    targets: dict[str, str],
+    allow_missing: frozenset[str],
+    factors: dict[str, float],
+    kinds: dict[str, Kind | None],
+) -> Iterator[Structure]:
+    """The records of one molecule group; ``first`` is the index of its first record."""
+    name = group.name.lstrip("/")
+    numbers = _atomic_numbers(group, file, first)
+    n_atoms = len(numbers)
+    coordinates_name = _coordinates_name(group)
+    shape = group[coordinates_name].shape
+    if len(shape) != 3 or shape[1:] != (n_atoms, 3):
+        raise InputError(
+            file, first, coordinates_name, f"group '{name}': expected shape (C, {n_atoms}, 3), got {shape}"
+        )
+    coordinates = np.asarray(group[coordinates_name][()], dtype=np.float64)
+    if coordinates_name == "conformations":
+        coordinates *= BOHR_TO_ANGSTROM
+    n_conformers = len(coordinates)
+    values: dict[str, np.ndarray] = {}
+    node_targets = set()
+    for target, dataset in targets.items():
+        if dataset not in group and target in allow_missing:
+            continue  # None in every record of this group
+        if dataset not in group:
+            raise InputError(
+                file, first, dataset, f"dataset missing in group '{name}' (target '{target}'); it has: {sorted(group)}"
+            )
+        values[target] = _read_dataset(group, dataset, kinds[dataset], n_conformers, n_atoms, file, first)
+        values[target] *= factors[target]
+        if values[target].ndim > 1 and values[target].shape[1] == n_atoms and kinds[dataset] != (False, (3, 3)):
+            node_targets.add(target)
+    # Conformers with a NaN or infinite label, found once per group rather than per record.
+    bad = {target: ~np.isfinite(array.reshape(n_conformers, -1)).all(axis=1) for target, array in values.items()}
+    info = {key: _text(group[key][()]) for key in _INFO_DATASETS if isinstance(group.get(key), h5py.Dataset)}
+    for conformer in range(n_conformers):
+        index = first + conformer
+        record_targets: dict[str, Any] = dict.fromkeys(targets)
+        for target, array in values.items():
+            value = _label(array[conformer])
+            if bad[target][conformer]:
+                infinite = bool(np.isinf(value).any())
+                if target not in allow_missing or infinite:
+                    hint = "" if infinite else "; list it in data.allow_missing to train without it here"
+                    raise InputError(
+                        file,
+                        index,
+                        targets[target],
+                        f"non-finite value in group '{name}', conformer {conformer} (target '{target}'{hint})",
+                    )
+                if np.isnan(value).all():
+                    value = None
+            record_targets[target] = value
+        yield Structure(
+            atomic_numbers=numbers,
+            coordinates=coordinates[conformer].copy(),
+            cell=None,
+            pbc=np.zeros(3, dtype=bool),
+            targets=record_targets,
+            file=file,
+            index=index,
+            node_targets=frozenset(node_targets),
+            info={"group": name, "conformer": conformer, **info},
+        )
+
+
+def _label(value: np.ndarray) -> Any:
+    """A per-structure scalar as ``float``, anything else as its own array (not a view, which would
+    keep the whole group's array alive)."""
+    return float(value) if value.ndim == 0 else value.copy()
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    if not Path(path).is_file():
+        raise InputError(str(path), None, None, "file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise InputError(str(path), None, None, f"not an HDF5 file ({error})") from error
+
+
+def _is_molecule(group: h5py.Group) -> bool:
+    return ("coordinates" in group or "conformations" in group) and ("atomic_numbers" in group or "species" in group)
+
+
+def _molecule_groups(handle: h5py.File) -> Iterator[h5py.Group]:
+    """Groups holding coordinates and elements, at depth 1 or 2, in name order."""
+    for name in sorted(handle):
+        top = handle[name]
+        if not isinstance(top, h5py.Group):
+            continue
+        if _is_molecule(top):
+            yield top
+            continue
+        for sub in sorted(top):
+            child = top[sub]
+            if isinstance(child, h5py.Group) and _is_molecule(child):
+                yield child
+
+
+def _layout(handle: h5py.File, file: str) -> str:
+    for group in _molecule_groups(handle):
+        if "conformations" in group:
+            return "spice"
+        return "ani1" if "species" in group or group.name.count("/") == 2 else "ani1x"
+    found = [f"{key} ({'group' if isinstance(handle[key], h5py.Group) else 'dataset'})" for key in sorted(handle)[:10]]
+    raise InputError(
+        file,
+        None,
+        None,
+        "unknown HDF5 layout: no group with 'coordinates' and 'atomic_numbers' or 'species' (ANI-1x, ANI-1) "
+        f"or 'conformations' and 'atomic_numbers' (SPICE) at depth 1 or 2; top level holds {found or 'nothing'}",
+    )
+
+
+def _coordinates_name(group: h5py.Group) -> str:
+    return "conformations" if "conformations" in group else "coordinates"
+
+
+def _atomic_numbers(group: h5py.Group, file: str, first: int) -> np.ndarray:
+    if "atomic_numbers" in group:
+        return np.asarray(group["atomic_numbers"][()], dtype=np.int64).reshape(-1)
+    from ase.data import atomic_numbers
+
+    symbols = [_text(symbol) for symbol in np.asarray(group["species"][()]).reshape(-1)]
+    unknown = sorted({symbol for symbol in symbols if symbol not in atomic_numbers})
+    if unknown:
+        raise InputError(file, first, "species", f"group '{group.name.lstrip('/')}': unknown elements {unknown}")
+    return np.array([atomic_numbers[symbol] for symbol in symbols], dtype=np.int64)
+
+
+def _text(value: Any) -> str:
+    """A string dataset's value: bytes or str, a scalar, ``[1]``, or (ANI-1 ``smiles``) one character per entry."""
+    if isinstance(value, np.ndarray):
+        return "".join(_text(item) for item in value.reshape(-1))
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _candidates(shape: tuple[int, ...], n_atoms: int) -> list[Kind]:
+    """The kinds a dataset of ``shape`` in a group of ``n_atoms`` atoms can have."""
+    rest = shape[1:]
+    found: list[Kind] = []
+    if rest in ((), (3,), (3, 3)):
+        found.append((False, rest))
+    trailing = () if rest[1:] == (1,) else rest[1:]
+    if rest[:1] == (n_atoms,) and trailing in ((), (3,)):
+        found.append((True, trailing))
+    return found
+
+
+def _kinds(handle: h5py.File, datasets: set[str]) -> dict[str, Kind | None]:
+    """Per-atom or per-structure, and trailing shape, of each dataset, one kind for the whole file.
+
+    The usual properties are known by name; the others take the first group whose shape leaves
+    no doubt (a 3-atom molecule's ``[C, 3]`` could be either), reading dataset shapes only.
+    """
+    kinds: dict[str, Kind | None] = {}
+    unsure: dict[str, Kind | None] = {}
+    for dataset in datasets:
+        word = dataset.replace(".", "_").rsplit("_", 1)[-1]
+        if word in _KNOWN_KINDS:
+            kinds[dataset] = _KNOWN_KINDS[word]
+        else:
+            unsure[dataset] = None
+    for group in _molecule_groups(handle) if unsure else ():
+        n_atoms = group["atomic_numbers" if "atomic_numbers" in group else "species"].shape[0]
+        for dataset in [name for name in unsure if name not in kinds and name in group]:
+            candidates = _candidates(group[dataset].shape, n_atoms)
+            if len(candidates) == 1:
+                kinds[dataset] = candidates[0]
+            elif candidates and unsure[dataset] is None:
+                unsure[dataset] = candidates[0]
+        if len(kinds) == len(datasets):
+            break
+    return {dataset: kinds.get(dataset, unsure.get(dataset)) for dataset in datasets}
