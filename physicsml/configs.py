@@ -60,7 +60,9 @@ class DataConfig(Config):
     validation: str | list[str] | None = Field(None, description="Validation file(s), with `train`.")
     test: str | list[str] | None = Field(None, description="Test file(s), with `train`.")
     format: str | None = Field(
-        None, description="'sdf', 'parquet', 'arrow' or an ASE format name; null guesses from the suffix."
+        None,
+        description="'sdf', 'hdf5' (ANI-1x, ANI-1, SPICE), 'parquet', 'arrow' or an ASE format name; null guesses "
+        "from the suffix.",
     )
     targets: dict[str, str] = Field(
         default_factory=dict, description="Target column name -> key in the file (calculator result, info or arrays)."

@@ -56,8 +56,10 @@ HARTREE_TO_EV = 27.211386245988
 #: Bohr radius in Å (CODATA 2018); SPICE coordinates are multiplied by it.
 BOHR_TO_ANGSTROM = 0.529177210903
 
-#: Kind of the usual properties, by the last word of the dataset name: (per atom, trailing shape).
-_KNOWN_KINDS: dict[str, tuple[bool, tuple[int, ...]]] = {
+#: A target dataset's kind: (per atom, trailing shape after the conformer and atom axes).
+Kind = tuple[bool, tuple[int, ...]]
+#: Kind of the usual properties, by the last word of the dataset name.
+_KNOWN_KINDS: dict[str, Kind] = {
     "energy": (False, ()),
     "forces": (True, (3,)),
     "gradient": (True, (3,)),
@@ -66,8 +68,6 @@ _KNOWN_KINDS: dict[str, tuple[bool, tuple[int, ...]]] = {
 }
 #: String datasets copied into ``Structure.info``.
 _INFO_DATASETS = ("smiles", "subset")
-
-Kind = tuple[bool, tuple[int, ...]]
 
 
 def hdf5_layout(path: str | os.PathLike) -> str:
@@ -165,9 +165,9 @@ def _read_group(
             raise InputError(
                 file, first, dataset, f"dataset missing in group '{name}' (target '{target}'); it has: {sorted(group)}"
             )
-        values[target] = _read_dataset(group, dataset, kinds[dataset], n_conformers, n_atoms, file, first)
-        values[target] *= factors[target]
-        if values[target].ndim > 1 and values[target].shape[1] == n_atoms and kinds[dataset] != (False, (3, 3)):
+        kind = kinds[dataset]
+        values[target] = _read_dataset(group, dataset, kind, (n_conformers, n_atoms), file, first) * factors[target]
+        if kind and kind[0]:
             node_targets.add(target)
     # Conformers with a NaN or infinite label, found once per group rather than per record.
     bad = {target: ~np.isfinite(array.reshape(n_conformers, -1)).all(axis=1) for target, array in values.items()}
@@ -191,7 +191,7 @@ def _read_group(
                     value = None
             record_targets[target] = value
         yield Structure(
-            atomic_numbers=numbers,
+            atomic_numbers=numbers.copy(),
             coordinates=coordinates[conformer].copy(),
             cell=None,
             pbc=np.zeros(3, dtype=bool),
@@ -201,6 +201,24 @@ def _read_group(
             node_targets=frozenset(node_targets),
             info={"group": name, "conformer": conformer, **info},
         )
+
+
+def _read_dataset(
+    group: h5py.Group, dataset: str, kind: Kind | None, sizes: tuple[int, int], file: str, first: int
+) -> np.ndarray:
+    """One group's target dataset as float64, after checking its shape against the dataset's kind
+    (``sizes`` = conformers, atoms), so that a bad file fails here rather than deep in training."""
+    shape, (n_conformers, n_atoms) = group[dataset].shape, sizes
+    wanted = "(C,), (C, 3), (C, 3, 3), (C, N) or (C, N, 3)"
+    if kind is not None:
+        per_atom, trailing = kind
+        expected = (n_conformers, *((n_atoms,) if per_atom else ()), *trailing)
+        if shape == expected or per_atom and shape == (*expected, 1):
+            return np.asarray(group[dataset][()], dtype=np.float64).reshape(expected)
+        wanted = f"{expected} ({'per-atom' if per_atom else 'per-structure'} values, {n_conformers} conformers"
+        wanted += f" of {n_atoms} atoms)"
+    name = group.name.lstrip("/")
+    raise InputError(file, first, dataset, f"group '{name}': expected shape {wanted}, got {shape}")
 
 
 def _label(value: np.ndarray) -> Any:

@@ -6,6 +6,7 @@ Supported inputs:
   the calculator results (``energy``, ``forces``, ``stress``, ...), then
   ``atoms.info``, then ``atoms.arrays``;
 * SDF through RDKit (3D conformers; SD properties as targets);
+* HDF5 releases of ANI-1x, ANI-1 and SPICE (``.h5``/``.hdf5``, :mod:`physicsml.io.hdf5`);
 * Parquet or Arrow IPC tables already in the featurised schema
   (see :mod:`physicsml.featurise.table`; :func:`structures_from_table`).
 
@@ -88,7 +89,7 @@ def read_structures(
         path: the structure file.
         targets: target name -> key in the file (``{"energy": "energy", "forces": "forces"}``).
             Every record must carry every key, except the targets in ``allow_missing``.
-        format: ``"sdf"``, ``"parquet"``, ``"arrow"`` or an ASE format name; ``None``
+        format: ``"sdf"``, ``"hdf5"``, ``"parquet"``, ``"arrow"`` or an ASE format name; ``None``
             guesses from the file suffix.
         allow_missing: targets that may be absent (``None`` in the record) or NaN
             (in some of its components or atoms).
@@ -102,9 +103,18 @@ def read_structures(
     edge_targets = dict(edge_targets or {})
     if not path.is_file():
         raise InputError(str(path), None, None, "file not found")
+    suffix = path.suffix.lower()
     fmt = (
-        format or TABLE_FORMATS.get(path.suffix.lower()) or ("sdf" if path.suffix.lower() in {".sdf", ".mol"} else None)
+        format
+        or TABLE_FORMATS.get(suffix)
+        or {".sdf": "sdf", ".mol": "sdf", ".h5": "hdf5", ".hdf5": "hdf5"}.get(suffix)
     )
+    if fmt == "hdf5":  # ANI-1x, ANI-1 and SPICE releases; validated as they are read
+        from physicsml.io.hdf5 import read_hdf5
+
+        if edge_targets:
+            raise InputError(str(path), None, next(iter(edge_targets)), "pair labels are read from extxyz or SDF files")
+        return list(read_hdf5(path, targets, allow_missing))
     if fmt == "sdf":
         records = list(_read_sdf(path, targets, allow_missing, edge_targets))
     elif fmt in ("parquet", "arrow"):
