@@ -2,7 +2,8 @@
 
 Supported inputs:
 
-* extxyz and every format ASE reads (``ase.io.read``), with targets looked up in
+* extxyz (a fast reader of its own, :mod:`physicsml.io.extxyz`, equal to ASE's record
+  for record) and every format ASE reads (``ase.io.read``), with targets looked up in
   the calculator results (``energy``, ``forces``, ``stress``, ...), then
   ``atoms.info``, then ``atoms.arrays``;
 * SDF through RDKit (3D conformers; SD properties as targets);
@@ -121,6 +122,10 @@ def read_structures(
         if edge_targets:
             raise InputError(str(path), None, next(iter(edge_targets)), "pair labels are read from extxyz or SDF files")
         records = structures_from_table(path, targets, fmt)
+    elif fmt in (None, "extxyz") and suffix in (".xyz", ".extxyz"):  # ASE's default for these suffixes
+        from physicsml.io.extxyz import read_extxyz
+
+        records = list(read_extxyz(path, targets, allow_missing, edge_targets))
     else:
         records = list(_read_ase(path, targets, fmt, allow_missing, edge_targets))
     for index, record in enumerate(records):

@@ -46,9 +46,7 @@ def test_labels_join_by_title_or_position_in_the_units_asked_for(tmp_path):
     record = np.array([int(i.rsplit(":", 1)[1]) for i in table["id"].to_pylist()])
     np.testing.assert_allclose(to_numpy(table["U0"])[0], (-40.0 - record) * HARTREE)
     np.testing.assert_allclose(to_numpy(table["gap"])[0], 0.1 * record)
-    (tmp_path / "by_position.csv").write_text(
-        "index,u0,gap\n" + "".join(f"{k},{-1.0 * k},{0.0}\n" for k in rows)
-    )
+    (tmp_path / "by_position.csv").write_text("index,u0,gap\n" + "".join(f"{k},{-1.0 * k},{0.0}\n" for k in rows))
     table = featurised(
         tmp_path / "gdb9.sdf", {"path": str(tmp_path / "by_position.csv"), "id_column": "index", "match": "position"}
     )
