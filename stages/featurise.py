@@ -23,7 +23,13 @@ def main(
     `data.source` is one file to split with `featurise.split` (random, fractions, seed);
     `data.train`/`validation`/`test` give the split as files. `data.targets` maps target
     names to keys of the file. `featurise.elements` is a symbol list or "auto";
-    `featurise.atomic_energies.method` is none, given, isolated or least_squares.
+    `featurise.atomic_energies.method` is none, given, isolated or least_squares
+    (`by_formal_charge: true`: one value per element and formal charge).
+    With `data.bonds` (file: SDF bonds; perceive: RDKit from the coordinates and
+    `data.total_charge`), `featurise.atom_features` and `bond_features` add RDKit
+    features of atoms and bonds. `data.labels` joins a CSV/Parquet table of labels by
+    id; `data.units` scales targets as they are read; `.h5` files (ANI-1x, ANI-1,
+    SPICE) are read one molecule group at a time.
     A split that would be empty is an error: the later stages need all three.
     """
     values = load_params(params)
