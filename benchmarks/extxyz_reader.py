@@ -12,8 +12,9 @@ of ``--repeats`` runs, on one thread; the speed-up is against ASE's parse. Print
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
+
+from data_pipeline import best_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -21,15 +22,6 @@ FILES = {
     SHARED / "qm9_qm9pack_subset10k.extxyz": {"U0": "U0_eV"},
     ROOT / "data" / "raw" / "molecules.extxyz": {"energy": "energy", "forces": "forces"},
 }
-
-
-def best_of(repeats: int, function):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def compare(path: Path, targets: dict[str, str], repeats: int) -> list[tuple[str, int, float]]:

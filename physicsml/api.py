@@ -402,11 +402,12 @@ class Model:
         for batch in make_dataloader(batches, shuffle=False):
             out = module(batch_as_dict(batch.to(module.device)))
             ptr = batch.ptr.cpu().numpy()
-            edge_index = batch.edge_index.cpu().numpy().T  # [E, 2], batch-wide atom indices
-            edge_graph = batch.batch.cpu().numpy()[edge_index[:, 0]]
-            edge_ptr = np.searchsorted(edge_graph, np.arange(len(ptr)))  # edges are grouped by structure
-            cuts = {"node": ptr[1:-1], "edge": edge_ptr[1:-1]}
-            if self.outputs_edges(out):
+            cuts = {"node": ptr[1:-1]}
+            if self.outputs_edges(out):  # edge outputs: cut per structure, with each edge's atoms in it
+                edge_index = batch.edge_index.cpu().numpy().T  # [E, 2], batch-wide atom indices
+                edge_graph = batch.batch.cpu().numpy()[edge_index[:, 0]]
+                edge_ptr = np.searchsorted(edge_graph, np.arange(len(ptr)))  # edges are grouped by structure
+                cuts["edge"] = edge_ptr[1:-1]
                 edges.extend(np.split(edge_index - ptr[edge_graph][:, None], edge_ptr[1:-1]))
             for key, kind in TARGET_KINDS.items():
                 for name, target in ((kind.output, collected), (K.variance(kind.output), stds)):

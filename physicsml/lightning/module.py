@@ -267,9 +267,12 @@ class PhysicsMLModule(pl.LightningModule):
         weight = torch.ones(rows, dtype=elementwise.dtype, device=elementwise.device)
         if K.LOSS_WEIGHT in data:
             per_graph = data[K.LOSS_WEIGHT].to(elementwise.dtype)
-            graph_of_row = {"graph": None, "node": data[K.BATCH], "edge": data[K.BATCH][data[K.EDGE_INDEX][0]]}
-            rows_graph = graph_of_row[kind.level]
-            weight = per_graph if rows_graph is None else per_graph[rows_graph]
+            if kind.level == "graph":
+                weight = per_graph
+            elif kind.level == "node":
+                weight = per_graph[data[K.BATCH]]
+            else:  # an edge's structure is its receiver's
+                weight = per_graph[data[K.BATCH][data[K.EDGE_INDEX][0]]]
         weight = weight.view(rows, *[1] * (elementwise.dim() - 1)).expand_as(elementwise)
         known = torch.ones_like(elementwise)
         if mask_key(key) in data:
