@@ -490,6 +490,29 @@ class ModelSection(Config):
     config: dict[str, Any] = Field(default_factory=dict, description="Keys applied to whichever family is chosen.")
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class PrepareConfig(Config):
+    """``prepare``: how the data stages use the machine. Outputs do not depend on it (they are
+    byte-identical for any number of jobs and any chunk size), so no stage lists it as a
+    parameter and changing it re-runs nothing."""
+
+    jobs: int = Field(0, ge=0, description="Processes for reading, featurising and neighbour lists; 0: all cores.")
+    chunk_size: int = Field(
+        4096, ge=1, description="Structures read and featurised at a time: memory grows with it, not with the data."
+    )
+
+    @property
+    def processes(self) -> int:
+        """The number of processes ``jobs`` stands for."""
+        return self.jobs or available_cores()
+
+
 #: Every top-level params.yaml section and its config class.
 SECTIONS: dict[str, type[Config]] = {
     "data": DataConfig,
@@ -503,6 +526,7 @@ SECTIONS: dict[str, type[Config]] = {
     "ensemble": EnsembleConfig,
     "predict": PredictConfig,
     "md": MDConfig,
+    "prepare": PrepareConfig,
 }
 
 

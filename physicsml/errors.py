@@ -34,6 +34,10 @@ class InputError(PhysicsMLError, ValueError):
             where.append(f"field '{field}'")
         super().__init__(f"{': '.join(where)}: {message}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, int | None, str | None, str]]:
+        # rebuilt from its fields, so it crosses from a worker process intact
+        return type(self), (self.file, self.record, self.field, self.message)
+
 
 class ConfigError(PhysicsMLError, ValueError):
     """A params/config value that is unknown, missing or of the wrong type.
@@ -49,6 +53,9 @@ class ConfigError(PhysicsMLError, ValueError):
         self.key = key
         self.message = message
         super().__init__(f"{self.source}: {key}: {message}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return type(self), (self.source, self.key, self.message)
 
 
 class StructureError(PhysicsMLError, ValueError):

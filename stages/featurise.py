@@ -6,8 +6,7 @@ import typer
 
 from physicsml.cli import reports_errors, stage_app
 from physicsml.configs import load_params, parse_section
-from physicsml.errors import ConfigError
-from physicsml.featurise import featurise, write_featurised
+from physicsml.featurise import featurise_to
 
 app = stage_app(__doc__)
 
@@ -31,28 +30,16 @@ def main(
     id; `data.units` scales targets as they are read; `.h5` files (ANI-1x, ANI-1,
     SPICE) are read one molecule group at a time.
     A split that would be empty is an error: the later stages need all three.
+
+    Memory stays bounded whatever the data's size: `prepare.chunk_size` structures at a time
+    per process, in `prepare.jobs` processes (0: every core); the output is the same for any.
     """
     values = load_params(params)
     data = parse_section(values, "data", str(params))
     config = parse_section(values, "featurise", str(params))
-    tables = featurise(data, config, root=params.parent)
-    empty = [name for name, table in tables.items() if table.num_rows == 0]
-    if empty:  # the pipeline validates every epoch and tests at the end: refused here, before any output
-        total = sum(table.num_rows for table in tables.values())
-        field, how = (
-            ("featurise.split.fractions", f"{total} structures cut at {list(config.split.fractions)}")
-            if data.source is not None
-            else (f"data.{empty[0]}", "its files hold no structure")
-        )
-        raise ConfigError(
-            str(params),
-            field,
-            f"the {' and '.join(empty)} split would be empty ({how}); the train, validate and predict stages "
-            "need all three: give more structures or larger fractions",
-        )
-    write_featurised(tables, out)
-    sizes = ", ".join(f"{name} {table.num_rows}" for name, table in tables.items())
-    typer.echo(f"featurised {sizes} structures -> {out}")
+    prepare = parse_section(values, "prepare", str(params))
+    sizes = featurise_to(out, data, config, root=params.parent, prepare=prepare, source=str(params))
+    typer.echo(f"featurised {', '.join(f'{name} {size}' for name, size in sizes.items())} structures -> {out}")
 
 
 if __name__ == "__main__":

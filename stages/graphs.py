@@ -23,10 +23,15 @@ def main(
     """Compute every structure's neighbour list within `datamodule.cut_off` Å with vesin.
 
     `datamodule.pbc` and `datamodule.cell`, when set, override every structure's own;
-    `datamodule.self_interaction` adds one self-edge per atom.
+    `datamodule.self_interaction` adds one self-edge per atom. Structures are processed one
+    record batch at a time in `prepare.jobs` processes (0: every core); the output is the same for any.
     """
-    config = parse_section(load_params(params), "datamodule", str(params))
-    counts = write_graphs(featurised, out, config.cut_off, config.pbc, config.cell, config.self_interaction)
+    values = load_params(params)
+    config = parse_section(values, "datamodule", str(params))
+    prepare = parse_section(values, "prepare", str(params))
+    counts = write_graphs(
+        featurised, out, config.cut_off, config.pbc, config.cell, config.self_interaction, jobs=prepare.processes
+    )
     typer.echo("graphs: " + ", ".join(f"{split} {edges} edges" for split, edges in counts.items()) + f" -> {out}")
 
 

@@ -224,9 +224,14 @@ def split_arrays(
         targets[K.ATOM_FEATURES] = np.concatenate([np.asarray(a, np.float64) for a in atom_features], axis=1)
     if "edge_attrs" in graphs.column_names:
         targets[K.EDGE_ATTRS] = to_numpy(graphs["edge_attrs"])[0]
+    missing = table_metadata(featurised).get("missing", {})
     for field in [field for field in targets if field in TARGET_KINDS]:
         present = presence(field, targets[field])
-        if not present.all():  # missing labels: a mask, and zeros instead of NaN so nothing propagates
+        # A field whose split misses labels (by the metadata, or here) gets a mask in every piece of
+        # the split, so that the pieces of a pre-batched file have the same columns; pair targets
+        # always do (edges without a label).
+        split_misses = TARGET_KINDS[field].level == "edge" or any(missing.get(n) for n in selections[field][0] or ())
+        if split_misses or not present.all():  # a mask, and zeros instead of NaN so nothing propagates
             targets[mask_key(field)] = present
             targets[field] = np.nan_to_num(targets[field], nan=0.0)
     if K.LOSS_WEIGHT in featurised.column_names:

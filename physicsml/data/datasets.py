@@ -36,31 +36,42 @@ _TORCH_DTYPES = {
 }
 
 
-class _CollatedBatches(Dataset):
-    """Batches cut from flat tensors by per-level offsets."""
+#: One part of a split's batches: field tensors and the per-level offsets that cut them into batches.
+Part = tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]
 
-    def __init__(self, fields: dict[str, torch.Tensor], offsets: dict[str, np.ndarray], num_elements: int) -> None:
-        self.fields = fields
-        self.offsets = offsets
+
+class _CollatedBatches(Dataset):
+    """Batches cut from flat tensors by per-level offsets, held in one or more parts (the record
+    batches of a pre-batched file) that index as one sequence of batches."""
+
+    def __init__(self, parts: list[Part], num_elements: int) -> None:
+        self.parts = parts
+        counts = [len(offsets["graph"]) - 1 for _, offsets in parts]
+        self.first_batch = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        sizes = [np.diff(offsets["graph"]) for _, offsets in parts]
+        self.graph_offsets = np.concatenate([[0], np.cumsum(np.concatenate(sizes) if sizes else [])]).astype(np.int64)
         self.num_elements = num_elements
         self.elements: ElementMap | None = None
         self.structure_weights: torch.Tensor | None = None
 
     def __len__(self) -> int:
-        return len(self.offsets["graph"]) - 1
+        return int(self.first_batch[-1])
 
     @property
     def num_structures(self) -> int:
-        return int(self.offsets["graph"][-1])
+        return int(self.graph_offsets[-1])
 
     def __getitem__(self, k: int) -> Batch:
         if not 0 <= k < len(self):
             raise IndexError(f"batch {k} out of range for {len(self)} batches")
+        part = int(np.searchsorted(self.first_batch, k, side="right")) - 1
+        fields, offsets = self.parts[part]
+        local = k - int(self.first_batch[part])
         sliced = {}
-        for name, tensor in self.fields.items():
-            offsets = self.offsets[LEVELS[name]]
-            sliced[name] = tensor[offsets[k] : offsets[k + 1]]
-        rows = slice(self.offsets["graph"][k], self.offsets["graph"][k + 1])
+        for name, tensor in fields.items():
+            level = offsets[LEVELS[name]]
+            sliced[name] = tensor[level[local] : level[local + 1]]
+        rows = slice(self.graph_offsets[k], self.graph_offsets[k + 1])
         weights = self.structure_weights[rows] if self.structure_weights is not None else None
         return make_batch(sliced, self.num_elements, self.elements, weights)
 
@@ -71,7 +82,7 @@ class InMemoryBatches(_CollatedBatches):
     def __init__(self, arrays: SplitArrays, batch_size: int, num_elements: int, dtype: Any = np.float32) -> None:
         collated = collate(arrays, batch_size, dtype)
         fields = {name: torch.from_numpy(array) for name, array in collated.fields.items()}
-        super().__init__(fields, collated.offsets, num_elements)
+        super().__init__([(fields, collated.offsets)], num_elements)
 
 
 class OnDiskBatches(_CollatedBatches):
@@ -79,7 +90,8 @@ class OnDiskBatches(_CollatedBatches):
 
     The file is mapped copy-on-write: tensors are ordinary writable tensors, and
     nothing a model does to them can reach the file (which may be a hard link
-    into the DVC cache).
+    into the DVC cache). Each record batch of the file is one part; batches are
+    numbered across parts, so a shuffled epoch mixes them all.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -87,13 +99,13 @@ class OnDiskBatches(_CollatedBatches):
         table, self._mapped = open_copy_on_write(self.path)
         metadata = table_metadata(table)
         base = pa.py_buffer(self._mapped).address
-        fields, offsets = {}, {}
-        for name in table.column_names:
-            column = table[name]
-            if column.num_chunks != 1:
-                raise ValueError(f"{self.path}: expected one record batch, found {column.num_chunks}")
-            fields[name], offsets[LEVELS[name]] = self._flat_tensor(column.chunk(0), base)
-        super().__init__(fields, offsets, int(metadata["num_elements"]))
+        parts: list[Part] = []
+        for batch in table.to_batches():
+            fields, offsets = {}, {}
+            for name in table.column_names:
+                fields[name], offsets[LEVELS[name]] = self._flat_tensor(batch.column(name), base)
+            parts.append((fields, offsets))
+        super().__init__(parts, int(metadata["num_elements"]))
         self.metadata = metadata
 
     def _flat_tensor(self, array: pa.Array, base: int) -> tuple[torch.Tensor, np.ndarray]:

@@ -1,15 +1,17 @@
 """Raw structures to featurised Arrow tables, one per split.
 
 >>> from physicsml.configs import DataConfig, FeaturiseConfig
->>> tables = featurise(DataConfig(source="data/raw/molecules.extxyz",
-...                               targets={"energy": "energy", "forces": "forces"}),
-...                    FeaturiseConfig(atomic_energies={"method": "least_squares"}))
->>> write_featurised(tables, "data/featurised")
+>>> data = DataConfig(source="data/raw/molecules.extxyz", targets={"energy": "energy", "forces": "forces"})
+>>> config = FeaturiseConfig(atomic_energies={"method": "least_squares"})
+>>> featurise_to("data/featurised", data, config)  # streamed, in every core
+>>> tables = featurise(data, config)  # or in memory
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,37 +21,21 @@ import pyarrow as pa
 from ase.data import chemical_symbols
 from tqdm.auto import tqdm
 
-from physicsml.configs import DataConfig, FeaturiseConfig, WeightsConfig
+from physicsml.configs import DataConfig, FeaturiseConfig, PrepareConfig, WeightsConfig
 from physicsml.errors import ConfigError, InputError
 from physicsml.featurise import atomic_energies as self_energies
+from physicsml.featurise import stream
 from physicsml.featurise.elements import resolve_elements, species_of
-from physicsml.featurise.table import missing_counts, structures_to_table, target_kinds
-from physicsml.io.arrow import ragged, with_metadata, write_table
+from physicsml.featurise.table import row_sums, structures_to_table, target_kinds
+from physicsml.io.arrow import ragged, read_table, with_metadata, write_table
 from physicsml.io.atomic import atomic_output_dir
-from physicsml.io.labels import Labels
-from physicsml.io.structures import Structure, read_structures
+from physicsml.io.structures import Structure, file_parts
 
 SPLITS = ("train", "validation", "test")
 
 
 def _files(value: str | list[str] | None) -> list[str]:
     return [] if value is None else [value] if isinstance(value, str) else list(value)
-
-
-def _read(files: Sequence[str], data: DataConfig, root: Path) -> list[Structure]:
-    """The records of ``files``, joined with ``data.labels`` and in the units of ``data.units``."""
-    labels = Labels(data.labels, root) if data.labels is not None else None
-    joined = labels.provides(data.targets) if labels is not None else {}
-    in_file = {name: key for name, key in data.targets.items() if name not in joined}
-    structures: list[Structure] = []
-    for file in tqdm(files, desc="reading", unit="file", disable=len(files) < 2):
-        path = Path(file) if Path(file).is_absolute() else root / file
-        records = read_structures(path, in_file, data.format, data.allow_missing, data.edge_targets)
-        if labels is not None:
-            labels.join(records, data.targets, data.allow_missing)
-        structures.extend(records)
-    apply_units(structures, data.units)
-    return structures
 
 
 def apply_units(structures: Sequence[Structure], units: Mapping[str, float]) -> None:
@@ -75,102 +61,154 @@ def random_split(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarr
     return [np.sort(part) for part in np.split(order, cuts)]
 
 
-def featurise(data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike = ".") -> dict[str, pa.Table]:
+def featurise(
+    data: DataConfig, config: FeaturiseConfig, root: str | os.PathLike = ".", prepare: PrepareConfig | None = None
+) -> dict[str, pa.Table]:
     """Read, split, map elements, compute self-energies; return one table per split.
+
+    The in-memory form of :func:`featurise_to` (which it runs into a temporary directory): for
+    datasets that fit in memory, tests and notebooks.
 
     Args:
         data: where the structures are and which keys are targets.
         config: element list, self-energy method and split.
         root: directory that relative paths in ``data`` are resolved against.
+        prepare: processes and chunk size (default: one process).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        featurise_to(Path(tmp) / "featurised", data, config, root, prepare or PrepareConfig(jobs=1))
+        return {name: read_table(Path(tmp) / "featurised" / f"{name}.arrow", mapped=False) for name in SPLITS}
+
+
+def featurise_to(
+    out: str | os.PathLike,
+    data: DataConfig,
+    config: FeaturiseConfig,
+    root: str | os.PathLike = ".",
+    prepare: PrepareConfig | None = None,
+    source: str | None = None,
+) -> dict[str, int]:
+    """Featurise the structures of ``data`` into ``out/{split}.arrow``, all or nothing, in memory
+    that does not grow with the data (:mod:`physicsml.featurise.stream`).
+
+    Args:
+        out: the output directory.
+        data, config, root: as for :func:`featurise`.
+        prepare: processes and chunk size (default: every core); the output does not depend on them.
+        source: the params file, when every split must have rows (the pipeline validates every epoch
+            and tests at the end); an empty split is then refused, naming ``source``, before any output.
+
+    Returns:
+        The number of structures of each split.
     """
     root = Path(root)
+    prepare = prepare or PrepareConfig()
     method = config.atomic_energies.method
-    chemistry = chemistry_settings(data, config)  # checked before anything is read
-    if data.source is not None:
-        if config.split.method != "random":
-            raise ConfigError("params.yaml", "featurise.split.method", "data.source is one file to split: use 'random'")
-        records = _read(_files(data.source), data, root)
-        isolated = [
-            r
-            for r in records
-            if method == "isolated" and config.atomic_energies.file is None and self_energies.is_isolated_atom(r)
-        ]
-        records = [r for r in records if not any(r is i for i in isolated)]
-        parts = random_split(len(records), config.split.fractions, config.split.seed)
-        splits = {name: [records[i] for i in part] for name, part in zip(SPLITS, parts)}
-    else:
-        splits = {name: _read(_files(getattr(data, name)), data, root) for name in SPLITS}
-        isolated = []
-        if method == "isolated" and config.atomic_energies.file is None:
-            isolated = [r for r in splits["train"] if self_energies.is_isolated_atom(r)]
-            splits["train"] = [r for r in splits["train"] if not self_energies.is_isolated_atom(r)]
-    everything = [s for part in splits.values() for s in part]
-    if not splits["train"]:
-        raise ConfigError("params.yaml", "featurise.split", "the training split is empty")
-    elements = resolve_elements(config.elements if config.elements == "auto" else list(config.elements), everything)
-    species = {name: [species_of(s, elements) for s in part] for name, part in splits.items()}
-
     energy_config = config.atomic_energies
+    chemistry = chemistry_settings(data, config)  # checked before anything is read
+    if data.source is not None and config.split.method != "random":
+        raise ConfigError("params.yaml", "featurise.split.method", "data.source is one file to split: use 'random'")
     if method != "none" and energy_config.target not in data.targets:
         raise ConfigError(
             "params.yaml",
             "featurise.atomic_energies.target",
             f"'{energy_config.target}' is not one of data.targets {list(data.targets)}",
         )
-    if method == "given":
-        energies = self_energies.from_values(energy_config.values or {}, elements)
-    elif method == "isolated":
-        if energy_config.file is not None:
-            path = Path(energy_config.file) if Path(energy_config.file).is_absolute() else root / energy_config.file
-            isolated = read_structures(path, {energy_config.target: data.targets[energy_config.target]}, data.format)
-            apply_units(isolated, {k: v for k, v in data.units.items() if k == energy_config.target})
-        energies = self_energies.from_isolated(isolated, energy_config.target, elements)
-    elif method == "least_squares" and not energy_config.by_formal_charge:
-        energies = self_energies.least_squares(splits["train"], energy_config.target, elements)
-    else:
-        energies = {z: 0.0 for z in elements}
-    per_index = np.array([energies[z] for z in elements], dtype=np.float64)
-    chemistry_parts = {name: chemistry_columns(part, chemistry) for name, part in splits.items()}
-    by_charge: self_energies.ChargedEnergies = {}
-    if energy_config.by_formal_charge:
-        charges = [c for name in SPLITS for c in chemistry_parts[name].formal_charges]
-        if method == "given":
-            by_charge = self_energies.by_charge_from_values(
-                energy_config.values or {}, charges, [s.atomic_numbers for s in everything]
-            )
-        else:
-            train = chemistry_parts["train"].formal_charges
-            by_charge = self_energies.least_squares_by_charge(splits["train"], train, energy_config.target)
-        for z in elements:  # the per-element list: the neutral atom's, else the mean over its charges
-            values = [e for (z_, q), e in by_charge.items() if z_ == z]
-            energies[z] = by_charge.get((z, 0), float(np.mean(values)) if values else 0.0)
+    set_aside = method == "isolated" and energy_config.file is None
+    with atomic_output_dir(out) as tmp:
+        chunks = tmp / ".chunks"
+        chunks.mkdir()
+        files = (
+            [(file, None) for file in _files(data.source)]
+            if data.source is not None
+            else [(file, name) for name in SPLITS for file in _files(getattr(data, name))]
+        )
+        tasks: list[stream.ChunkTask] = []
+        for file, split in files:
+            path = Path(file) if Path(file).is_absolute() else root / file
+            for part in file_parts(path, data.format, prepare.chunk_size):
+                number = len(tasks)
+                aside = set_aside and split in (None, "train")
+                tasks.append(
+                    stream.ChunkTask(
+                        number,
+                        file,
+                        part,
+                        split,
+                        data,
+                        str(root),
+                        chemistry,
+                        aside,
+                        str(chunks / f"{number:06d}.arrow"),
+                    )
+                )
+        summaries = list(stream.run_chunks(tasks, prepare.processes))
+        split_of = _assign_splits(summaries, config)
+        sizes = {name: int((split_of == k).sum()) for k, name in enumerate(SPLITS)}
+        if sizes["train"] == 0:
+            raise ConfigError("params.yaml", "featurise.split", "the training split is empty")
+        elements = sorted(set().union(*(s.elements for s in summaries))) if config.elements == "auto" else None
+        elements = resolve_elements(list(config.elements), []) if elements is None else elements
+        kinds = stream.merge_kinds(summaries, list(data.targets))
+        if method != "none" and method != "given" and kinds.get(energy_config.target) != "graph_scalar":
+            if energy_config.target in kinds:
+                raise ConfigError(
+                    "params.yaml",
+                    "featurise.atomic_energies.target",
+                    f"'{energy_config.target}' is not a per-structure scalar target",
+                )
+        isolated = [r for s in summaries for r in s.isolated]
+        fit = stream.fit_pass(summaries, split_of, kinds, elements, energy_config, method, isolated, data, root)
+        metadata = {
+            "elements": [chemical_symbols[z] for z in elements],
+            "atomic_numbers": elements,
+            "atomic_energies": {chemical_symbols[z]: fit.energies[z] for z in elements},
+            "atomic_energies_method": method,
+            "targets": kinds,
+            "chemistry": chemistry,
+        }
+        for summary in summaries:
+            metadata.update(summary.names)
+        if fit.by_charge:
+            metadata["atomic_energies_by_charge"] = self_energies.as_metadata(fit.by_charge)
+        split_metadata = {
+            name: {**metadata, "missing": {t: n for t, n in fit.missing[name].items() if n}} for name in SPLITS
+        }
+        stream.write_pass(tmp, summaries, split_of, kinds, elements, fit, split_metadata)
+        if source is not None:  # after the data's own errors, before any output appears
+            _check_splits(sizes, data, config, source)
+        shutil.rmtree(chunks)
+    return sizes
 
-    kinds = target_kinds(everything, list(data.targets))
-    metadata = {
-        "elements": [chemical_symbols[z] for z in elements],
-        "atomic_numbers": elements,
-        "atomic_energies": {chemical_symbols[z]: energies[z] for z in elements},
-        "atomic_energies_method": method,
-        "targets": kinds,
-        "chemistry": chemistry,
-    }
-    if by_charge:
-        metadata["atomic_energies_by_charge"] = self_energies.as_metadata(by_charge)
-    tables = {}
-    for name, part in splits.items():
-        found = chemistry_parts[name]
-        if by_charge:
-            total = np.array([self_energies.charged_total(by_charge, s, q) for s, q in zip(part, found.formal_charges)])
-        else:
-            total = np.array([per_index[s].sum() for s in species[name]], dtype=np.float64)
-        table = structures_to_table(part, species[name], total, kinds)
-        if data.weights is not None:
-            table = table.append_column("loss_weight", pa.array(loss_weights(part, data.weights)))
-        for column, values in found.columns.items():
-            table = table.append_column(column, values)
-        metadata.update(found.names)
-        tables[name] = with_metadata(table, {**metadata, "missing": missing_counts(table, kinds)})
-    return tables
+
+def _assign_splits(summaries: Sequence[stream.ChunkSummary], config: FeaturiseConfig) -> np.ndarray:
+    """``[records]`` the split (index into :data:`SPLITS`) of every record, in file order."""
+    rows = [s.rows for s in summaries]
+    if summaries and summaries[0].task.split is None:  # one source: a seeded random cut of the count
+        split_of = np.empty(sum(rows), dtype=np.int8)
+        for k, part in enumerate(random_split(len(split_of), config.split.fractions, config.split.seed)):
+            split_of[part] = k
+        return split_of
+    return np.repeat(np.array([SPLITS.index(s.task.split or "train") for s in summaries], np.int8), rows)
+
+
+def _check_splits(sizes: Mapping[str, int], data: DataConfig, config: FeaturiseConfig, source: str) -> None:
+    """Refuse an empty split: the train, validate and predict stages need all three."""
+    empty = [name for name, size in sizes.items() if size == 0]
+    if not empty:
+        return
+    total = sum(sizes.values())
+    field, how = (
+        ("featurise.split.fractions", f"{total} structures cut at {list(config.split.fractions)}")
+        if data.source is not None
+        else (f"data.{empty[0]}", "its files hold no structure")
+    )
+    raise ConfigError(
+        source,
+        field,
+        f"the {' and '.join(empty)} split would be empty ({how}); the train, validate and predict stages "
+        "need all three: give more structures or larger fractions",
+    )
 
 
 def chemistry_settings(data: DataConfig, config: FeaturiseConfig) -> dict[str, Any]:
@@ -330,14 +368,17 @@ def featurise_like(structures: Sequence[Structure], metadata: dict, targets: Seq
     elements = list(metadata["atomic_numbers"])
     per_index = np.array([metadata["atomic_energies"][chemical_symbols[z]] for z in elements], dtype=np.float64)
     species = [species_of(s, elements) for s in structures]
-    total = np.array([per_index[s].sum() for s in species], dtype=np.float64)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in structures])]).astype(np.int64)
     kinds = target_kinds(structures, list(targets)) if structures else {}
     found = chemistry_columns(structures, metadata.get("chemistry") or {})
-    if metadata.get("atomic_energies_by_charge"):
+    if metadata.get("atomic_energies_by_charge") and structures:
         by_charge = self_energies.from_metadata(metadata["atomic_energies_by_charge"])
-        total = np.array(
-            [self_energies.charged_total(by_charge, s, q) for s, q in zip(structures, found.formal_charges)]
+        atom_energies = np.concatenate(
+            [self_energies.charged_per_atom(by_charge, s, q) for s, q in zip(structures, found.formal_charges)]
         )
+    else:
+        atom_energies = per_index[np.concatenate(species)] if structures else np.zeros(0)
+    total = row_sums(atom_energies, offsets)
     table = structures_to_table(structures, species, total, kinds)
     for column, values in found.columns.items():
         table = table.append_column(column, values)

@@ -57,8 +57,9 @@ def target_kind(structure: Structure, name: str) -> str:
     return {0: "graph_scalar", 1: "graph_vector", 2: "graph_tensor"}[len(shape)]
 
 
-def target_kinds(structures: Sequence[Structure], targets: Sequence[str]) -> dict[str, str]:
-    """The kind of every target, checked to be the same in every record that has it."""
+def target_kinds(structures: Sequence[Structure], targets: Sequence[str], complete: bool = True) -> dict[str, str]:
+    """The kind of every target, checked to be the same in every record that has it (in the order
+    of ``targets``); with ``complete``, a target no record has is an error."""
     kinds: dict[str, str] = {}
     for structure in structures:
         for name in targets:
@@ -70,9 +71,9 @@ def target_kinds(structures: Sequence[Structure], targets: Sequence[str]) -> dic
                     structure.file, structure.index, name, f"target is {kind} here but {kinds[name]} in earlier records"
                 )
     absent = [name for name in targets if name not in kinds]
-    if absent and structures:
+    if complete and absent and structures:
         raise InputError(structures[0].file, None, absent[0], "target missing from every record")
-    return kinds
+    return {name: kinds[name] for name in targets if name in kinds}
 
 
 #: Shape of one structure's value of each graph-level kind.
@@ -96,31 +97,56 @@ def _value(structure: Structure, name: str, kind: str) -> np.ndarray:
     return np.full(shape, np.nan)
 
 
+def missing_rows(table: pa.Table, kinds: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """Per target, ``[rows]`` whether the row misses its value (NaN in a value or component); a
+    target without a column misses in every row."""
+    rows = {}
+    for name in kinds:
+        if name not in table.column_names:
+            rows[name] = np.ones(table.num_rows, dtype=bool)
+            continue
+        values, offsets = to_numpy(table[name])
+        bad = np.isnan(np.asarray(values, dtype=np.float64)).reshape(len(values), -1).any(axis=1)
+        if offsets is None:
+            rows[name] = np.asarray(bad, dtype=bool)
+        else:
+            rows[name] = np.zeros(table.num_rows, dtype=bool)
+            rows[name][np.searchsorted(offsets, np.flatnonzero(bad), side="right") - 1] = True
+    return rows
+
+
 def missing_counts(table: pa.Table, kinds: Mapping[str, str]) -> dict[str, int]:
     """Per target, the number of records with a missing (NaN) value or component."""
-    counts = {}
-    for name in kinds:
-        values, offsets = to_numpy(table[name])
-        if not len(values):
-            continue
-        bad = np.isnan(np.asarray(values, dtype=np.float64)).reshape(len(values), -1).any(axis=1)
-        rows = (
-            np.unique(np.searchsorted(offsets, np.flatnonzero(bad), side="right") - 1)
-            if offsets is not None
-            else np.flatnonzero(bad)
-        )
-        if len(rows):
-            counts[name] = int(len(rows))
-    return counts
+    return {name: int(rows.sum()) for name, rows in missing_rows(table, kinds).items() if rows.any()}
+
+
+def missing_column(kind: str, node_offsets: np.ndarray) -> pa.Array:
+    """The column of a target that no row of a piece has: NaN values, no pairs."""
+    rows = len(node_offsets) - 1
+    if kind in PAIR_WIDTHS:
+        return ragged(np.zeros((0, PAIR_WIDTHS[kind])), np.zeros(rows + 1, dtype=np.int64))
+    if kind.startswith("node"):
+        shape = (int(node_offsets[-1]), 3) if kind == "node_vector" else (int(node_offsets[-1]),)
+        return ragged(np.full(shape, np.nan), node_offsets)
+    return fixed(np.full((rows, *GRAPH_SHAPES[kind]), np.nan))
+
+
+def row_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``[rows]`` sums of ``values`` between ``offsets``, added in order, so that a row's sum does not
+    depend on the rows around it (featurise and prediction give bit-identical baselines)."""
+    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    return np.bincount(rows, weights=values, minlength=len(offsets) - 1)
 
 
 def structures_to_table(
     structures: Sequence[Structure],
-    species: Sequence[np.ndarray],
-    total_atomic_energy: np.ndarray,
+    species: Sequence[np.ndarray] | None,
+    total_atomic_energy: np.ndarray | None,
     kinds: Mapping[str, str],
 ) -> pa.Table:
-    """Build the featurised table of ``structures`` (``species``: element index per atom)."""
+    """Build the featurised table of ``structures`` (``species``: element index per atom). Without
+    ``species`` and ``total_atomic_energy`` (which need the whole dataset), the table lacks those two
+    columns and a target that no record has; the featurise stage adds them later."""
     counts = np.array([len(s) for s in structures], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
 
@@ -130,12 +156,14 @@ def structures_to_table(
     columns: dict[str, pa.Array] = {
         "id": pa.array([s.id for s in structures], pa.string()),
         "atomic_numbers": ragged(cat([s.atomic_numbers for s in structures], np.int32), offsets),
-        "species": ragged(cat(list(species), np.int32), offsets),
-        "coordinates": ragged(cat([s.coordinates for s in structures], np.float64, (3,)), offsets),
-        "cell": pa.array([None if s.cell is None else s.cell.tolist() for s in structures], MAT3),
-        "pbc": pa.array([s.pbc.tolist() for s in structures], pa.list_(pa.bool_(), 3)),
-        "total_atomic_energy": pa.array(np.asarray(total_atomic_energy, dtype=np.float64)),
     }
+    if species is not None:
+        columns["species"] = ragged(cat(list(species), np.int32), offsets)
+    columns["coordinates"] = ragged(cat([s.coordinates for s in structures], np.float64, (3,)), offsets)
+    columns["cell"] = pa.array([None if s.cell is None else s.cell.tolist() for s in structures], MAT3)
+    columns["pbc"] = pa.array([s.pbc.tolist() for s in structures], pa.list_(pa.bool_(), 3))
+    if total_atomic_energy is not None:
+        columns["total_atomic_energy"] = pa.array(np.asarray(total_atomic_energy, dtype=np.float64))
     for name, kind in kinds.items():
         values = [_value(s, name, kind) for s in structures]
         if kind in PAIR_WIDTHS:

@@ -10,6 +10,7 @@ several edges between the same pair of atoms (one per image), and with
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +21,9 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from physicsml.errors import InputError
-from physicsml.io.arrow import MAT3, ragged, read_table, to_numpy, write_table
+from physicsml.io.arrow import MAT3, ShardWriter, iter_shards, ragged, read_table, to_numpy
 from physicsml.io.atomic import atomic_output_dir
+from physicsml.io.parallel import parallel_map
 
 _NO_CELL = np.zeros((3, 3))
 
@@ -112,6 +114,7 @@ def build_graphs(
     cell: Sequence[Sequence[float]] | None = None,
     self_interaction: bool = False,
     description: str = "graphs",
+    types: tuple[Any, Any] | None = None,
 ) -> pa.Table:
     """The graph table of a featurised table: edges and cell shifts per row.
 
@@ -121,29 +124,25 @@ def build_graphs(
         pbc: when given, overrides every row's ``pbc``.
         cell: when given (3x3), overrides every row's ``cell``.
         self_interaction: add a self-edge per atom.
+        types: the integer types of ``edge_index`` and ``cell_shifts`` (default:
+            :func:`index_types` of ``table``), given when ``table`` is one piece of a file.
 
     Returns:
         A table with the rows of ``table`` and columns ``id``, ``cell`` and ``pbc``
         (as used), ``edge_index`` list<[2] int> and ``cell_shifts`` list<[3] int>, each in
-        the narrowest integer type that holds it (:func:`narrowest_type`: uint8 for
+        the narrowest integer type that holds it (:func:`index_types`: uint8 for
         molecules under 256 atoms, int8 shifts), and with bond features ``edge_attrs``.
     """
     coordinates, offsets = to_numpy(table["coordinates"])
     assert offsets is not None
     ids = table["id"].to_pylist()
-    cells: list[np.ndarray | None] = [
-        None if c is None else np.asarray(c, dtype=np.float64) for c in table["cell"].to_pylist()
-    ]
-    pbcs = np.asarray(table["pbc"].to_pylist(), dtype=bool).reshape(-1, 3)
-    if cell is not None:
-        cells = [np.asarray(cell, dtype=np.float64)] * table.num_rows
-    if pbc is not None:
-        pbcs = np.tile(np.asarray(pbc, dtype=bool), (table.num_rows, 1))
+    cells, pbcs = _cells(table, pbc, cell)
     calculator = _calculator(cut_off)
     periodic_rows = [bool(value) for value in np.asarray(pbcs.any(axis=1))]
     bounds = offsets.tolist()
     raw = []
-    for row in tqdm(range(table.num_rows), desc=description, unit="structure", mininterval=1.0, leave=False):
+    bar = tqdm(range(table.num_rows), desc=description, unit="structure", mininterval=1.0, leave=False, disable=None)
+    for row in bar:
         positions = coordinates[bounds[row] : bounds[row + 1]]
         if not periodic_rows[row]:
             raw.append(calculator.compute(positions, _NO_CELL, False, "ijS"))
@@ -153,19 +152,89 @@ def build_graphs(
             raise InputError(ids[row], None, "cell", f"singular or missing cell with pbc {row_pbc.tolist()}")
         raw.append(_vesin_edges(calculator, positions, row_cell, row_pbc))
     edge_index, shifts, edge_offsets = _assemble(raw, np.diff(offsets), self_interaction)
-    most_atoms = int(np.diff(offsets).max(initial=1))
+    index_type, shift_type = types if types is not None else index_types(table, cut_off, pbc, cell)
     columns = {
         "id": table["id"],
         "cell": pa.array([None if c is None else c.tolist() for c in cells], MAT3),
         "pbc": pa.array(pbcs.tolist(), pa.list_(pa.bool_(), 3)),
-        "edge_index": ragged(edge_index.astype(narrowest_type(0, most_atoms - 1)), edge_offsets),
-        "cell_shifts": ragged(
-            shifts.astype(narrowest_type(int(shifts.min(initial=0)), int(shifts.max(initial=0)))), edge_offsets
-        ),
+        "edge_index": ragged(edge_index.astype(index_type), edge_offsets),
+        "cell_shifts": ragged(shifts.astype(shift_type), edge_offsets),
     }
     if "bond_features" in table.column_names:
         columns["edge_attrs"] = ragged(bond_edge_attrs(table, edge_index, edge_offsets, description), edge_offsets)
     return pa.table(columns)
+
+
+def _cells(
+    table: pa.Table, pbc: Sequence[bool] | None, cell: Sequence[Sequence[float]] | None
+) -> tuple[list[np.ndarray | None], np.ndarray]:
+    """Every row's cell (``None`` without one) and ``[rows, 3]`` pbc, after the overrides."""
+    cells: list[np.ndarray | None] = [
+        None if c is None else np.asarray(c, dtype=np.float64) for c in table["cell"].to_pylist()
+    ]
+    pbcs = np.asarray(table["pbc"].to_pylist(), dtype=bool).reshape(-1, 3)
+    if cell is not None:
+        cells = [np.asarray(cell, dtype=np.float64)] * table.num_rows
+    if pbc is not None:
+        pbcs = np.tile(np.asarray(pbc, dtype=bool), (table.num_rows, 1))
+    return cells, pbcs
+
+
+def shift_bound(coordinates: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cut_off: float) -> int:
+    """The largest cell shift any edge of one structure can have: along lattice vector ``k``,
+    ``|S_k| <= cut_off / h_k + (spread of the fractional coordinates along k)``, ``h_k`` the
+    cell's height across ``k``. Known before the edges, so a file's type is fixed up front."""
+    if not pbc.any() or len(coordinates) == 0:
+        return 0
+    try:
+        fractional = coordinates @ np.linalg.inv(cell)
+    except np.linalg.LinAlgError:
+        return 0  # build_graphs reports the singular cell
+    volume = abs(np.linalg.det(cell))
+    heights = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    spread = fractional.max(axis=0) - fractional.min(axis=0)
+    bounds = np.ceil(cut_off / heights + spread) + 1
+    return int(bounds[pbc].max())
+
+
+def index_types(
+    table: pa.Table,
+    cut_off: float,
+    pbc: Sequence[bool] | None = None,
+    cell: Sequence[Sequence[float]] | None = None,
+) -> tuple[Any, Any]:
+    """The narrowest integer types of ``edge_index`` (from the largest structure) and ``cell_shifts``
+    (from :func:`shift_bound`), from bounds rather than from edges, so that every piece of a file,
+    and every way of cutting it, gets the same types."""
+    return types_of(*index_bounds(table, cut_off, pbc, cell))
+
+
+def types_of(most_atoms: int, bound: int) -> tuple[Any, Any]:
+    """The integer types of ``edge_index`` and ``cell_shifts`` for these bounds."""
+    return narrowest_type(0, max(most_atoms - 1, 0)), narrowest_type(-bound, bound)
+
+
+def index_bounds(
+    table: pa.Table,
+    cut_off: float,
+    pbc: Sequence[bool] | None = None,
+    cell: Sequence[Sequence[float]] | None = None,
+) -> tuple[int, int]:
+    """The most atoms of a row and the largest :func:`shift_bound` of ``table``."""
+    _, offsets = to_numpy(table["atomic_numbers"])
+    assert offsets is not None
+    most_atoms = int(np.diff(offsets).max(initial=1))
+    cells, pbcs = _cells(table, pbc, cell)
+    bound = 0
+    periodic = np.flatnonzero(pbcs.any(axis=1))
+    if len(periodic):
+        coordinates, _ = to_numpy(table["coordinates"])
+        for row in periodic.tolist():
+            row_cell = cells[row]
+            if row_cell is not None:
+                positions = coordinates[offsets[row] : offsets[row + 1]]
+                bound = max(bound, shift_bound(positions, row_cell, pbcs[row], cut_off))
+    return most_atoms, bound
 
 
 def bond_edge_attrs(table: pa.Table, edge_index: np.ndarray, edge_offsets: np.ndarray, description: str) -> np.ndarray:
@@ -191,6 +260,29 @@ def bond_edge_attrs(table: pa.Table, edge_index: np.ndarray, edge_offsets: np.nd
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class _ShardTask:
+    """One record batch of a featurised file, and how to build its graphs."""
+
+    path: str
+    shard: int
+    cut_off: float
+    pbc: Sequence[bool] | None
+    cell: Sequence[Sequence[float]] | None
+    self_interaction: bool
+    types: tuple[Any, Any]
+    description: str
+
+
+def _shard_graphs(task: _ShardTask) -> pa.Table:
+    with pa.OSFile(task.path, "rb") as source:
+        reader = pa.ipc.open_file(source)
+        table = pa.Table.from_batches([reader.get_batch(task.shard)], reader.schema)
+    return build_graphs(
+        table, task.cut_off, task.pbc, task.cell, task.self_interaction, task.description, types=task.types
+    )
+
+
 def write_graphs(
     featurised_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -199,16 +291,35 @@ def write_graphs(
     cell: Sequence[Sequence[float]] | None = None,
     self_interaction: bool = False,
     splits: Sequence[str] = ("train", "validation", "test"),
+    jobs: int = 1,
 ) -> dict[str, int]:
-    """Build and write the graph table of every split; returns the edge count per split."""
+    """Build and write the graph table of every split, one record batch at a time in ``jobs``
+    processes (the output is the same for any number); returns the edge count per split."""
     counts = {}
     with atomic_output_dir(out) as tmp:
         for split in splits:
-            table = read_table(Path(featurised_dir) / f"{split}.arrow")
-            graphs = build_graphs(table, cut_off, pbc, cell, self_interaction, description=f"graphs {split}")
+            path = str(Path(featurised_dir) / f"{split}.arrow")
+            shards, most_atoms, bound = 0, 1, 0
+            for table in iter_shards(path):  # the file's types, from bounds
+                shards += 1
+                atoms, shifts = index_bounds(table, cut_off, pbc, cell)
+                most_atoms, bound = max(most_atoms, atoms), max(bound, shifts)
+            index_type, shift_type = types_of(most_atoms, bound)
             metadata = {"cut_off": cut_off, "self_interaction": self_interaction, "pbc": pbc, "cell": cell}
-            write_table(graphs, tmp / f"{split}.arrow", metadata)
-            counts[split] = len(graphs["edge_index"].combine_chunks().flatten())
+            writer = ShardWriter(tmp / f"{split}.arrow", metadata)
+            tasks = [
+                _ShardTask(path, k, cut_off, pbc, cell, self_interaction, (index_type, shift_type), f"graphs {split}")
+                for k in range(shards)
+            ]
+            edges = 0
+            for graphs in parallel_map(_shard_graphs, tasks, jobs):
+                writer.write(graphs)
+                edges += len(graphs["edge_index"].combine_chunks().flatten())
+            if shards == 0:
+                writer.close(build_graphs(read_table(path), cut_off, pbc, cell, self_interaction))
+            else:
+                writer.close()
+            counts[split] = edges
     return counts
 
 

@@ -36,6 +36,7 @@ same file, record and field, with ASE's message, as the ASE path does.
 from __future__ import annotations
 
 import itertools
+import locale
 import os
 import re
 import types
@@ -102,11 +103,18 @@ class _UseASE(Exception):
     """A comment line that only ASE's own parser reads correctly."""
 
 
+#: A part of a file: records ``first`` to ``stop`` (exclusive; ``None``: to the end), which lie in
+#: bytes ``start`` to ``end`` (``None``: the whole file).
+Span = tuple[int, "int | None", "int | None", "int | None"]
+WHOLE_FILE: Span = (0, None, None, None)
+
+
 def read_extxyz(
     path: str | os.PathLike,
     targets: Mapping[str, str],
     allow_missing: Collection[str] = (),
     edge_targets: Mapping[str, str] | None = None,
+    span: Span = WHOLE_FILE,
 ) -> Iterator[Structure]:
     """Yield the records of an extxyz/xyz file, exactly as
     ``_read_ase(path, targets, "extxyz", allow_missing, edge_targets)`` does, several
@@ -115,29 +123,99 @@ def read_extxyz(
     What the fast path does not handle (see the module docstring) is read by the ASE path
     from the first record not yet yielded, so the result is the same either way.
 
+    Args:
+        span: only the records of this part of the file (from :func:`frame_offsets`), numbered
+            as in the whole file.
+
     Raises:
         InputError: for a missing or non-numeric target or a bad pair label (from
             ``_from_atoms``), or a frame that cannot be parsed (from the ASE path).
     """
     path = Path(path)
     edge_targets = dict(edge_targets or {})
-    done = 0
+    first, stop, start, end = span
+    done = first
     try:
-        for frame in _frames(path):
+        for frame in _frames(path, start, end):
             yield _from_atoms(frame, targets, str(path), done, allow_missing, edge_targets)
             done += 1
     except _Unsupported:
-        yield from itertools.islice(_read_ase(path, targets, "extxyz", allow_missing, edge_targets), done, None)
+        yield from itertools.islice(_read_ase(path, targets, "extxyz", allow_missing, edge_targets), done, stop)
 
 
-def _frames(path: Path) -> Iterator[Any]:
-    """Stand-ins for the ``Atoms`` that ``ase.io.iread`` yields, or :class:`_Unsupported`."""
+def fast_path_applies(path: str | os.PathLike) -> bool:
+    """Whether the fast reader may read ``path`` itself (not compressed, no ``@`` in its name)."""
     name = str(path)
-    if "@" in os.path.basename(name) or get_compression(name)[1] is not None:
+    return "@" not in os.path.basename(name) and get_compression(name)[1] is None
+
+
+def frame_offsets(path: str | os.PathLike, block_size: int = 1 << 24) -> list[int] | None:
+    """Byte offset of every frame's atom-count line, then the end of the frames, found as
+    ``read_xyz`` finds frames but reading the file a block at a time, so that a file of any
+    size can be cut into parts (:data:`Span`) that processes read independently.
+
+    Returns ``None`` for whatever is not plain: a carriage return, a count that is not a
+    positive integer, ``VEC`` lines. The whole file is then read as one part, and the
+    reader reports any error as for one file.
+    """
+    offsets: list[int] = []
+    base = 0  # file offset of data[0]
+    data = b""
+    skip = 0  # lines still to pass before the next atom-count line
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(block_size)
+            if b"\r" in block:
+                return None
+            data += block
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10).tolist()
+            if not block and (not ends or ends[-1] != len(data) - 1) and data:
+                ends.append(len(data))  # the last line, without a newline
+            line, start = 0, 0  # the current line (index into ends) and where it starts in data
+            while True:
+                if skip:
+                    passed = min(skip, len(ends) - line)
+                    skip -= passed
+                    line += passed
+                    start = ends[line - 1] + 1 if line else start
+                    if skip:
+                        break
+                    if line < len(ends) and data[start : ends[line]].lstrip().startswith(b"VEC"):
+                        return None
+                if line >= len(ends):
+                    break
+                text = data[start : ends[line]]
+                if not text.strip():
+                    return [*offsets, base + start]
+                try:
+                    natoms = int(text)
+                except ValueError:
+                    return None
+                if natoms < 1:
+                    return None
+                offsets.append(base + start)
+                skip = natoms + 2
+            if not block:
+                return [*offsets, base + min(start, len(data))]
+            data = data[start:]
+            base += start
+
+
+def _frames(path: Path, start: int | None = None, end: int | None = None) -> Iterator[Any]:
+    """Stand-ins for the ``Atoms`` that ``ase.io.iread`` yields (of bytes ``start`` to ``end``, whole
+    frames, when given), or :class:`_Unsupported`."""
+    name = str(path)
+    if not fast_path_applies(name):
         raise _Unsupported(name)
     try:
-        with open(path) as handle:  # text mode with universal newlines and the locale encoding, as ASE opens it
-            text = handle.read()
+        if start is None:
+            with open(path) as handle:  # text mode with universal newlines and the locale encoding, as ASE opens it
+                text = handle.read()
+        else:
+            with open(path, "rb") as binary:
+                binary.seek(start)
+                raw = binary.read(-1 if end is None else end - start)
+            text = raw.decode(locale.getpreferredencoding(False))  # parts have no carriage returns
     except (OSError, UnicodeDecodeError) as error:
         raise _Unsupported(name) from error
     if "\x00" in text:  # the atom-line check below uses NUL as a line marker
@@ -148,9 +226,9 @@ def _frames(path: Path) -> Iterator[Any]:
     layouts: dict[str, list[tuple[str, str, int, int]]] = {}
     chunk: list[tuple[int, int]] = []
     atoms = 0
-    for index, start in enumerate(starts):
-        chunk.append(start)
-        atoms += start[1]
+    for index, frame in enumerate(starts):
+        chunk.append(frame)
+        atoms += frame[1]
         if len(chunk) == CHUNK or atoms >= CHUNK_ATOMS or index == len(starts) - 1:
             try:
                 frames = _chunk(lines, chunk, strings, layouts)

@@ -40,6 +40,7 @@ as the other readers do. A dataset absent from a group is likewise an error unle
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
@@ -87,11 +88,30 @@ def count_hdf5(path: str | os.PathLike) -> int:
         return sum(group[_coordinates_name(group)].shape[0] for group in _molecule_groups(handle))
 
 
+def hdf5_parts(path: str | os.PathLike, size: int) -> list[tuple[int, int, int, int]]:
+    """Parts of about ``size`` records, whole molecule groups each: ``(first record, stop record,
+    first group, stop group)``, from the dataset shapes (no coordinates read)."""
+    parts: list[tuple[int, int, int, int]] = []
+    first = group_start = records = 0
+    with _open(path) as handle:
+        _layout(handle, str(path))
+        groups = 0
+        for groups, group in enumerate(_molecule_groups(handle), start=1):
+            records += group[_coordinates_name(group)].shape[0]
+            if records - first >= size:
+                parts.append((first, records, group_start, groups))
+                first, group_start = records, groups
+        if records > first or not parts:
+            parts.append((first, records, group_start, groups))
+    return parts
+
+
 def read_hdf5(
     path: str | os.PathLike,
     targets: Mapping[str, str],
     allow_missing: Collection[str] = (),
     units: Mapping[str, float] | None = None,
+    part: tuple[int, Any, Any, Any] | None = None,
 ) -> Iterator[Structure]:
     """Stream the validated records of an ANI-1x, ANI-1 or SPICE HDF5 file.
 
@@ -101,6 +121,7 @@ def read_hdf5(
             (``{"energy": "wb97x_dz.energy", "forces": "wb97x_dz.forces"}``).
         allow_missing: targets that may be NaN or absent (``None`` in the record).
         units: target name -> factor the file's values are multiplied by (default 1.0).
+        part: only these records (from :func:`hdf5_parts`), numbered as in the whole file.
 
     Returns:
         An iterator over the records: groups in name order, conformers in file order,
@@ -117,16 +138,21 @@ def read_hdf5(
         if name not in targets:
             raise ConfigError("units", name, f"no such target; targets: {sorted(targets)}")
         factors[name] = float(factor)
-    return _read(str(path), dict(targets), frozenset(allow_missing), factors)
+    return _read(str(path), dict(targets), frozenset(allow_missing), factors, part)
 
 
 def _read(
-    file: str, targets: dict[str, str], allow_missing: frozenset[str], factors: dict[str, float]
+    file: str,
+    targets: dict[str, str],
+    allow_missing: frozenset[str],
+    factors: dict[str, float],
+    part: tuple[int, Any, Any, Any] | None,
 ) -> Iterator[Structure]:
+    first, _, group_start, group_stop = part if part is not None else (0, None, 0, None)
     with _open(file) as handle:
         kinds = _kinds(handle, set(targets.values()))
-        index = 0
-        for group in _molecule_groups(handle):
+        index = first
+        for group in itertools.islice(_molecule_groups(handle), group_start, group_stop):
             for record in _read_group(group, file, index, targets, allow_missing, factors, kinds):
                 validate_structure(record, file, record.index, allow_missing)
                 yield record

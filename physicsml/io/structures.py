@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,12 +78,91 @@ class Structure:
         return f"{self.file}:{self.index}"
 
 
+#: A part of a file that a process reads on its own: ``(first record, stop record, start, end)``;
+#: ``start``/``end`` are byte offsets (extxyz, SDF) or molecule group indices (HDF5); ``None``
+#: stands for the file's beginning or end.
+Part = tuple[int, "int | None", "int | None", "int | None"]
+WHOLE_FILE: Part = (0, None, None, None)
+
+
+def file_format(path: Path, format: str | None) -> str | None:
+    """The reader of ``path``: ``format`` if given, else from the suffix (``None``: ASE guesses)."""
+    suffix = path.suffix.lower()
+    fmt = (
+        format
+        or TABLE_FORMATS.get(suffix)
+        or {".sdf": "sdf", ".mol": "sdf", ".h5": "hdf5", ".hdf5": "hdf5"}.get(suffix)
+    )
+    if fmt in (None, "extxyz") and suffix in (".xyz", ".extxyz"):  # ASE's default for these suffixes
+        from physicsml.io.extxyz import fast_path_applies
+
+        return "fast-extxyz" if fast_path_applies(path) else "extxyz"
+    return fmt
+
+
+def file_parts(path: str | os.PathLike, format: str | None, size: int) -> list[Part]:
+    """Cut ``path`` into parts of about ``size`` records that can be read independently and in
+    any order: extxyz and SDF at record boundaries found by a scan of the bytes, HDF5 at molecule
+    groups. Other formats, and files whose scan finds anything unusual, are one part."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), None, None, "file not found")
+    fmt = file_format(path, format)
+    bounds = None
+    if fmt == "fast-extxyz":
+        from physicsml.io.extxyz import frame_offsets
+
+        bounds = frame_offsets(path)
+    elif fmt == "sdf":
+        bounds = sdf_offsets(path)
+    elif fmt == "hdf5":
+        from physicsml.io.hdf5 import hdf5_parts
+
+        return [(a, b, c, d) for a, b, c, d in hdf5_parts(path, size)]
+    if not bounds or len(bounds) < 2:
+        return [WHOLE_FILE]
+    count = len(bounds) - 1
+    return [(a, min(a + size, count), bounds[a], bounds[min(a + size, count)]) for a in range(0, count, size)]
+
+
+def sdf_offsets(path: str | os.PathLike, block_size: int = 1 << 24) -> list[int] | None:
+    """Byte offsets where the records of an SDF file begin, then its end (``None`` for a file with
+    carriage returns: read whole)."""
+    offsets = [0]
+    base = 0
+    data = b""
+    unterminated = False  # text after the last "$$$$": a record without its terminator
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(block_size)
+            if b"\r" in block:
+                return None
+            data += block
+            cut = len(data) if not block else data.rfind(b"\n") + 1
+            last = 0
+            for match in _SDF_END.finditer(data, 0, cut):
+                offsets.append(base + match.end())
+                last = match.end()
+            unterminated = bool(data[last:cut].strip()) or (unterminated and last == 0)
+            if not block:
+                break
+            data = data[cut:]
+            base += cut
+    if unterminated:
+        offsets.append(base + len(data))
+    return offsets
+
+
+_SDF_END = re.compile(rb"^\$\$\$\$[^\n]*(?:\n|\Z)", re.M)
+
+
 def read_structures(
     path: str | os.PathLike,
     targets: Mapping[str, str] | None = None,
     format: str | None = None,
     allow_missing: Collection[str] = (),
     edge_targets: Mapping[str, str] | None = None,
+    part: Part = WHOLE_FILE,
 ) -> list[Structure]:
     """Read every record of ``path``.
 
@@ -95,6 +175,7 @@ def read_structures(
         allow_missing: targets that may be absent (``None`` in the record) or NaN
             (in some of its components or atoms).
         edge_targets: targets that label atom pairs, and their kind, scalar or vector (:func:`pair_labels`).
+        part: only the records of this part (:func:`file_parts`), numbered as in the whole file.
 
     Returns:
         The validated records, in file order.
@@ -104,32 +185,25 @@ def read_structures(
     edge_targets = dict(edge_targets or {})
     if not path.is_file():
         raise InputError(str(path), None, None, "file not found")
-    suffix = path.suffix.lower()
-    fmt = (
-        format
-        or TABLE_FORMATS.get(suffix)
-        or {".sdf": "sdf", ".mol": "sdf", ".h5": "hdf5", ".hdf5": "hdf5"}.get(suffix)
-    )
+    fmt = file_format(path, format)
+    if fmt in ("hdf5", "parquet", "arrow") and edge_targets:
+        raise InputError(str(path), None, next(iter(edge_targets)), "pair labels are read from extxyz or SDF files")
     if fmt == "hdf5":  # ANI-1x, ANI-1 and SPICE releases; validated as they are read
         from physicsml.io.hdf5 import read_hdf5
 
-        if edge_targets:
-            raise InputError(str(path), None, next(iter(edge_targets)), "pair labels are read from extxyz or SDF files")
-        return list(read_hdf5(path, targets, allow_missing))
+        return list(read_hdf5(path, targets, allow_missing, part=None if part == WHOLE_FILE else part))
     if fmt == "sdf":
-        records = list(_read_sdf(path, targets, allow_missing, edge_targets))
+        records = list(_read_sdf(path, targets, allow_missing, edge_targets, part))
     elif fmt in ("parquet", "arrow"):
-        if edge_targets:
-            raise InputError(str(path), None, next(iter(edge_targets)), "pair labels are read from extxyz or SDF files")
         records = structures_from_table(path, targets, fmt)
-    elif fmt in (None, "extxyz") and suffix in (".xyz", ".extxyz"):  # ASE's default for these suffixes
+    elif fmt == "fast-extxyz":
         from physicsml.io.extxyz import read_extxyz
 
-        records = list(read_extxyz(path, targets, allow_missing, edge_targets))
+        records = list(read_extxyz(path, targets, allow_missing, edge_targets, part))
     else:
         records = list(_read_ase(path, targets, fmt, allow_missing, edge_targets))
-    for index, record in enumerate(records):
-        validate_structure(record, str(path), index, allow_missing)
+    for record in records:
+        validate_structure(record, str(path), record.index, allow_missing)
     return records
 
 
@@ -319,12 +393,24 @@ def _from_atoms(
 
 
 def _read_sdf(
-    path: Path, targets: Mapping[str, str], allow_missing: Collection[str], edge_targets: Mapping[str, str]
+    path: Path,
+    targets: Mapping[str, str],
+    allow_missing: Collection[str],
+    edge_targets: Mapping[str, str],
+    part: Part = WHOLE_FILE,
 ) -> Iterator[Structure]:
     from rdkit import Chem
 
-    supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=False)
-    for index, mol in enumerate(supplier):
+    first, _, start, end = part
+    if start is None:
+        supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=False)
+    else:
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            text = handle.read(-1 if end is None else end - start).decode("utf-8", errors="replace")
+        supplier = Chem.SDMolSupplier()
+        supplier.SetData(text, removeHs=False, sanitize=False)
+    for index, mol in enumerate(supplier, start=first):
         if mol is None:
             raise InputError(str(path), index, None, "RDKit cannot parse this record")
         if mol.GetNumConformers() == 0 or not mol.GetConformer().Is3D():

@@ -22,7 +22,8 @@ from physicsml.configs import DataModuleConfig
 from physicsml.data.collate import LEVELS, Collated, SplitArrays, collate, split_arrays
 from physicsml.data.datasets import InMemoryBatches, OnDiskBatches, OnTheFlyBatches
 from physicsml.errors import ConfigError
-from physicsml.io.arrow import fixed, read_table, table_metadata, write_table
+from physicsml.io import arrow
+from physicsml.io.arrow import RowReader, ShardWriter, fixed, read_table, table_metadata, write_table
 from physicsml.io.atomic import atomic_output_dir
 
 #: Batch-size key of the datamodule config used for each split.
@@ -64,6 +65,41 @@ def write_prebatched(collated: Collated, path: str | os.PathLike, metadata: dict
     write_table(collated_table(collated), path, metadata)
 
 
+def prebatch_split(
+    featurised: str | os.PathLike,
+    graphs: str | os.PathLike,
+    config: DataModuleConfig,
+    batch_size: int,
+    dtype: Any,
+    out: str | os.PathLike,
+    metadata: dict[str, Any],
+) -> int:
+    """Collate one split into ``out`` piece by piece: each piece is a whole number of batches of
+    about :data:`~physicsml.io.arrow.SHARD_ROWS` structures, and becomes one record batch, so memory
+    stays that of one piece. Returns the number of batches."""
+    piece_rows = max(1, arrow.SHARD_ROWS // batch_size) * batch_size
+    structures, graph_rows = RowReader(featurised), RowReader(graphs)
+    writer = ShardWriter(out, metadata)
+    batches = 0
+    template = None
+    while (table := structures.take(piece_rows)) is not None:
+        edges = graph_rows.take(table.num_rows)
+        if edges is None:
+            raise ConfigError(
+                "params.yaml", "graphs", "graph table rows do not match the featurised table: re-run the graphs stage"
+            )
+        collated = collate(split_arrays(table, edges, config), batch_size, dtype)
+        piece = collated_table(collated)
+        writer.write_batch(piece)
+        template = template if template is not None else piece.slice(0, 0)
+        batches += collated.num_batches
+    if template is None:  # an empty split: the schema of an empty collation
+        table, edges = read_table(featurised), read_table(graphs)
+        template = collated_table(collate(split_arrays(table, edges, config), batch_size, dtype))
+    writer.close(template)
+    return batches
+
+
 def prebatch(
     featurised_dir: str | os.PathLike,
     graphs_dir: str | os.PathLike,
@@ -84,15 +120,20 @@ def prebatch(
     }
     with atomic_output_dir(out) as tmp:
         for split in splits:
-            featurised = read_table(Path(featurised_dir) / f"{split}.arrow")
-            graphs = read_table(Path(graphs_dir) / f"{split}.arrow")
+            featurised = read_table(Path(featurised_dir) / f"{split}.arrow")  # mapped: only what is read is loaded
             num_elements = resolve_num_elements(config, featurised)
             batch_size = getattr(config, BATCH_SIZE_OF[split]).batch_size
             entry = {"batch_size": batch_size, "num_elements": num_elements, "num_structures": featurised.num_rows}
             if config.pre_batch == "on_disk":
-                collated = collate(split_arrays(featurised, graphs, config), batch_size, float_dtype(precision))
-                write_prebatched(collated, tmp / f"{split}.arrow", {**entry, "split": split})
-                entry["num_batches"] = collated.num_batches
+                entry["num_batches"] = prebatch_split(
+                    Path(featurised_dir) / f"{split}.arrow",
+                    Path(graphs_dir) / f"{split}.arrow",
+                    config,
+                    batch_size,
+                    float_dtype(precision),
+                    tmp / f"{split}.arrow",
+                    {**entry, "split": split},
+                )
             else:
                 entry["num_batches"] = -(-featurised.num_rows // batch_size)
             manifest["splits"][split] = entry
