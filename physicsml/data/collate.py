@@ -85,6 +85,7 @@ class SplitArrays:
     cells: np.ndarray  # [rows, 3, 3] float64, zeros without a cell
     total_atomic_energy: np.ndarray  # [rows]
     targets: dict[str, np.ndarray]  # batch field -> [N, E or rows, k]: targets, masks and inputs (attributes)
+    periodic: bool = True  # whether any edge may cross a cell boundary (else no cell_shift_vector is stored)
 
     @property
     def num_rows(self) -> int:
@@ -180,6 +181,12 @@ def _pair_columns(
     return np.concatenate(arrays, axis=1)
 
 
+def any_periodic(graphs: pa.Table) -> bool:
+    """Whether any row of a graph table is periodic along some direction."""
+    pbc, _ = to_numpy(graphs["pbc"])
+    return bool(np.asarray(pbc).any())
+
+
 def split_arrays(
     featurised: pa.Table, graphs: pa.Table, config: DataModuleConfig, source: str = "params.yaml"
 ) -> SplitArrays:
@@ -247,6 +254,8 @@ def split_arrays(
         cells=cells,
         total_atomic_energy=to_numpy(featurised[K.TOTAL_ATOMIC_ENERGY])[0],
         targets=targets,
+        # from the graph file's bound when it has one, so that every piece of a split agrees
+        periodic=bool(table_metadata(graphs).get("max_cell_shift", int(any_periodic(graphs))) > 0),
     )
 
 
@@ -281,7 +290,7 @@ def collate(
     edge_graph = np.repeat(np.arange(n_rows), n_edges)
     shifted = arrays.edge_index[edges] + node_shift[edge_graph, None]  # int64
     # per batch, all receivers then all senders, so batch k's slice reshapes to [2, E_k]
-    edge_index = np.empty(2 * len(shifted), dtype=np.int64)
+    edge_index = np.empty(2 * len(shifted), dtype=np.int32)
     for first, last in zip(edge_bounds[:-1], edge_bounds[1:]):
         edge_index[2 * first : 2 * last].reshape(2, -1)[...] = shifted[first:last].T
 
@@ -295,16 +304,19 @@ def collate(
         [node_offsets[a : b + 1] - node_offsets[a] for a, b in zip(graph_bounds[:-1], graph_bounds[1:])]
     )
 
+    # Indices are stored as int32 (a batch has far fewer than 2**31 atoms and edges) and widened
+    # when a batch is made; molecules store no cell_shift_vector (all zeros, made with the batch).
     fields = {
-        K.RAW_ATOMIC_NUMBERS: arrays.species[nodes],
+        K.RAW_ATOMIC_NUMBERS: arrays.species[nodes].astype(np.int32),
         K.COORDINATES: arrays.coordinates[nodes].astype(dtype),
-        K.BATCH: np.repeat(local_graph, n_atoms).astype(np.int64),
+        K.BATCH: np.repeat(local_graph, n_atoms).astype(np.int32),
         K.EDGE_INDEX: edge_index,
-        K.CELL_SHIFT_VECTOR: cell_shift_vector.astype(dtype),
         K.TOTAL_ATOMIC_ENERGY: arrays.total_atomic_energy[start:stop].astype(dtype),
         K.CELL: cells.astype(dtype),
         K.PTR: ptr.astype(np.int64),
     }
+    if arrays.periodic:
+        fields[K.CELL_SHIFT_VECTOR] = cell_shift_vector.astype(dtype)
     for field, values in arrays.targets.items():
         level = {"node": nodes, "edge": edges}.get(LEVELS[field], slice(start, stop))
         fields[field] = values[level].astype(dtype)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,26 @@ from physicsml.io.parallel import parallel_map
 _NO_CELL = np.zeros((3, 3))
 
 
-def _calculator(cut_off: float) -> Any:
+def _vesin() -> Any:
+    """vesin, imported without its optional torch support unless torch is loaded already.
+
+    The neighbour lists here take numpy arrays, and vesin imports torch when it can: about a
+    second and 150 MB in every process of the graphs stage, which never needs it. ``import torch``
+    fails while vesin imports, so vesin sets itself up for numpy (and cupy) arrays only.
+    """
+    if "vesin" not in sys.modules and "torch" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]
+        try:
+            import vesin
+        finally:
+            del sys.modules["torch"]
     import vesin
+
+    return vesin
+
+
+def _calculator(cut_off: float) -> Any:
+    vesin = _vesin()
 
     # one thread: structures are small and processed one after another
     return vesin.NeighborList(cutoff=float(cut_off), full_list=True, sorted=True, n_threads=1)
@@ -262,7 +281,8 @@ def bond_edge_attrs(table: pa.Table, edge_index: np.ndarray, edge_offsets: np.nd
 
 @dataclasses.dataclass(frozen=True)
 class _ShardTask:
-    """One record batch of a featurised file, and how to build its graphs."""
+    """One record batch of a featurised file, and how to build its graphs (``description``:
+    ``graphs <split>``)."""
 
     path: str
     shard: int
@@ -294,32 +314,43 @@ def write_graphs(
     jobs: int = 1,
 ) -> dict[str, int]:
     """Build and write the graph table of every split, one record batch at a time in ``jobs``
-    processes (the output is the same for any number); returns the edge count per split."""
-    counts = {}
+    processes (one pool for all splits; the output is the same for any number); returns the edge
+    count per split.
+
+    A first pass over each featurised file finds the bounds that fix the file's integer types
+    (:func:`index_bounds`), so that every record batch is written with the same types.
+    """
+    tasks, writers, empty = [], {}, {}
     with atomic_output_dir(out) as tmp:
         for split in splits:
             path = str(Path(featurised_dir) / f"{split}.arrow")
             shards, most_atoms, bound = 0, 1, 0
-            for table in iter_shards(path):  # the file's types, from bounds
+            for table in iter_shards(path):
                 shards += 1
                 atoms, shifts = index_bounds(table, cut_off, pbc, cell)
                 most_atoms, bound = max(most_atoms, atoms), max(bound, shifts)
-            index_type, shift_type = types_of(most_atoms, bound)
-            metadata = {"cut_off": cut_off, "self_interaction": self_interaction, "pbc": pbc, "cell": cell}
-            writer = ShardWriter(tmp / f"{split}.arrow", metadata)
-            tasks = [
-                _ShardTask(path, k, cut_off, pbc, cell, self_interaction, (index_type, shift_type), f"graphs {split}")
+            types = types_of(most_atoms, bound)
+            metadata = {
+                "cut_off": cut_off,
+                "self_interaction": self_interaction,
+                "pbc": pbc,
+                "cell": cell,
+                "max_cell_shift": bound,
+            }
+            writers[split] = ShardWriter(tmp / f"{split}.arrow", metadata)
+            tasks += [
+                _ShardTask(path, k, cut_off, pbc, cell, self_interaction, types, f"graphs {split}")
                 for k in range(shards)
             ]
-            edges = 0
-            for graphs in parallel_map(_shard_graphs, tasks, jobs):
-                writer.write(graphs)
-                edges += len(graphs["edge_index"].combine_chunks().flatten())
             if shards == 0:
-                writer.close(build_graphs(read_table(path), cut_off, pbc, cell, self_interaction))
-            else:
-                writer.close()
-            counts[split] = edges
+                empty[split] = build_graphs(read_table(path), cut_off, pbc, cell, self_interaction, types=types)
+        counts = dict.fromkeys(splits, 0)
+        for task, graphs in zip(tasks, parallel_map(_shard_graphs, tasks, jobs)):
+            split = task.description.removeprefix("graphs ")
+            writers[split].write(graphs)
+            counts[split] += len(graphs["edge_index"].combine_chunks().flatten())
+        for split, writer in writers.items():
+            writer.close(empty.get(split))
     return counts
 
 

@@ -12,19 +12,20 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-from torch.utils.data import Dataset
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data.collate import LEVELS, Collated, SplitArrays, collate, split_arrays
-from physicsml.data.datasets import InMemoryBatches, OnDiskBatches, OnTheFlyBatches
 from physicsml.errors import ConfigError
 from physicsml.io import arrow
 from physicsml.io.arrow import RowReader, ShardWriter, fixed, read_table, table_metadata, write_table
 from physicsml.io.atomic import atomic_output_dir
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 #: Batch-size key of the datamodule config used for each split.
 BATCH_SIZE_OF = {"train": "train", "validation": "validation", "test": "predict"}
@@ -149,6 +150,8 @@ def load_batches(
     config: DataModuleConfig,
 ) -> Dataset:
     """The batches of ``split`` in the mode the prebatch stage recorded in its manifest."""
+    from physicsml.data.datasets import InMemoryBatches, OnDiskBatches, OnTheFlyBatches  # torch: not for the stage
+
     manifest = json.loads((Path(prebatched_dir) / MANIFEST).read_text())
     entry = manifest["splits"][split]
     if manifest["pre_batch"] == "on_disk":
