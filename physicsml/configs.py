@@ -294,6 +294,8 @@ class TrainerConfig(Config):
     @pydantic.field_validator("accelerator")
     @classmethod
     def _available(cls, value: str) -> str:
+        if value not in ("gpu", "cuda", "mps"):
+            return value  # torch only for what needs it: the data stages read this section too
         import torch
 
         if value in ("gpu", "cuda") and not torch.cuda.is_available():

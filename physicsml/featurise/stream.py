@@ -131,11 +131,8 @@ def read_chunk(task: ChunkTask) -> ChunkSummary:
         numbers = np.concatenate([r.atomic_numbers for r in records])
         pairs = {(int(z), int(q)) for z, q in set(zip(numbers.tolist(), charges.tolist()))}
     write_table(table, task.out)
-    elements: set[int] = set()
-    for record in records:
-        elements.update(np.unique(record.atomic_numbers).tolist())
-    for record in isolated:
-        elements.update(record.atomic_numbers.tolist())
+    every = [r.atomic_numbers for r in (*records, *isolated)]
+    elements = set(np.unique(np.concatenate(every)).tolist()) if every else set()
     return ChunkSummary(task, len(records), elements, kinds, first_with, pairs, found.names, isolated)
 
 

@@ -25,7 +25,7 @@ import pyarrow.ipc
 
 METADATA_KEY = b"physicsml"
 #: Rows per record batch of the featurised and graph files.
-SHARD_ROWS = 8192
+SHARD_ROWS = 2048
 VEC3 = pa.list_(pa.float64(), 3)
 MAT3 = pa.list_(VEC3, 3)
 

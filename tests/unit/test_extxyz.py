@@ -17,8 +17,8 @@ from conftest import ROOT, SHARED_DATA
 
 import physicsml.io.extxyz as fast
 from physicsml.errors import InputError
-from physicsml.io.extxyz import read_extxyz
-from physicsml.io.structures import _read_ase
+from physicsml.io.extxyz import frame_offsets, read_extxyz
+from physicsml.io.structures import _read_ase, file_parts, read_structures
 
 ENERGY_FORCES = {"energy": "energy", "forces": "forces"}
 #: Every extxyz/xyz file of the project and of the shared data, with targets that it holds,
@@ -277,3 +277,33 @@ def test_comment_lines_parse_as_ase_parses_them(line):
     assert mine.keys() == theirs.keys()
     for key, value in theirs.items():
         assert_same_value(mine[key], value, key)
+
+
+def read_in_parts(path, targets, size):
+    """The records of ``path`` read part by part (as the featurise stage's processes read them)."""
+    return [r for part in file_parts(path, None, size) for r in read_structures(path, targets, part=part)]
+
+
+@pytest.mark.parametrize("size", [1, 7])
+def test_a_file_read_in_parts_gives_the_records_of_the_whole_file(size):
+    path, targets = FILES[3][0], FILES[3][1]  # periodic silicon: 214 records
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    parts = file_parts(path, None, size)
+    assert len(parts) == -(-214 // size) and all(b - a == min(size, 214 - a) for a, b, _, _ in parts)
+    assert_same_records(read_in_parts(path, targets, size), read_structures(path, targets))
+
+
+@pytest.mark.parametrize(("text", "record", "field"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_files_read_in_parts_raise_the_whole_file_error(tmp_path, text, record, field):
+    path = write(tmp_path, text)
+    whole = outcome(lambda: read_structures(path, {"energy": "energy"}))
+    assert whole[:3] == (str(path), record, field)
+    assert outcome(lambda: read_in_parts(path, {"energy": "energy"}, 1)) == whole
+
+
+def test_frame_offsets_find_every_record_across_read_blocks(tmp_path):
+    path = write(tmp_path, H2 * 5 + "\n\n")  # a blank line ends the frames, as for read_xyz
+    offsets = frame_offsets(path, block_size=7)  # blocks cut lines and frames anywhere
+    assert offsets == [k * len(H2) for k in range(6)]
+    assert frame_offsets(write(tmp_path, H2.replace("\n", "\r\n"), "crlf.xyz")) is None  # read whole

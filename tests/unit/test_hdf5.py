@@ -226,3 +226,20 @@ def test_featurise_reads_an_hdf5_file_in_the_units_asked_for(tmp_path):
     )
     rows = [int(i.rsplit(":", 1)[1]) for i in tables["train"]["id"].to_pylist()]
     np.testing.assert_allclose(to_numpy(tables["train"]["energy"])[0], energies[rows] * HARTREE_TO_EV)
+
+
+def test_a_file_read_in_parts_gives_the_records_of_the_whole_file(tmp_path):
+    from physicsml.io.structures import file_parts, read_structures
+
+    groups = {f"M{k}": _molecule(WATER if k % 2 else METHANE, k + 1) for k in range(5)}  # 15 conformers
+    path = _write(tmp_path / "parts.h5", groups)
+    targets = {"energy": "wb97x_dz.energy", "forces": "wb97x_dz.forces"}
+    whole = read_structures(path, targets)
+    for size in (1, 4, 100):
+        parts = file_parts(path, None, size)
+        assert [p[0] for p in parts] == sorted({p[0] for p in parts}) and parts[-1][1] == 15
+        read = [r for part in parts for r in read_structures(path, targets, part=part)]
+        assert [r.index for r in read] == list(range(15)) == [r.index for r in whole]
+        for mine, theirs in zip(read, whole):
+            assert mine.info == theirs.info and np.array_equal(mine.coordinates, theirs.coordinates)
+            assert mine.targets["energy"] == theirs.targets["energy"]

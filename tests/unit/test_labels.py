@@ -65,3 +65,20 @@ def test_a_missing_or_repeated_id_names_the_id_and_the_file(tmp_path):
         featurised(tmp_path / "m.sdf", {"path": str(labels), "id_column": "mol_id"})
     with pytest.raises(InputError, match=r"field 'mol': id column missing; columns: \['mol_id', 'u0', 'gap'\]"):
         featurised(tmp_path / "m.sdf", {"path": str(labels), "id_column": "mol"})
+
+
+def test_an_sdf_read_in_parts_gives_the_records_of_the_whole_file(tmp_path):
+    from physicsml.io.structures import file_parts, read_structures
+
+    write_sdf(tmp_path / "m.sdf", [f"m{k}" for k in range(9)])
+    text = (tmp_path / "m.sdf").read_text()
+    (tmp_path / "open.sdf").write_text(text.rstrip()[: -len("$$$$")])  # the last record without "$$$$"
+    for name in ("m.sdf", "open.sdf"):
+        whole = read_structures(tmp_path / name)
+        for size in (1, 2, 4):
+            parts = file_parts(tmp_path / name, None, size)
+            assert len(parts) == -(-9 // size)
+            read = [r for part in parts for r in read_structures(tmp_path / name, part=part)]
+            assert [r.info["name"] for r in read] == [f"m{k}" for k in range(9)] == [r.info["name"] for r in whole]
+            assert [r.index for r in read] == list(range(9))
+            assert all(np.array_equal(a.coordinates, b.coordinates) for a, b in zip(read, whole))
