@@ -44,7 +44,8 @@ def make_batch(
     data = dict(fields)
     float_dtype = data[K.COORDINATES].dtype
     for key in (K.RAW_ATOMIC_NUMBERS, K.BATCH, K.EDGE_INDEX):  # stored narrow (int32)
-        data[key] = data[key].long()
+        if data[key].dtype != torch.int64:
+            data[key] = data[key].long()
     if K.CELL_SHIFT_VECTOR not in data:  # molecules: not stored
         data[K.CELL_SHIFT_VECTOR] = torch.zeros(data[K.EDGE_INDEX].numel() // 2, 3, dtype=float_dtype)
     if weights is not None:

@@ -14,6 +14,7 @@ multiply the loss weights of the structures (:func:`bootstrap_weights`).
 
 from __future__ import annotations
 
+import bisect
 import os
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ class _CollatedBatches(Dataset):
         self.num_elements = num_elements
         self.elements: ElementMap | None = None
         self.structure_weights: torch.Tensor | None = None
+        # per part: (field, tensor, its level's offsets) with Python ints, for a fast __getitem__
+        self._fields = [
+            [(name, tensor, offsets[LEVELS[name]].tolist()) for name, tensor in fields.items()]
+            for fields, offsets in parts
+        ]
+        self._first_batch = self.first_batch.tolist()
+        self._graph_offsets = self.graph_offsets.tolist()
 
     def __len__(self) -> int:
         return int(self.first_batch[-1])
@@ -64,14 +72,10 @@ class _CollatedBatches(Dataset):
     def __getitem__(self, k: int) -> Batch:
         if not 0 <= k < len(self):
             raise IndexError(f"batch {k} out of range for {len(self)} batches")
-        part = int(np.searchsorted(self.first_batch, k, side="right")) - 1
-        fields, offsets = self.parts[part]
-        local = k - int(self.first_batch[part])
-        sliced = {}
-        for name, tensor in fields.items():
-            level = offsets[LEVELS[name]]
-            sliced[name] = tensor[level[local] : level[local + 1]]
-        rows = slice(self.graph_offsets[k], self.graph_offsets[k + 1])
+        part = bisect.bisect_right(self._first_batch, k) - 1
+        local = k - self._first_batch[part]
+        sliced = {name: tensor[level[local] : level[local + 1]] for name, tensor, level in self._fields[part]}
+        rows = slice(self._graph_offsets[k], self._graph_offsets[k + 1])
         weights = self.structure_weights[rows] if self.structure_weights is not None else None
         return make_batch(sliced, self.num_elements, self.elements, weights)
 

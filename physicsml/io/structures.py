@@ -215,12 +215,12 @@ def validate_structure(structure: Structure, file: str, record: int, allow_missi
         raise InputError(file, record, "positions", "structure has no atoms")
     if structure.coordinates.shape != (n_atoms, 3):
         raise InputError(file, record, "positions", f"expected shape ({n_atoms}, 3), got {structure.coordinates.shape}")
-    bad = ~np.isfinite(structure.coordinates).all(axis=1)
-    if bad.any():
+    if not np.isfinite(structure.coordinates).all():  # (one check for the common case: a reader's hot path)
+        bad = ~np.isfinite(structure.coordinates).all(axis=1)
         raise InputError(
             file, record, "positions", f"non-finite coordinates for atom(s) {np.flatnonzero(bad)[:10].tolist()}"
         )
-    if np.any(structure.atomic_numbers <= 0) or np.any(structure.atomic_numbers > 118):
+    if structure.atomic_numbers.min() <= 0 or structure.atomic_numbers.max() > 118:
         raise InputError(file, record, "numbers", "atomic numbers must lie in 1..118")
     if structure.pbc.any():
         if structure.cell is None:
@@ -240,7 +240,7 @@ def validate_structure(structure: Structure, file: str, record: int, allow_missi
         if value is None:
             continue
         array = np.asarray(value, dtype=float)
-        if np.isinf(array).any() or (np.isnan(array).any() and name not in allow_missing):
+        if not np.isfinite(array).all() and (np.isinf(array).any() or name not in allow_missing):
             hint = "" if np.isinf(array).any() else " (list it in data.allow_missing to train without it here)"
             raise InputError(file, record, name, f"non-finite target value{hint}")
         if name in structure.edge_targets:
