@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from physicsml.configs import DataConfig
 from physicsml.errors import ConfigError, InputError
 from physicsml.featurise.table import BASE_COLUMNS, missing_column, row_sums, structures_to_table, target_kinds
-from physicsml.io.arrow import iter_shards, ragged, to_numpy, write_table
+from physicsml.io.arrow import iter_shards, ragged, release_memory, to_numpy, write_table
 from physicsml.io.parallel import parallel_map
 from physicsml.io.structures import Part, Structure, read_structures
 
@@ -438,5 +438,6 @@ def write_pass(
                 writers[name].write(finished)
             elif len(chosen):
                 writers[name].write(finished.take(pa.array(chosen)))
+        release_memory()
     for writer in writers.values():
         writer.close(template)

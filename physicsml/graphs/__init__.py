@@ -22,7 +22,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from physicsml.errors import InputError
-from physicsml.io.arrow import MAT3, ShardWriter, iter_shards, ragged, read_table, to_numpy
+from physicsml.io.arrow import MAT3, ShardWriter, iter_shards, ragged, read_table, release_memory, to_numpy
 from physicsml.io.atomic import atomic_output_dir
 from physicsml.io.parallel import parallel_map
 
@@ -349,6 +349,8 @@ def write_graphs(
             split = task.description.removeprefix("graphs ")
             writers[split].write(graphs)
             counts[split] += len(graphs["edge_index"].combine_chunks().flatten())
+            del graphs
+            release_memory()
         for split, writer in writers.items():
             writer.close(empty.get(split))
     return counts

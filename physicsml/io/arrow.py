@@ -12,9 +12,11 @@ size of the chunks that produced the rows, so outputs are the same whatever the 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import mmap
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,18 @@ class ShardWriter:
             self._open(empty.schema)
         self._writer.close()
         self._sink.close()
+
+
+def release_memory() -> None:
+    """Hand memory freed since the last piece back to the system: Arrow's pool and the C heap keep
+    freed blocks for reuse, which over hundreds of pieces of varying size lets a streaming stage's
+    footprint creep upwards although what it holds does not grow."""
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).malloc_trim(0)  # glibc
+        except (AttributeError, OSError):
+            pass
 
 
 def iter_shards(path: str | os.PathLike) -> Iterator[pa.Table]:

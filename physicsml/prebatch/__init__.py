@@ -94,6 +94,8 @@ def prebatch_split(
         writer.write_batch(piece)
         template = template if template is not None else piece.slice(0, 0)
         batches += collated.num_batches
+        del collated, piece, table, edges
+        arrow.release_memory()
     if template is None:  # an empty split: the schema of an empty collation
         table, edges = read_table(featurised), read_table(graphs)
         template = collated_table(collate(split_arrays(table, edges, config), batch_size, dtype))
