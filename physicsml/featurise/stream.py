@@ -121,6 +121,7 @@ def read_chunk(task: ChunkTask) -> ChunkSummary:
     if task.data.weights is not None:
         table = table.append_column("loss_weight", pa.array(loss_weights(records, task.data.weights)))
     found = chemistry_columns(records, task.chemistry)
+    names = found.names
     for column, values in found.columns.items():
         table = table.append_column(column, values)
     pairs: set[tuple[int, int]] = set()
@@ -131,9 +132,13 @@ def read_chunk(task: ChunkTask) -> ChunkSummary:
         numbers = np.concatenate([r.atomic_numbers for r in records])
         pairs = {(int(z), int(q)) for z, q in set(zip(numbers.tolist(), charges.tolist()))}
     write_table(table, task.out)
+    del table, found
     every = [r.atomic_numbers for r in (*records, *isolated)]
     elements = set(np.unique(np.concatenate(every)).tolist()) if every else set()
-    return ChunkSummary(task, len(records), elements, kinds, first_with, pairs, found.names, isolated)
+    summary = ChunkSummary(task, len(records), elements, kinds, first_with, pairs, names, isolated)
+    del records
+    release_memory()  # a process reads many chunks: its footprint stays that of one
+    return summary
 
 
 def run_chunks(tasks: Sequence[ChunkTask], jobs: int) -> Iterator[ChunkSummary]:
@@ -354,6 +359,7 @@ def fit_pass(
             columns = lookup[numbers]
             check_elements(table, numbers, offsets, columns, elements)
         equations.add(count_rows(numbers, offsets, columns, width)[use], energy[use])
+        release_memory()
     if fitting:
         solution = equations.solve()
         if energy_config.by_formal_charge:

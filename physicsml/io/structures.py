@@ -18,6 +18,7 @@ requested target present and finite) and a problem raises
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import os
 import re
@@ -125,10 +126,10 @@ def file_parts(path: str | os.PathLike, format: str | None, size: int) -> list[P
     return [(a, min(a + size, count), bounds[a], bounds[min(a + size, count)]) for a in range(0, count, size)]
 
 
-def sdf_offsets(path: str | os.PathLike, block_size: int = 1 << 24) -> list[int] | None:
+def sdf_offsets(path: str | os.PathLike, block_size: int = 1 << 22) -> Sequence[int] | None:
     """Byte offsets where the records of an SDF file begin, then its end (``None`` for a file with
     carriage returns: read whole)."""
-    offsets = [0]
+    offsets = array.array("q", [0])
     base = 0
     data = b""
     unterminated = False  # text after the last "$$$$": a record without its terminator

@@ -127,6 +127,7 @@ def prebatch(
             num_elements = resolve_num_elements(config, featurised)
             batch_size = getattr(config, BATCH_SIZE_OF[split]).batch_size
             entry = {"batch_size": batch_size, "num_elements": num_elements, "num_structures": featurised.num_rows}
+            del featurised  # its record batches' objects: not kept while the pieces are collated
             if config.pre_batch == "on_disk":
                 entry["num_batches"] = prebatch_split(
                     Path(featurised_dir) / f"{split}.arrow",
@@ -138,7 +139,7 @@ def prebatch(
                     {**entry, "split": split},
                 )
             else:
-                entry["num_batches"] = -(-featurised.num_rows // batch_size)
+                entry["num_batches"] = -(-entry["num_structures"] // batch_size)
             manifest["splits"][split] = entry
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

@@ -305,5 +305,5 @@ def test_malformed_files_read_in_parts_raise_the_whole_file_error(tmp_path, text
 def test_frame_offsets_find_every_record_across_read_blocks(tmp_path):
     path = write(tmp_path, H2 * 5 + "\n\n")  # a blank line ends the frames, as for read_xyz
     offsets = frame_offsets(path, block_size=7)  # blocks cut lines and frames anywhere
-    assert offsets == [k * len(H2) for k in range(6)]
+    assert list(offsets) == [k * len(H2) for k in range(6)]
     assert frame_offsets(write(tmp_path, H2.replace("\n", "\r\n"), "crlf.xyz")) is None  # read whole
