@@ -126,22 +126,10 @@ def featurise_to(
         tasks: list[stream.ChunkTask] = []
         for file, split in files:
             path = Path(file) if Path(file).is_absolute() else root / file
+            aside = set_aside and split in (None, "train")
             for part in file_parts(path, data.format, prepare.chunk_size):
-                number = len(tasks)
-                aside = set_aside and split in (None, "train")
-                tasks.append(
-                    stream.ChunkTask(
-                        number,
-                        file,
-                        part,
-                        split,
-                        data,
-                        str(root),
-                        chemistry,
-                        aside,
-                        str(chunks / f"{number:06d}.arrow"),
-                    )
-                )
+                out_file = str(chunks / f"{len(tasks):06d}.arrow")
+                tasks.append(stream.ChunkTask(file, part, split, data, str(root), chemistry, aside, out_file))
         summaries = list(stream.run_chunks(tasks, prepare.processes))
         split_of = _assign_splits(summaries, config)
         sizes = {name: int((split_of == k).sum()) for k, name in enumerate(SPLITS)}
@@ -150,13 +138,15 @@ def featurise_to(
         elements = sorted(set().union(*(s.elements for s in summaries))) if config.elements == "auto" else None
         elements = resolve_elements(list(config.elements), []) if elements is None else elements
         kinds = stream.merge_kinds(summaries, list(data.targets))
-        if method != "none" and method != "given" and kinds.get(energy_config.target) != "graph_scalar":
-            if energy_config.target in kinds:
-                raise ConfigError(
-                    "params.yaml",
-                    "featurise.atomic_energies.target",
-                    f"'{energy_config.target}' is not a per-structure scalar target",
-                )
+        if (
+            method in ("isolated", "least_squares")
+            and kinds.get(energy_config.target, "graph_scalar") != "graph_scalar"
+        ):
+            raise ConfigError(
+                "params.yaml",
+                "featurise.atomic_energies.target",
+                f"'{energy_config.target}' is not a per-structure scalar target",
+            )
         isolated = [r for s in summaries for r in s.isolated]
         fit = stream.fit_pass(summaries, split_of, kinds, elements, energy_config, method, isolated, data, root)
         metadata = {

@@ -60,36 +60,6 @@ def from_values(values: Mapping[str, Any], elements: Sequence[int]) -> dict[int,
     return {z: by_z[z] for z in elements}
 
 
-def least_squares(structures: Sequence[Structure], target: str, elements: Sequence[int]) -> dict[int, float]:
-    """Per-element energies ``e`` minimising ``sum_g (E_g - sum_Z n_gZ e_Z)^2`` over ``structures``.
-
-    With compositions that do not pin every element (all structures of one
-    molecule, say) the minimum-norm solution is returned, which still makes
-    ``total_atomic_energy`` the best linear baseline.
-    """
-    # records missing the energy (data.allow_missing) do not enter the fit
-    structures = [
-        s
-        for s in structures
-        if target not in s.targets or (s.targets[target] is not None and np.isfinite(s.targets[target]).all())
-    ]
-    if not structures:
-        raise ConfigError("params.yaml", "featurise.atomic_energies", "least_squares needs a non-empty training split")
-    index = {z: i for i, z in enumerate(elements)}
-    counts = np.zeros((len(structures), len(elements)))
-    energies = np.empty(len(structures))
-    for row, structure in enumerate(structures):
-        if target not in structure.targets or np.ndim(structure.targets[target]) != 0:
-            raise ConfigError(
-                "params.yaml", "featurise.atomic_energies.target", f"'{target}' is not a per-structure scalar target"
-            )
-        for z, n in zip(*np.unique(structure.atomic_numbers, return_counts=True)):
-            counts[row, index[int(z)]] = n
-        energies[row] = structure.targets[target]
-    solution = np.linalg.lstsq(counts, energies, rcond=None)[0]
-    return {z: float(e) for z, e in zip(elements, solution)}
-
-
 #: A self-energy per (Z, formal charge).
 ChargedEnergies = dict[tuple[int, int], float]
 
@@ -116,54 +86,47 @@ def by_charge_from_values(
     return table
 
 
-def least_squares_by_charge(
-    structures: Sequence[Structure], charges: Sequence[np.ndarray], target: str
-) -> ChargedEnergies:
-    """Energies ``e`` per (Z, formal charge) minimising ``sum_g (E_g - sum_i e[Z_i, q_i])^2``
-    (minimum-norm where the data do not pin every pair, as :func:`least_squares`)."""
-    rows = [
-        (s, c)
-        for s, c in zip(structures, charges)
-        if s.targets.get(target) is not None and np.isfinite(s.targets[target]).all()
-    ]
-    if not rows:
-        raise ConfigError("params.yaml", "featurise.atomic_energies", "least_squares needs a non-empty training split")
-    pairs = sorted({(int(z), int(q)) for s, c in rows for z, q in zip(s.atomic_numbers, c)})
-    column = {pair: k for k, pair in enumerate(pairs)}
-    counts = np.zeros((len(rows), len(pairs)))
-    energies = np.empty(len(rows))
-    for row, (structure, charge) in enumerate(rows):
-        for z, q in zip(structure.atomic_numbers, charge):
-            counts[row, column[(int(z), int(q))]] += 1
-        energies[row] = float(structure.targets[target])
-    solution = np.linalg.lstsq(counts, energies, rcond=None)[0]
-    return {pair: float(e) for pair, e in zip(pairs, solution)}
+def charged_atom_energies(
+    table: ChargedEnergies, numbers: np.ndarray, charges: np.ndarray
+) -> tuple[np.ndarray, int | None]:
+    """Each atom's self-energy by (Z, formal charge), the element's neutral one for a pair the table
+    lacks; and the first atom with neither (``None`` when every atom has one). Vectorised: the
+    featurise stage runs it over a chunk's atoms at once."""
+    keys = numbers.astype(np.int64) * 1000 + charges.astype(np.int64)
+    table_keys = np.array(sorted(z * 1000 + q for z, q in table), dtype=np.int64)
+    values = np.array([table[pair] for pair in sorted(table)], dtype=np.float64)
+    neutral = np.full(119, np.nan)
+    for (z, q), energy in table.items():
+        if q == 0:
+            neutral[z] = energy
+    position = np.minimum(np.searchsorted(table_keys, keys), max(len(table_keys) - 1, 0))
+    found = table_keys[position] == keys if len(table_keys) else np.zeros(len(keys), dtype=bool)
+    out = np.where(found, values[position] if len(values) else 0.0, neutral[numbers])
+    bad = np.flatnonzero(np.isnan(out))
+    return out, (int(bad[0]) if len(bad) else None)
+
+
+def no_charged_energy(file: str, record: int, z: int, charge: int) -> InputError:
+    """The error for an atom whose (Z, formal charge) has no self-energy, nor its neutral element."""
+    return InputError(
+        file,
+        record,
+        "atomic_energies",
+        f"no self-energy for {chemical_symbols[z]} with formal charge {charge} (nor neutral) "
+        "in the training split: give it in featurise.atomic_energies.values",
+    )
 
 
 def charged_per_atom(table: ChargedEnergies, structure: Structure, charges: np.ndarray) -> np.ndarray:
-    """Each atom's self-energy ``[N]``; a (Z, charge) pair the table lacks takes the element's neutral value.
+    """Each atom's self-energy ``[N]`` (:func:`charged_atom_energies`).
 
     Raises:
-        InputError: naming the record, when the element has neither.
+        InputError: naming the record, when an element has neither its charged nor its neutral value.
     """
-    out = np.empty(len(structure))
-    for k, (z, q) in enumerate(zip(structure.atomic_numbers, charges)):
-        energy = table.get((int(z), int(q)), table.get((int(z), 0)))
-        if energy is None:
-            raise InputError(
-                structure.file,
-                structure.index,
-                "atomic_energies",
-                f"no self-energy for {chemical_symbols[int(z)]} with formal charge {int(q)} (nor neutral) "
-                "in the training split: give it in featurise.atomic_energies.values",
-            )
-        out[k] = energy
+    out, bad = charged_atom_energies(table, np.asarray(structure.atomic_numbers), np.asarray(charges))
+    if bad is not None:
+        raise no_charged_energy(structure.file, structure.index, int(structure.atomic_numbers[bad]), int(charges[bad]))
     return out
-
-
-def charged_total(table: ChargedEnergies, structure: Structure, charges: np.ndarray) -> float:
-    """The sum of the atoms' self-energies (:func:`charged_per_atom`)."""
-    return float(charged_per_atom(table, structure, charges).sum())
 
 
 def as_metadata(table: ChargedEnergies) -> dict[str, dict[str, float]]:

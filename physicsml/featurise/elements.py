@@ -32,11 +32,16 @@ def resolve_elements(elements: str | Sequence[str | int], structures: Sequence[S
     return resolved
 
 
-def species_of(structure: Structure, elements: Sequence[int]) -> np.ndarray:
-    """Element index of each atom of ``structure``; unknown elements raise :class:`InputError`."""
+def element_lookup(elements: Sequence[int]) -> np.ndarray:
+    """``[119]`` the index of each atomic number in ``elements``, -1 for those not in it."""
     lookup = np.full(119, -1, dtype=np.int64)
     lookup[list(elements)] = np.arange(len(elements))
-    species = lookup[structure.atomic_numbers]
+    return lookup
+
+
+def species_of(structure: Structure, elements: Sequence[int]) -> np.ndarray:
+    """Element index of each atom of ``structure``; unknown elements raise :class:`InputError`."""
+    species = element_lookup(elements)[structure.atomic_numbers]
     if (species < 0).any():
         missing = sorted({chemical_symbols[z] for z in structure.atomic_numbers[species < 0]})
         listed = [chemical_symbols[z] for z in elements]

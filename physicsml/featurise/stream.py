@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from physicsml.configs import DataConfig
 from physicsml.errors import ConfigError, InputError
+from physicsml.featurise.elements import element_lookup
 from physicsml.featurise.table import BASE_COLUMNS, missing_column, row_sums, structures_to_table, target_kinds
 from physicsml.io.arrow import iter_shards, ragged, release_memory, to_numpy, write_table
 from physicsml.io.parallel import parallel_map
@@ -48,7 +49,6 @@ FORMAL_CHARGES = "_formal_charges"
 class ChunkTask:
     """One part of one input file, and everything a process needs to featurise it."""
 
-    number: int
     file: str
     part: Part
     split: str | None  # the split of every record (files given per split), or None (data.source)
@@ -230,28 +230,18 @@ def charge_columns(numbers: np.ndarray, charges: np.ndarray, pairs: Sequence[tup
     return np.searchsorted(sorted_keys, keys)
 
 
-def shard_tables(summaries: Sequence[ChunkSummary]) -> Iterator[tuple[ChunkSummary, pa.Table]]:
+def shard_tables(summaries: Sequence[ChunkSummary]) -> Iterator[pa.Table]:
     """Each chunk's temporary table, in order."""
     for summary in summaries:
         if summary.rows:
-            for table in iter_shards(summary.task.out):
-                yield summary, table
+            yield from iter_shards(summary.task.out)
 
 
 def finished_table(
-    table: pa.Table,
-    summary: ChunkSummary,
-    kinds: dict[str, str],
-    lookup: np.ndarray,
-    totals: np.ndarray,
-    elements: Sequence[int],
+    table: pa.Table, kinds: dict[str, str], species: np.ndarray, offsets: np.ndarray, totals: np.ndarray
 ) -> pa.Table:
-    """A temporary table in the featurised schema: ``species``, ``total_atomic_energy`` (given per
-    row), every target's column, in the order of :data:`BASE_COLUMNS`."""
-    numbers, offsets = to_numpy(table["atomic_numbers"])
-    assert offsets is not None
-    species = lookup[numbers]
-    check_elements(table, numbers, offsets, species, elements)
+    """A temporary table in the featurised schema: with its atoms' ``species`` and its rows'
+    ``total_atomic_energy``, every target's column, in the order of :data:`BASE_COLUMNS`."""
     columns: dict[str, Any] = {}
     for name in BASE_COLUMNS:
         if name == "species":
@@ -280,11 +270,18 @@ def check_elements(
 
     first = int(np.flatnonzero(species < 0)[0])
     row = int(np.searchsorted(offsets, first, side="right") - 1)
-    file, record = table["id"][row].as_py().rsplit(":", 1)
+    file, record = record_of(table, offsets, first)
     atoms = slice(offsets[row], offsets[row + 1])
     missing = sorted({chemical_symbols[z] for z, s in zip(numbers[atoms], species[atoms]) if s < 0})
     listed = [chemical_symbols[z] for z in elements]
-    raise InputError(file, int(record), "numbers", f"element(s) {missing} not in the element list {listed}")
+    raise InputError(file, record, "numbers", f"element(s) {missing} not in the element list {listed}")
+
+
+def record_of(table: pa.Table, offsets: np.ndarray, atom: int) -> tuple[str, int]:
+    """The file and record of the row of ``table`` that holds atom ``atom`` (from the row's id)."""
+    row = int(np.searchsorted(offsets, atom, side="right") - 1)
+    file, record = table["id"][row].as_py().rsplit(":", 1)
+    return file, int(record)
 
 
 @dataclasses.dataclass
@@ -331,11 +328,10 @@ def fit_pass(
     fitting = method == "least_squares"
     width = len(pairs) if energy_config.by_formal_charge else len(elements)
     equations = NormalEquations(width)
-    lookup = np.full(119, -1, dtype=np.int64)
-    lookup[elements] = np.arange(len(elements))
+    lookup = element_lookup(elements)
     missing = {name: dict.fromkeys(kinds, 0) for name in SPLITS}
     start = 0
-    for _summary, table in shard_tables(summaries):
+    for table in shard_tables(summaries):
         rows = split_of[start : start + table.num_rows]
         start += table.num_rows
         for target, bad in missing_rows(table, kinds).items():
@@ -374,25 +370,6 @@ def fit_pass(
     return Fit(energies, by_charge, missing)
 
 
-def charged_atom_energies(
-    by_charge: dict[tuple[int, int], float], numbers: np.ndarray, charges: np.ndarray
-) -> tuple[np.ndarray, int | None]:
-    """Each atom's self-energy by (Z, formal charge), the neutral one for a pair the table lacks;
-    and the first atom with neither (``None`` when every atom has one)."""
-    keys = numbers.astype(np.int64) * 1000 + charges.astype(np.int64)
-    table_keys = np.array(sorted(z * 1000 + q for z, q in by_charge), dtype=np.int64)
-    values = np.array([by_charge[pair] for pair in sorted(by_charge)], dtype=np.float64)
-    neutral = np.full(119, np.nan)
-    for (z, q), energy in by_charge.items():
-        if q == 0:
-            neutral[z] = energy
-    position = np.minimum(np.searchsorted(table_keys, keys), max(len(table_keys) - 1, 0))
-    found = table_keys[position] == keys if len(table_keys) else np.zeros(len(keys), dtype=bool)
-    out = np.where(found, values[position] if len(values) else 0.0, neutral[numbers])
-    bad = np.flatnonzero(np.isnan(out))
-    return out, (int(bad[0]) if len(bad) else None)
-
-
 def write_pass(
     out: Path,
     summaries: Sequence[ChunkSummary],
@@ -404,39 +381,31 @@ def write_pass(
 ) -> None:
     """Finish every temporary table and write its rows to their split's file."""
     from physicsml.featurise import SPLITS
+    from physicsml.featurise import atomic_energies as self_energies
     from physicsml.io.arrow import ShardWriter
 
     writers = {name: ShardWriter(out / f"{name}.arrow", metadata[name]) for name in SPLITS}
-    lookup = np.full(119, -1, dtype=np.int64)
-    lookup[elements] = np.arange(len(elements))
+    lookup = element_lookup(elements)
     per_index = np.array([fit.energies[z] for z in elements], dtype=np.float64)
     template = None
     start = 0
-    for summary, table in shard_tables(summaries):
+    for table in shard_tables(summaries):
         rows = split_of[start : start + table.num_rows]
         start += table.num_rows
         numbers, offsets = to_numpy(table["atomic_numbers"])
         assert offsets is not None
+        species = lookup[numbers]
+        check_elements(table, numbers, offsets, species, elements)
         if fit.by_charge:
             charges, _ = to_numpy(table[FORMAL_CHARGES])
-            atom_energies, bad = charged_atom_energies(fit.by_charge, numbers, charges)
+            atom_energies, bad = self_energies.charged_atom_energies(fit.by_charge, numbers, charges)
             if bad is not None:
-                from ase.data import chemical_symbols
-
-                row = int(np.searchsorted(offsets, bad, side="right") - 1)
-                file, record = table["id"][row].as_py().rsplit(":", 1)
-                raise InputError(
-                    file,
-                    int(record),
-                    "atomic_energies",
-                    f"no self-energy for {chemical_symbols[int(numbers[bad])]} with formal charge {int(charges[bad])} "
-                    "(nor neutral) in the training split: give it in featurise.atomic_energies.values",
-                )
+                file, record = record_of(table, offsets, bad)
+                raise self_energies.no_charged_energy(file, record, int(numbers[bad]), int(charges[bad]))
         else:
-            species = lookup[numbers]
-            atom_energies = per_index[np.maximum(species, 0)]
+            atom_energies = per_index[species]
         totals = row_sums(atom_energies, offsets)
-        finished = finished_table(table, summary, kinds, lookup, totals, elements)
+        finished = finished_table(table, kinds, species, offsets, totals)
         template = finished.slice(0, 0) if template is None else template
         for k, name in enumerate(SPLITS):
             chosen = np.flatnonzero(rows == k)

@@ -115,11 +115,6 @@ def missing_rows(table: pa.Table, kinds: Mapping[str, str]) -> dict[str, np.ndar
     return rows
 
 
-def missing_counts(table: pa.Table, kinds: Mapping[str, str]) -> dict[str, int]:
-    """Per target, the number of records with a missing (NaN) value or component."""
-    return {name: int(rows.sum()) for name, rows in missing_rows(table, kinds).items() if rows.any()}
-
-
 def missing_column(kind: str, node_offsets: np.ndarray) -> pa.Array:
     """The column of a target that no row of a piece has: NaN values, no pairs."""
     rows = len(node_offsets) - 1
