@@ -22,7 +22,16 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from physicsml.errors import InputError
-from physicsml.io.arrow import MAT3, ShardWriter, iter_shards, ragged, read_table, release_memory, to_numpy
+from physicsml.io.arrow import (
+    MAT3,
+    ShardWriter,
+    iter_shards,
+    ragged,
+    read_shard,
+    read_table,
+    release_memory,
+    to_numpy,
+)
 from physicsml.io.atomic import atomic_output_dir
 from physicsml.io.parallel import parallel_map
 
@@ -143,13 +152,13 @@ def build_graphs(
         pbc: when given, overrides every row's ``pbc``.
         cell: when given (3x3), overrides every row's ``cell``.
         self_interaction: add a self-edge per atom.
-        types: the integer types of ``edge_index`` and ``cell_shifts`` (default:
-            :func:`index_types` of ``table``), given when ``table`` is one piece of a file.
+        types: the integer types of ``edge_index`` and ``cell_shifts`` (default: those of
+            :func:`index_bounds` of ``table``), given when ``table`` is one piece of a file.
 
     Returns:
         A table with the rows of ``table`` and columns ``id``, ``cell`` and ``pbc``
         (as used), ``edge_index`` list<[2] int> and ``cell_shifts`` list<[3] int>, each in
-        the narrowest integer type that holds it (:func:`index_types`: uint8 for
+        the narrowest integer type that holds it (:func:`types_of`: uint8 for
         molecules under 256 atoms, int8 shifts), and with bond features ``edge_attrs``.
     """
     coordinates, offsets = to_numpy(table["coordinates"])
@@ -171,7 +180,7 @@ def build_graphs(
             raise InputError(ids[row], None, "cell", f"singular or missing cell with pbc {row_pbc.tolist()}")
         raw.append(_vesin_edges(calculator, positions, row_cell, row_pbc))
     edge_index, shifts, edge_offsets = _assemble(raw, np.diff(offsets), self_interaction)
-    index_type, shift_type = types if types is not None else index_types(table, cut_off, pbc, cell)
+    index_type, shift_type = types if types is not None else types_of(*index_bounds(table, cut_off, pbc, cell))
     columns = {
         "id": table["id"],
         "cell": pa.array([None if c is None else c.tolist() for c in cells], MAT3),
@@ -216,20 +225,10 @@ def shift_bound(coordinates: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cut_
     return int(bounds[pbc].max())
 
 
-def index_types(
-    table: pa.Table,
-    cut_off: float,
-    pbc: Sequence[bool] | None = None,
-    cell: Sequence[Sequence[float]] | None = None,
-) -> tuple[Any, Any]:
-    """The narrowest integer types of ``edge_index`` (from the largest structure) and ``cell_shifts``
-    (from :func:`shift_bound`), from bounds rather than from edges, so that every piece of a file,
-    and every way of cutting it, gets the same types."""
-    return types_of(*index_bounds(table, cut_off, pbc, cell))
-
-
 def types_of(most_atoms: int, bound: int) -> tuple[Any, Any]:
-    """The integer types of ``edge_index`` and ``cell_shifts`` for these bounds."""
+    """The narrowest integer types of ``edge_index`` and ``cell_shifts`` for these bounds (from
+    :func:`index_bounds`): from bounds rather than from edges, so that every piece of a file, and
+    every way of cutting it, gets the same types."""
     return narrowest_type(0, max(most_atoms - 1, 0)), narrowest_type(-bound, bound)
 
 
@@ -281,9 +280,9 @@ def bond_edge_attrs(table: pa.Table, edge_index: np.ndarray, edge_offsets: np.nd
 
 @dataclasses.dataclass(frozen=True)
 class _ShardTask:
-    """One record batch of a featurised file, and how to build its graphs (``description``:
-    ``graphs <split>``)."""
+    """One record batch of a split's featurised file, and how to build its graphs."""
 
+    split: str
     path: str
     shard: int
     cut_off: float
@@ -291,16 +290,12 @@ class _ShardTask:
     cell: Sequence[Sequence[float]] | None
     self_interaction: bool
     types: tuple[Any, Any]
-    description: str
 
 
 def _shard_graphs(task: _ShardTask) -> pa.Table:
-    with pa.OSFile(task.path, "rb") as source:
-        reader = pa.ipc.open_file(source)
-        table = pa.Table.from_batches([reader.get_batch(task.shard)], reader.schema)
-    return build_graphs(
-        table, task.cut_off, task.pbc, task.cell, task.self_interaction, task.description, types=task.types
-    )
+    table = read_shard(task.path, task.shard)
+    description = f"graphs {task.split}"
+    return build_graphs(table, task.cut_off, task.pbc, task.cell, task.self_interaction, description, task.types)
 
 
 def write_graphs(
@@ -338,17 +333,13 @@ def write_graphs(
                 "max_cell_shift": bound,
             }
             writers[split] = ShardWriter(tmp / f"{split}.arrow", metadata)
-            tasks += [
-                _ShardTask(path, k, cut_off, pbc, cell, self_interaction, types, f"graphs {split}")
-                for k in range(shards)
-            ]
+            tasks += [_ShardTask(split, path, k, cut_off, pbc, cell, self_interaction, types) for k in range(shards)]
             if shards == 0:
                 empty[split] = build_graphs(read_table(path), cut_off, pbc, cell, self_interaction, types=types)
         counts = dict.fromkeys(splits, 0)
         for task, graphs in zip(tasks, parallel_map(_shard_graphs, tasks, jobs)):
-            split = task.description.removeprefix("graphs ")
-            writers[split].write(graphs)
-            counts[split] += len(graphs["edge_index"].combine_chunks().flatten())
+            writers[task.split].write(graphs)
+            counts[task.split] += len(graphs["edge_index"].combine_chunks().flatten())
             del graphs
             release_memory()
         for split, writer in writers.items():

@@ -236,8 +236,8 @@ class RowReader:
         return taken
 
 
-def file_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of an Arrow IPC file, without reading its rows."""
+def read_shard(path: str | os.PathLike, k: int) -> pa.Table:
+    """Record batch ``k`` of an Arrow IPC file as a table with the file's metadata (read, not mapped)."""
     with pa.OSFile(str(path), "rb") as source:
-        raw = (pa.ipc.open_file(source).schema.metadata or {}).get(METADATA_KEY)
-    return json.loads(raw) if raw else {}
+        reader = pa.ipc.open_file(source)
+        return pa.Table.from_batches([reader.get_batch(k)], reader.schema)
