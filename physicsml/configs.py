@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from physicsml.errors import ConfigError
 
+#: The training budget and step size of the shipped params.yaml, defaults of the config classes too.
+MAX_EPOCHS = 40
+LEARNING_RATE = 0.003
+
 
 class Config(BaseModel):
     """Base of every config: unknown keys are errors, defaults are validated."""
@@ -95,6 +99,13 @@ class DataConfig(Config):
         description="Key (extxyz info, SD property) of each structure's total charge, used to perceive bonds; "
         "null: every structure is neutral.",
     )
+    on_error: Literal["fail", "skip"] = Field(
+        "fail",
+        description="A record that fails a check of its own (bonds not perceived, an element outside "
+        "featurise.elements, non-finite coordinates, a missing label, ...): fail stops at the first with its "
+        "error; skip leaves it out, counts it per reason in the featurised metadata and lists it in "
+        "skipped.csv beside the featurised files. Problems of a whole file are errors either way.",
+    )
 
     @pydantic.model_validator(mode="after")
     def _one_layout(self) -> DataConfig:
@@ -111,7 +122,7 @@ class AtomicEnergiesConfig(Config):
     """``featurise.atomic_energies``: the per-element self-energies behind ``total_atomic_energy``."""
 
     method: Literal["none", "given", "isolated", "least_squares"] = Field(
-        "none",
+        "least_squares",
         description="none: zeros; given: `values`; isolated: single-atom records; "
         "least_squares: fit sum of per-element energies to `target` on the training split.",
     )
@@ -181,15 +192,20 @@ class FeaturiseConfig(Config):
 
 
 class BatchSizeConfig(Config):
-    batch_size: int = Field(1, ge=1, description="Structures per batch.")
+    batch_size: int = Field(32, ge=1, description="Structures per batch.")
+
+
+def _batches_of(size: int) -> Any:
+    """A default factory of a :class:`BatchSizeConfig` of ``size`` structures."""
+    return lambda: BatchSizeConfig(batch_size=size)
 
 
 class DataModuleConfig(Config):
     """``datamodule``: graphs and batches (the reference's datamodule config)."""
 
-    train: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
-    validation: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
-    predict: BatchSizeConfig = Field(default_factory=BatchSizeConfig)
+    train: BatchSizeConfig = Field(default_factory=_batches_of(32))
+    validation: BatchSizeConfig = Field(default_factory=_batches_of(64))  # no gradients kept: larger batches fit
+    predict: BatchSizeConfig = Field(default_factory=_batches_of(64))
     num_workers: pydantic.NonNegativeInt | Literal["all"] = Field(
         0, description="DataLoader workers; 'all' uses every CPU."
     )
@@ -217,14 +233,17 @@ class DataModuleConfig(Config):
     y_graph_scalars: list[str] | None = None
     y_graph_vector: str | None = None
     y_stress: str | None = Field(None, description="A 3x3 per-structure column (stress, eV/Å^3) to train stress on.")
-    cut_off: float = Field(5.0, gt=0, description="Neighbour cut-off radius in Å.")
+    cut_off: float = Field(
+        5.2, gt=0, description="Neighbour cut-off radius in Å; 5.2 covers every family, ANI's radial cut-off included."
+    )
     pbc: tuple[bool, bool, bool] | None = Field(None, description="Overrides every structure's pbc when set.")
     cell: list[list[float]] | None = Field(None, description="Overrides every structure's cell (3x3) when set.")
     self_interaction: bool = Field(
         False, description="Add one edge from each atom to itself (no family can use it: they divide by edge lengths)."
     )
     pre_batch: Literal["on_disk", "in_memory"] | None = Field(
-        None, description="on_disk: memory-mapped batches; in_memory: collated once in RAM; null: collated per step."
+        "on_disk",
+        description="on_disk: memory-mapped batches; in_memory: collated once in RAM; null: collated per step.",
     )
 
     @pydantic.field_validator("cell")
@@ -312,7 +331,7 @@ class TrainerConfig(Config):
     )
     default_root_dir: str | None = "training"
     enable_checkpointing: bool = False
-    max_epochs: int | None = 1
+    max_epochs: int | None = Field(MAX_EPOCHS, description="Epochs to train (the budget of the shipped params.yaml).")
     min_epochs: int | None = None
     precision: Literal[32, 64, "32", "64"] = Field(32, description="32 or 64: float dtype of batches and weights.")
     gradient_clip_algorithm: Literal["norm", "value"] | None = None
@@ -321,7 +340,11 @@ class TrainerConfig(Config):
     accumulate_grad_batches: int = Field(1, ge=1, description="Batches per optimizer step.")
     check_val_every_n_epoch: int | None = Field(1, description="Validate every n epochs.")
     enable_progress_bar: bool = Field(True, description="Show the per-epoch progress bar.")
-    deterministic: bool | None = Field(None, description="Ask torch for deterministic algorithms.")
+    deterministic: bool | None = Field(
+        True,
+        description="Deterministic algorithms, so that two runs of one config give the same model and metrics "
+        "(an op without a deterministic kernel on the device warns instead of failing); null: torch's fastest.",
+    )
     logger: bool = Field(False, description="Lightning's default logger (the train stage logs with DVCLive).")
 
     @pydantic.field_validator("callbacks", mode="after")
@@ -336,7 +359,7 @@ class OptimizerConfig(Config):
     """``optimizer``: any ``torch.optim`` class by name, with its keyword arguments."""
 
     name: str = Field("Adam", description="A torch.optim class, e.g. Adam, AdamW, SGD.")
-    config: dict[str, Any] = Field(default_factory=lambda: {"lr": 1e-3}, description="Its keyword arguments.")
+    config: dict[str, Any] = Field(default_factory=lambda: {"lr": LEARNING_RATE}, description="Its keyword arguments.")
 
     @pydantic.model_validator(mode="after")
     def _exists(self) -> OptimizerConfig:
@@ -359,8 +382,13 @@ class OptimizerConfig(Config):
 class SchedulerConfig(Config):
     """``scheduler``: any ``torch.optim.lr_scheduler`` class by name (ReduceLROnPlateau included)."""
 
-    name: str = Field(..., description="A torch.optim.lr_scheduler class, e.g. ReduceLROnPlateau, StepLR.")
-    config: dict[str, Any] = Field(default_factory=dict, description="Its keyword arguments.")
+    name: str = Field(
+        "ReduceLROnPlateau", description="A torch.optim.lr_scheduler class, e.g. ReduceLROnPlateau, StepLR."
+    )
+    config: dict[str, Any] = Field(
+        default_factory=lambda: {"factor": 0.5, "patience": 5},
+        description="Its keyword arguments (the default halves the learning rate after 5 epochs without progress).",
+    )
     interval: Literal["epoch", "step"] = Field("epoch", description="Step the scheduler every epoch or every batch.")
     frequency: int = Field(1, ge=1, description="Step it every `frequency` intervals.")
     monitor: str = Field("val/total/loss", description="Metric a ReduceLROnPlateau watches.")
@@ -438,7 +466,12 @@ class EnsembleConfig(Config):
 class PredictConfig(Config):
     """``predict``: extra structure files to predict besides the test split."""
 
-    files: list[str] = Field(default_factory=list, description="Structure files (any supported format) to predict.")
+    files: list[str] = Field(
+        default_factory=list,
+        description="Structure files (any supported format) to predict; one whose records carry labels of the "
+        "model's targets (read under data.targets and data.units) is measured too, in its own block of "
+        "results/metrics.json named after the file.",
+    )
 
 
 class MDConfig(Config):
@@ -460,12 +493,40 @@ class MDConfig(Config):
     interval: int = Field(
         5, ge=1, description="Record energies, check stability and write a frame every `interval` steps."
     )
-    min_distance: float = Field(0.5, gt=0, description="Unstable once two atoms come closer than this (Å).")
+    min_distance: float = Field(0.5, gt=0, description="Fails once two atoms come closer than this (Å).")
+    max_energy_deviation: float = Field(
+        0.1,
+        gt=0,
+        description="nve: fails once the total energy is this far from its start (eV/atom). More than the whole "
+        "thermal energy at 300 K (3 kB T = 0.078 eV/atom), so only a run that heats itself crosses it; a sound "
+        "model and time step stay within a few meV/atom.",
+    )
+    max_temperature_factor: float = Field(
+        3.0,
+        gt=1,
+        description="langevin: fails once the instantaneous temperature exceeds this times temperature_K (no limit "
+        "at 0 K). N atoms fluctuate by sqrt(2/(3N)) of the target (47 % for 3 atoms), so 3x is beyond thermal "
+        "noise, while a runaway passes it within a few intervals.",
+    )
     bond_multiplier: float = Field(
         1.25,
         ge=0,
-        description="Molecules: bonds are pairs closer than this times the sum of ASE's natural cut-offs; "
-        "a trajectory is unstable once its bond graph changes. 0 switches the check off.",
+        description="Molecules: bonds are pairs closer than this times the sum of ASE's natural cut-offs. A "
+        "trajectory fails once its number of fragments (connected components) changes or a bond is longer than "
+        "in training (bond_tolerance); other bond-graph changes are counted as bond_events. 0 switches bonds off.",
+    )
+    bond_tolerance: float = Field(
+        0.1,
+        ge=0,
+        description="Molecules: fails once a bond is longer than the longest bond of its element pair in the train "
+        "split plus this (Å); pairs bonded in no training molecule are limited by bond_multiplier alone. 0.1 Å is "
+        "about three standard deviations of a bond's thermal stretch at 300 K, for data of equilibrium geometries.",
+    )
+    bond_structures: int | None = Field(
+        100_000,
+        ge=1,
+        description="Molecules of the train split scanned for the longest bonds (the first ones; periodic structures "
+        "skipped); null: all.",
     )
     skin: float = Field(0.5, ge=0, description="Neighbour-list skin in Å.")
     device: str = Field("cpu", description="Torch device.")
@@ -488,7 +549,9 @@ class ModelSection(Config):
 
     model_config = ConfigDict(extra="allow", validate_default=True)
 
-    name: str = Field("egnn_model", description="Model family: egnn_model, ...")
+    name: str = Field(
+        "mace_model", description="Model family: mace_model, egnn_model, nequip_model, allegro_model, ..."
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="Keys applied to whichever family is chosen.")
 
 
@@ -546,12 +609,54 @@ def load_params(path: str | os.PathLike) -> dict[str, Any]:
     for key in params:
         if key not in SECTIONS:
             raise ConfigError(str(path), str(key), unknown_key(str(key), SECTIONS))
+    check_across_sections(params, str(path))
     return params
 
 
+#: ANI's radial cut-off per parameter set (Å): the neighbour list must reach it.
+ANI_RADIAL_CUT_OFFS = {"ani1": 5.2, "ani2": 5.1, "ani_spice": 5.1}
+
+
+def check_across_sections(params: dict[str, Any], source: str = "params.yaml") -> None:
+    """Checks that join keys of several sections, run whenever a params file is read, so that every
+    stage (the first included) refuses a config that a later one could not run, before any work.
+
+    Only what needs neither torch nor data is checked here (the train stage checks the rest of
+    the model before it reads its batches): ANI's radial cut-off against ``datamodule.cut_off``
+    and the ensemble seeds against ``train.seed``.
+    """
+    model = params.get("model") or {}
+    name = str(model.get("name") or ModelSection.model_fields["name"].default)
+    if name.endswith("ani_model"):
+        which = next(
+            (
+                section["which_ani"]
+                for section in (model.get("config"), model.get(name), model.get("ani_model"))
+                if isinstance(section, dict) and "which_ani" in section
+            ),
+            "ani1",
+        )
+        datamodule = params.get("datamodule") or {}
+        cut_off = datamodule.get("cut_off", DataModuleConfig.model_fields["cut_off"].default)
+        needed = ANI_RADIAL_CUT_OFFS.get(str(which))
+        if needed is not None and isinstance(cut_off, (int, float)) and cut_off < needed:
+            raise ConfigError(
+                source,
+                "datamodule.cut_off",
+                f"{cut_off} Å is shorter than the radial cut-off of {name} ({which}: {needed} Å): set it to {needed} "
+                "or more (5.2 suits every family)",
+            )
+    train = params.get("train") or {}
+    seeds = (params.get("ensemble") or {}).get("seeds") or []
+    seed = train.get("seed", TrainConfig.model_fields["seed"].default)
+    if seed in seeds:
+        raise ConfigError(source, "ensemble.seeds", f"{seed} is train.seed: that model is the train stage's")
+
+
 def parse_section(params: dict[str, Any], name: str, source: str = "params.yaml") -> Any:
-    """Validate section ``name`` of ``params`` into its config class (``None`` for an empty scheduler)."""
-    if name == "scheduler" and not params.get(name):
+    """Validate section ``name`` of ``params`` into its config class (``None`` for ``scheduler: null``:
+    no scheduler; an absent section takes its defaults, as every other section does)."""
+    if name == "scheduler" and name in params and params[name] is None:
         return None
     return parse_config(SECTIONS[name], params.get(name) or {}, source, name)
 

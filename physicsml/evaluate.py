@@ -53,6 +53,21 @@ def test_metrics(
     return metrics
 
 
+def block_metrics(
+    predictions: dict[str, Any],
+    references: dict[str, Any],
+    stds: dict[str, Any],
+    num_atoms: np.ndarray,
+    energy: str | None,
+) -> dict[str, dict[str, float]]:
+    """The metrics of one set of structures (the test split, an extra file): :func:`test_metrics` of every
+    labelled target, with :func:`calibration` for those with a predicted std. Empty without labels."""
+    metrics = test_metrics(predictions, references, num_atoms, energy)
+    for name, values in calibration(predictions, references, stds).items():
+        metrics.setdefault(name, {}).update(values)
+    return metrics
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     """Ranks from 0, ties sharing their mean rank."""
     order = np.argsort(values, kind="mergesort")
@@ -107,7 +122,8 @@ def write_calibration(
 ) -> None:
     """Per target with a std, ``<name>.csv`` (``predicted_std,rmse``: the RMS predicted std and the
     RMS error of each of ``bins`` equal-count bins of increasing std, for ``dvc plots``) and
-    ``calibration.png`` with the ideal ``rmse = std`` line. Writes nothing without stds."""
+    ``calibration.png`` with the ideal ``rmse = std`` line. A model without stds gets each target's
+    ``<name>.csv`` with its header alone: no points to plot, and an output DVC does not call empty."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,6 +133,8 @@ def write_calibration(
     out.mkdir(parents=True, exist_ok=True)
     names = [name for name in references if name in stds and name in predictions]
     if not names:
+        for name in references:
+            (out / f"{name}.csv").write_text("predicted_std,rmse\n")
         return
     figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4), squeeze=False)
     for axis, name in zip(axes[0], names):

@@ -3,10 +3,13 @@
 Test errors do not say whether a potential survives molecular dynamics. Each
 trajectory here starts from a structure with Maxwell–Boltzmann velocities and
 runs velocity Verlet (NVE) or Langevin dynamics with the ASE calculator. Every
-``interval`` steps the energies are recorded and stability is checked: a
-trajectory becomes unstable (and stops) once two atoms are closer than
-``min_distance`` or, for a molecule, once its bond graph (pairs closer than
-``bond_multiplier`` times the sum of ASE's natural cut-offs) changes.
+``interval`` steps the energies are recorded and :class:`StabilityCheck` asks whether
+the trajectory has failed (then it stops, with the reason): two atoms collided, the
+energy (NVE) or the temperature (Langevin) ran away, or a molecule fell apart, fused
+with another or stretched a bond beyond the longest bond of that element pair in the
+training data (:class:`BondLengths`). A bond graph that changes without changing the
+fragments (a proton passed from one oxygen to another) is chemistry the model may
+well have learnt: such changes are counted as ``bond_events``, not failures.
 
 Metrics per trajectory, up to its first failure:
 
@@ -16,28 +19,34 @@ Metrics per trajectory, up to its first failure:
 * ``time_to_failure``: simulated time at the first failed check, ps (the whole
   run for a stable trajectory);
 * ``steps_per_second``: wall-clock speed, energies and forces included;
+* ``bond_events``: changes of the bond graph that kept the fragments;
 * ``max_force_std``: for a model with an uncertainty, the largest predicted
   force-component standard deviation (eV/Å) met along the trajectory;
   ``md.max_force_std`` stops a trajectory once it is exceeded.
 
 >>> from physicsml.configs import MDConfig
->>> report = md_check("models/model.pt", [atoms1, atoms2], MDConfig(steps=200))
+>>> config = MDConfig(steps=200)
+>>> bond_lengths = BondLengths.from_atoms(training_structures, config.bond_multiplier)
+>>> report = md_check("models/model.pt", [atoms1, atoms2], config, bond_lengths=bond_lengths)
 >>> report.metrics["stable_fraction"], report.metrics["drift_meV_per_atom_ps"]
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from ase import Atoms, units
+from ase.data import chemical_symbols, covalent_radii
 from tqdm.auto import tqdm
 
 from physicsml.configs import MDConfig
-from physicsml.errors import StructureError
+from physicsml.errors import InputError, StructureError
 
 try:
     from ase.md.velocitydistribution import thermalize_momenta
@@ -59,6 +68,8 @@ class Trajectory:
         steps: MD steps taken.
         force_std: ``[T]`` largest predicted force std of each recorded frame (empty
             for a model without an uncertainty).
+        bond_events: changes of a molecule's bond graph that kept its fragments (a proton
+            passed on), counted at the checks.
     """
 
     name: str
@@ -70,6 +81,7 @@ class Trajectory:
     wall_seconds: float
     steps: int
     force_std: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    bond_events: int = 0
 
     @property
     def total(self) -> np.ndarray:
@@ -80,7 +92,7 @@ class Trajectory:
         return len(self.frames[0])
 
     def metrics(self) -> dict[str, Any]:
-        """Drift, RMS fluctuation, time to failure and speed of this trajectory."""
+        """Drift, RMS fluctuation, time to failure, speed and bond events of this trajectory."""
         per_atom = 1000.0 * self.total / self.num_atoms  # meV/atom
         drift = float(np.polyfit(self.time_ps, per_atom, 1)[0]) if len(per_atom) > 1 else 0.0
         uncertainty = {"max_force_std": float(self.force_std.max())} if len(self.force_std) else {}
@@ -90,6 +102,7 @@ class Trajectory:
             "energy_rms_meV_per_atom": float(np.sqrt(np.mean((per_atom - per_atom.mean()) ** 2))),
             "time_to_failure_ps": float(self.time_ps[-1]),
             "steps_per_second": self.steps / self.wall_seconds if self.wall_seconds > 0 else 0.0,
+            "bond_events": self.bond_events,
             "failure": self.failure,
             **uncertainty,
         }
@@ -103,7 +116,8 @@ class MDReport:
 
     @property
     def metrics(self) -> dict[str, float]:
-        """Means over trajectories (drift as the mean absolute slope); speed over all steps."""
+        """Means over trajectories (drift as the mean absolute slope); speed over all steps; bond
+        events summed."""
         each = [t.metrics() for t in self.trajectories]
         steps = sum(t.steps for t in self.trajectories)
         wall = sum(t.wall_seconds for t in self.trajectories)
@@ -113,6 +127,7 @@ class MDReport:
             "energy_rms_meV_per_atom": float(np.mean([m["energy_rms_meV_per_atom"] for m in each])),
             "time_to_failure_ps": float(np.mean([m["time_to_failure_ps"] for m in each])),
             "steps_per_second": steps / wall if wall > 0 else 0.0,
+            "bond_events": sum(t.bond_events for t in self.trajectories),
             **(
                 {"max_force_std": float(np.mean([m["max_force_std"] for m in each]))}
                 if all("max_force_std" in m for m in each)
@@ -121,13 +136,140 @@ class MDReport:
         }
 
 
-def _bond_graph(atoms: Atoms, multiplier: float) -> np.ndarray:
-    """Pairs ``i < j`` closer than ``multiplier`` times the sum of their natural cut-offs, as a bool matrix."""
-    from ase.neighborlist import natural_cutoffs
+#: Pairs of atoms whose distances are held at once while scanning structures for bond lengths.
+_PAIRS_AT_ONCE = 1 << 21
 
-    radii = np.asarray(natural_cutoffs(atoms, mult=multiplier))
+
+def _pair_name(a: int, b: int) -> str:
+    """``"C-H"``: the element symbols of a pair, in alphabetical order."""
+    return "-".join(sorted((chemical_symbols[a], chemical_symbols[b])))
+
+
+def longest_bonds(
+    numbers: np.ndarray, coordinates: np.ndarray, offsets: np.ndarray, multiplier: float, longest: np.ndarray
+) -> None:
+    """Raise ``longest[Z1, Z2]`` to the longest bond of each element pair in some molecules.
+
+    A bond is a pair closer than ``multiplier`` times the sum of ASE's natural cut-offs
+    (covalent radii). Molecules of the same size are taken together, as ``[m, n, 3]``
+    arrays and their ``n (n - 1) / 2`` pair distances, so a record batch costs a few
+    numpy calls per size rather than Python work per structure.
+
+    Args:
+        numbers: ``[atoms]`` atomic numbers of the molecules, one after another.
+        coordinates: ``[atoms, 3]`` positions in Å.
+        offsets: ``[molecules + 1]`` where each molecule starts in ``numbers``.
+        multiplier: ``md.bond_multiplier``.
+        longest: ``[119, 119]`` Å, updated in place (both triangles).
+    """
+    radii = multiplier * covalent_radii
+    sizes = np.diff(offsets)
+    for n in np.unique(sizes[sizes > 1]):
+        first = offsets[:-1][sizes == n]
+        i, j = np.triu_indices(n, k=1)
+        step = max(1, _PAIRS_AT_ONCE // len(i))
+        for k in range(0, len(first), step):
+            atoms = first[k : k + step, None] + np.arange(n)  # [m, n] rows of numbers and coordinates
+            z, x = numbers[atoms], coordinates[atoms]
+            distance = np.linalg.norm(x[:, i] - x[:, j], axis=-1)  # [m, pairs]
+            bonded = distance < radii[z[:, i]] + radii[z[:, j]]
+            np.maximum.at(longest, (z[:, i][bonded], z[:, j][bonded]), distance[bonded])
+    np.maximum(longest, longest.T, out=longest)
+
+
+@dataclasses.dataclass
+class BondLengths:
+    """The longest bond of each element pair in a set of molecules, usually the training split.
+
+    A model has seen a bond stretched only as far as its training data stretch it; the MD
+    check fails a trajectory whose bond goes further (by more than ``md.bond_tolerance``).
+    Periodic structures are skipped, as their bonds are not checked.
+
+    Attributes:
+        longest: ``[119, 119]`` Å by atomic numbers; 0 for a pair bonded in no structure.
+        multiplier: ``md.bond_multiplier`` the bonds were found with.
+        structures: molecules scanned.
+    """
+
+    longest: np.ndarray
+    multiplier: float
+    structures: int
+
+    @classmethod
+    def from_atoms(cls, structures: Sequence[Atoms], multiplier: float) -> BondLengths:
+        """From ``ase.Atoms`` (periodic ones skipped)."""
+        molecules = [atoms for atoms in structures if not atoms.pbc.any()]
+        longest = np.zeros((len(covalent_radii), len(covalent_radii)))
+        if molecules:
+            offsets = np.cumsum([0] + [len(atoms) for atoms in molecules])
+            numbers = np.concatenate([atoms.numbers for atoms in molecules])
+            positions = np.concatenate([atoms.positions for atoms in molecules])
+            longest_bonds(numbers, positions, offsets, multiplier, longest)
+        return cls(longest, multiplier, len(molecules))
+
+    @classmethod
+    def from_arrow(cls, path: str | os.PathLike, multiplier: float, limit: int | None = None) -> BondLengths:
+        """From a featurised table (``data/featurised/train.arrow``), one record batch at a time.
+
+        Args:
+            path: the Arrow file, with ``atomic_numbers``, ``coordinates`` and ``pbc`` columns.
+            multiplier: ``md.bond_multiplier``.
+            limit: scan only the first ``limit`` molecules (all when ``None``).
+        """
+        from physicsml.io.arrow import iter_shards, to_numpy
+
+        longest = np.zeros((len(covalent_radii), len(covalent_radii)))
+        scanned = 0
+        for shard in iter_shards(path):
+            missing = [name for name in ("atomic_numbers", "coordinates", "pbc") if name not in shard.column_names]
+            if missing:
+                raise InputError(str(path), None, missing[0], "missing: not a featurised table")
+            periodic = to_numpy(shard["pbc"])[0].reshape(len(shard), 3).any(axis=1)
+            molecules = shard.filter(pa.array(~periodic))
+            if limit is not None:
+                molecules = molecules.slice(0, limit - scanned)
+            numbers, offsets = to_numpy(molecules["atomic_numbers"])
+            coordinates, _ = to_numpy(molecules["coordinates"])
+            if offsets is not None:
+                longest_bonds(numbers, coordinates, offsets, multiplier, longest)
+            scanned += len(molecules)
+            if limit is not None and scanned >= limit:
+                break
+        return cls(longest, multiplier, scanned)
+
+    def limits(self, numbers: np.ndarray, tolerance: float) -> np.ndarray:
+        """``[N, N]`` longest allowed bond between the atoms of ``numbers``: the longest of the
+        element pair plus ``tolerance``, or infinity for a pair never bonded (then
+        ``multiplier`` alone decides what is a bond)."""
+        longest = self.longest[numbers[:, None], numbers[None, :]]
+        return np.where(longest > 0, longest + tolerance, np.inf)
+
+    def __str__(self) -> str:
+        a, b = np.nonzero(np.triu(self.longest))
+        pairs = sorted((_pair_name(int(i), int(j)), self.longest[i, j]) for i, j in zip(a, b))
+        return ", ".join(f"{name} {length:.3f}" for name, length in pairs) + f" Å ({self.structures} molecules)"
+
+
+def _bonds(atoms: Atoms, multiplier: float) -> tuple[np.ndarray, np.ndarray]:
+    """All distances ``[N, N]``, and the bonds: pairs closer than ``multiplier`` times the sum of
+    their natural cut-offs (covalent radii), as a symmetric bool matrix."""
+    radii = multiplier * covalent_radii[atoms.numbers]
     distances = atoms.get_all_distances()
-    return np.triu(distances < radii[:, None] + radii[None, :], k=1)
+    bonded = distances < radii[:, None] + radii[None, :]
+    np.fill_diagonal(bonded, False)
+    return distances, bonded
+
+
+def count_fragments(bonded: np.ndarray) -> int:
+    """Connected components of a symmetric bond matrix: every atom takes the smallest index
+    reachable through bonds (neighbours' labels, then the label of its label)."""
+    labels = np.arange(len(bonded))
+    while True:
+        smallest = np.where(bonded, labels[None, :], labels[:, None]).min(axis=1)
+        smallest = smallest[smallest]
+        if (smallest == labels).all():
+            return len(np.unique(labels))
+        labels = smallest
 
 
 def _closest_pair(atoms: Atoms, cut_off: float) -> tuple[float, int, int] | None:
@@ -144,24 +286,86 @@ def _closest_pair(atoms: Atoms, cut_off: float) -> tuple[float, int, int] | None
     return float(d[k]), int(i[k]), int(j[k])
 
 
-class _StabilityCheck:
-    """Closest approach always; bond-graph changes for molecules (no periodic direction)."""
+class StabilityCheck:
+    """What makes a trajectory a failure, checked every ``md.interval`` steps.
 
-    def __init__(self, atoms: Atoms, config: MDConfig) -> None:
-        self.min_distance = config.min_distance
+    Always: two atoms closer than ``md.min_distance``; in NVE a total energy more than
+    ``md.max_energy_deviation`` eV/atom from its start; under the Langevin thermostat an
+    instantaneous temperature above ``md.max_temperature_factor`` times the target.
+    For a molecule (no periodic direction, ``md.bond_multiplier`` > 0) also a change in the
+    number of fragments (connected components of the bond graph: it fell apart or fused)
+    and a bond longer than the longest of its element pair in ``bond_lengths`` plus
+    ``md.bond_tolerance``. Other changes of the bond graph (a proton passed from one
+    oxygen to another) are chemistry, not failure: they are counted in ``events``.
+
+    The starting energy is read from ``atoms``' calculator when it has one.
+    """
+
+    def __init__(self, atoms: Atoms, config: MDConfig, bond_lengths: BondLengths | None = None) -> None:
+        if bond_lengths is not None and bond_lengths.multiplier != config.bond_multiplier:
+            raise ValueError(
+                f"bond lengths found with bond_multiplier {bond_lengths.multiplier}, "
+                f"md.bond_multiplier is {config.bond_multiplier}"
+            )
+        self.config = config
         self.multiplier = config.bond_multiplier if not atoms.pbc.any() else 0.0
-        self.bonds = _bond_graph(atoms, self.multiplier) if self.multiplier else None
+        self.events = 0
+        self.start_energy: float | None = None
+        if config.ensemble == "nve" and atoms.calc is not None:
+            self.start_energy = atoms.get_total_energy()
+        self.bonds: np.ndarray | None = None
+        if self.multiplier:
+            self.bonds = _bonds(atoms, self.multiplier)[1]
+            self.fragments = count_fragments(self.bonds)
+            self.limits = (
+                bond_lengths.limits(atoms.numbers, config.bond_tolerance)
+                if bond_lengths is not None
+                else np.full((len(atoms), len(atoms)), np.inf)
+            )
 
     def __call__(self, atoms: Atoms) -> str | None:
-        close = _closest_pair(atoms, self.min_distance)
+        """Why ``atoms`` is a failed state, or ``None`` (counting a bond event if there is one)."""
+        config = self.config
+        close = _closest_pair(atoms, config.min_distance)
         if close is not None:
-            return f"atoms {close[1]} and {close[2]} {close[0]:.3f} Å apart (< md.min_distance {self.min_distance})"
-        if self.bonds is not None:
-            changed = np.argwhere(_bond_graph(atoms, self.multiplier) != self.bonds)
-            if len(changed):
-                i, j = changed[0]
-                state = "broke" if self.bonds[i, j] else "formed"
-                return f"bond graph changed: bond {i}-{j} {state}"
+            return f"atoms {close[1]} and {close[2]} {close[0]:.3f} Å apart (< md.min_distance {config.min_distance})"
+        if self.start_energy is not None:
+            deviation = (atoms.get_total_energy() - self.start_energy) / len(atoms)
+            if abs(deviation) > config.max_energy_deviation:
+                return (
+                    f"total energy {deviation:+.3f} eV/atom from its start "
+                    f"(beyond md.max_energy_deviation {config.max_energy_deviation})"
+                )
+        if config.ensemble == "langevin" and config.temperature_K > 0:
+            temperature = atoms.get_temperature()
+            if temperature > config.max_temperature_factor * config.temperature_K:
+                return (
+                    f"temperature {temperature:.0f} K above md.max_temperature_factor {config.max_temperature_factor}"
+                    f" x md.temperature_K {config.temperature_K:g}"
+                )
+        if self.bonds is None:
+            return None
+        distances, bonds = _bonds(atoms, self.multiplier)
+        fragments = count_fragments(bonds)
+        if fragments != self.fragments:
+            apart = fragments > self.fragments  # then a bond broke, else one formed
+            i, j = np.argwhere(np.triu(self.bonds & ~bonds if apart else bonds & ~self.bonds))[0]
+            pair = _pair_name(atoms.numbers[i], atoms.numbers[j])
+            return (
+                f"{'fell apart' if apart else 'fused'}: {self.fragments} -> {fragments} fragments "
+                f"({pair} bond {i}-{j} {'broke' if apart else 'formed'})"
+            )
+        stretched = np.argwhere(np.triu(bonds & (distances > self.limits)))
+        if len(stretched):
+            i, j = stretched[np.argmax(distances[tuple(stretched.T)] - self.limits[tuple(stretched.T)])]
+            pair = _pair_name(atoms.numbers[i], atoms.numbers[j])
+            return (
+                f"{pair} bond {i}-{j} stretched to {distances[i, j]:.3f} Å, beyond the longest {pair} bond in "
+                f"training + md.bond_tolerance ({self.limits[i, j]:.3f} Å)"
+            )
+        if (bonds != self.bonds).any():
+            self.events += 1
+            self.bonds = bonds
         return None
 
 
@@ -176,9 +380,15 @@ def check_start(atoms: Atoms, name: str, config: MDConfig) -> None:
 
 
 def run_trajectory(
-    atoms: Atoms, calculator: Any, config: MDConfig, name: str = "structure", seed: int = 0
+    atoms: Atoms,
+    calculator: Any,
+    config: MDConfig,
+    name: str = "structure",
+    seed: int = 0,
+    bond_lengths: BondLengths | None = None,
 ) -> Trajectory:
-    """One trajectory from ``atoms`` (copied) with ``calculator``; stops at the first failed check."""
+    """One trajectory from ``atoms`` (copied) with ``calculator``; stops at the first failed check
+    (:class:`StabilityCheck`; without ``bond_lengths`` no bond is too long)."""
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import Stationary, ZeroRotation
     from ase.md.verlet import VelocityVerlet
@@ -204,7 +414,7 @@ def run_trajectory(
         )
     else:
         dynamics = VelocityVerlet(atoms, timestep)
-    check = _StabilityCheck(atoms, config)
+    check = StabilityCheck(atoms, config, bond_lengths)
     frames, times, potential, kinetic, force_std = [], [], [], [], []
 
     def record() -> None:
@@ -221,6 +431,7 @@ def run_trajectory(
             frame.info["max_force_std"] = force_std[-1]
 
     record()
+    frames[0].info["bond_events"] = 0
     failure, steps, wall = None, 0, 0.0
     while steps < config.steps and failure is None:
         chunk = min(config.interval, config.steps - steps)
@@ -235,6 +446,7 @@ def run_trajectory(
             failure = f"predicted force std {force_std[-1]:.3g} eV/Å above md.max_force_std {config.max_force_std}"
         else:
             failure = check(atoms)
+        frames[-1].info["bond_events"] = check.events
     return Trajectory(
         name,
         frames,
@@ -245,10 +457,17 @@ def run_trajectory(
         wall,
         steps,
         np.asarray(force_std),
+        check.events,
     )
 
 
-def md_check(model: Any, structures: Sequence[Atoms], config: MDConfig, names: Sequence[str] | None = None) -> MDReport:
+def md_check(
+    model: Any,
+    structures: Sequence[Atoms],
+    config: MDConfig,
+    names: Sequence[str] | None = None,
+    bond_lengths: BondLengths | None = None,
+) -> MDReport:
     """Run one trajectory per structure with a trained model and measure stability, drift and speed.
 
     Args:
@@ -256,6 +475,9 @@ def md_check(model: Any, structures: Sequence[Atoms], config: MDConfig, names: S
         structures: starting structures (graph attributes in ``atoms.info``).
         config: steps, time step, temperature, ensemble, precision, seed and stability thresholds.
         names: a name per structure for messages (default: its index).
+        bond_lengths: the longest bonds of the training data
+            (:meth:`BondLengths.from_atoms`, :meth:`BondLengths.from_arrow`); without them
+            no bond is too long, as long as it is a bond by ``config.bond_multiplier``.
 
     Raises:
         StructureError: a structure with atoms closer than ``config.min_distance`` at the
@@ -277,7 +499,7 @@ def md_check(model: Any, structures: Sequence[Atoms], config: MDConfig, names: S
         # a fresh calculator per trajectory, so every run's speed includes building its neighbour list
         calculator = PhysicsMLCalculator(model, device=config.device, dtype=config.dtype, skin=config.skin)
         try:
-            trajectories.append(run_trajectory(atoms, calculator, config, name, seed=config.seed + k))
+            trajectories.append(run_trajectory(atoms, calculator, config, name, config.seed + k, bond_lengths))
         except StructureError as error:
             raise StructureError(f"{name}: {error}") from None
     return MDReport(trajectories)

@@ -22,12 +22,31 @@ import typer
 import yaml
 
 from physicsml.cli import reports_errors
-from physicsml.configs import SECTIONS, Config, load_params, parse_section
+from physicsml.configs import SECTIONS, Config, ModelSection, load_params, parse_section
 
 
 def defaults(cls: type[Config]) -> dict[str, Any]:
     """The default value of every field of ``cls`` that has one (nested configs as mappings)."""
     return cls.model_construct().model_dump(mode="json")
+
+
+def family_defaults(name: str) -> dict[str, Any]:
+    """The hyperparameters of family ``name`` at their defaults: its own keys and the output scaling,
+    without the keys every family shares (``compute_forces``, the losses), which belong in ``model.config``."""
+    from physicsml.models import MODELS, ModelConfig
+
+    shared = set(ModelConfig.model_fields) - {"scaling_mean", "scaling_std"}
+    return {key: value for key, value in defaults(MODELS[name].config).items() if key not in shared}
+
+
+def model_defaults(given: dict[str, Any]) -> dict[str, Any]:
+    """The ``model`` section: the default family and ``config``, then every family's section at its
+    defaults (so ``-S model.name=...`` switches family in a completed file), the given keys winning."""
+    from physicsml.models import MODELS
+
+    section = {"name": ModelSection.model_fields["name"].default, "config": {}}
+    section.update({name: merged(family_defaults(name), given.get(name) or {}) for name in MODELS})
+    return {**section, **{key: value for key, value in given.items() if key not in MODELS}}
 
 
 def merged(default: Any, given: Any) -> Any:
@@ -43,14 +62,10 @@ def complete(params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
         given = params.get(name)
-        if name == "scheduler":  # absent or null: no scheduler; a scheduler's keys are its own
-            out[name] = merged(defaults(cls), given) if given else None
-            added += [] if name in params else [name]
+        if name == "scheduler" and name in params and given is None:  # null: no scheduler
+            out[name] = None
             continue
-        if name == "model":
-            out[name] = {"name": "egnn_model", "config": {}, **(given or {})}
-        else:
-            out[name] = merged(defaults(cls), given or {})
+        out[name] = model_defaults(given or {}) if name == "model" else merged(defaults(cls), given or {})
         added += _new_keys(out[name], params.get(name, _ABSENT), name)
     return out, added
 

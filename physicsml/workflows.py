@@ -9,21 +9,23 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from physicsml.api import Model
 from physicsml.configs import (
+    DataConfig,
     DataModuleConfig,
     MDConfig,
 )
 from physicsml.data.targets import TARGET_KINDS, selected_columns
 from physicsml.errors import ConfigError, InputError
-from physicsml.evaluate import calibration, metrics_table, test_metrics, write_calibration, write_json, write_parity
+from physicsml.evaluate import block_metrics, metrics_table, write_calibration, write_json, write_parity
 from physicsml.io.arrow import read_table, table_metadata, to_numpy, write_table
 from physicsml.io.atomic import atomic_output_dir, atomic_output_files, write_text_atomically
 from physicsml.prebatch import load_batches
@@ -52,7 +54,8 @@ def predict_stage(
     files: list[str] | None = None,
     out: str | os.PathLike = "results",
     members: Sequence[str | os.PathLike] = (),
-) -> dict[str, dict[str, float]]:
+    data: DataConfig | None = None,
+) -> dict[str, dict[str, dict[str, float]]]:
     """Predict the test split (and ``files``); write predictions, metrics and parity plots to ``out``.
 
     A model with an uncertainty (a ``mean_var_*`` model, or an ensemble with ``members``)
@@ -61,51 +64,173 @@ def predict_stage(
     ``predictions/``, ``parity/``, ``calibration/`` and ``metrics.json`` are each replaced
     whole and atomically; nothing else in ``out`` (DVC's ``.gitignore`` files) is touched.
 
+    A file of ``files`` whose records carry labels of the model's targets, read as the
+    training data was (``data``: its ``targets`` keys, ``units`` and ``allow_missing``),
+    gets reference columns in its predictions and its own block in ``metrics.json``
+    beside ``test``, named after the file (:func:`_block_names`), so that in- and
+    out-of-distribution errors sit side by side. Without ``data`` no labels are read.
+
     Returns:
-        The test metrics per target.
+        The metrics per block (``test``, then each labelled file) and target.
     """
     model = load_trained(model_path, members)
     module = model._require_module()
     datamodule = module.datamodule_config
+    uncertain = model.has_uncertainty
     table = read_table(Path(featurised) / "test.arrow")
     batches = model.adapt_batches(
         load_batches("test", prebatched, featurised, graphs, datamodule), table_metadata(table)
     )
-    uncertain = model.has_uncertainty
-    predictions, stds = _split_stds(model.predict(batches, with_std=uncertain))
-    edges = predictions.pop("edge_index", None)
-    references = _references(table, datamodule, edges)
-    counts = np.diff(_offsets(table["atomic_numbers"]))
+    sets = {"test": _predicted(model, batches, table, datamodule, uncertain)}
+    for name, file in zip(_block_names(files or []), files or []):  # all before anything is written
+        extra = _labelled_table(model, file, datamodule, data)
+        sets[name] = _predicted(model, extra, extra, datamodule, uncertain)
     energy = module.energy_name
-    metrics = test_metrics(predictions, references, counts, energy)
-    for name, values in calibration(predictions, references, stds).items():
-        metrics.setdefault(name, {}).update(values)
-    extras = {}  # every prediction is made before anything is written, so a bad file leaves no trace
-    edge_names = _edge_names(datamodule)
-    for file in files or []:
-        extra, extra_stds = _split_stds(model.predict(file, with_std=uncertain))
-        extra_edges = extra.pop("edge_index", None)
-        ids = pa.array([f"{file}:{i}" for i in range(len(next(iter(extra.values()))))])
-        (on_edges, extra), (edge_stds, extra_stds) = _parts(extra, edge_names), _parts(extra_stds, edge_names)
-        extras[Path(file).stem] = _prediction_table(ids, extra, {}, extra_stds)
-        if extra_edges is not None:
-            extras[f"{Path(file).stem}_edges"] = _edge_table(ids, extra_edges, on_edges, {}, edge_stds)
+    metrics = {
+        name: block_metrics(s.predictions, s.references, s.stds, s.num_atoms, energy) for name, s in sets.items()
+    }
+    metrics = {name: block for name, block in metrics.items() if block or name == "test"}  # labelled files only
     out = Path(out)
+    edge_names = _edge_names(datamodule)
     # each output is replaced on its own: files DVC keeps in `out` (its .gitignore) stay
     with atomic_output_dir(out / "predictions") as tmp:
-        per_edge = [_parts(values, edge_names) for values in (predictions, references, stds)]
-        write_table(_prediction_table(table["id"], *(rest for _, rest in per_edge)), tmp / "test.arrow")
-        if edges is not None:
-            write_table(_edge_table(table["id"], edges, *(edge for edge, _ in per_edge)), tmp / "test_edges.arrow")
-        for stem, extra_table in extras.items():
-            write_table(extra_table, tmp / f"{stem}.arrow")
+        for name, predicted in sets.items():
+            _write_predictions(predicted, edge_names, tmp, name)
+    test = sets["test"]
     with atomic_output_files(out / "parity") as tmp:
-        write_parity(predictions, references, tmp, units=_units(module), energy=energy, num_atoms=counts)
+        write_parity(
+            test.predictions, test.references, tmp, units=_units(module), energy=energy, num_atoms=test.num_atoms
+        )
     with atomic_output_files(out / "calibration") as tmp:
-        write_calibration(predictions, references, stds, tmp)
-    write_json({"test": metrics}, out / "metrics.json")
-    print(f"test metrics ({len(counts)} structures)\n{metrics_table(metrics)}", flush=True)
+        write_calibration(test.predictions, test.references, test.stds, tmp)
+    write_json(metrics, out / "metrics.json")
+    for name, block in metrics.items():
+        print(f"{name} metrics ({len(sets[name].num_atoms)} structures)\n{metrics_table(block)}", flush=True)
     return metrics
+
+
+class _Predicted(NamedTuple):
+    """The predictions of one set of structures (the test split, an extra file) and its labels."""
+
+    ids: Any
+    predictions: dict[str, Any]
+    references: dict[str, Any]
+    stds: dict[str, Any]
+    edges: list[np.ndarray] | None
+    num_atoms: np.ndarray
+
+
+def _predicted(model: Model, source: Any, table: pa.Table, datamodule: DataModuleConfig, uncertain: bool) -> _Predicted:
+    """``model``'s predictions of ``source`` (batches or a featurised table), with the labels ``table`` has."""
+    predictions, stds = _split_stds(model.predict(source, with_std=uncertain))
+    edges = predictions.pop("edge_index", None)
+    references = _references(table, datamodule, edges)
+    return _Predicted(table["id"], predictions, references, stds, edges, np.diff(_offsets(table["atomic_numbers"])))
+
+
+def _write_predictions(predicted: _Predicted, edge_names: set[str], directory: Path, name: str) -> None:
+    """``<name>.arrow`` (one row per structure) and, with edge outputs, ``<name>_edges.arrow``."""
+    per_edge = [_parts(values, edge_names) for values in (predicted.predictions, predicted.references, predicted.stds)]
+    write_table(_prediction_table(predicted.ids, *(rest for _, rest in per_edge)), directory / f"{name}.arrow")
+    if predicted.edges is not None:
+        edge_table = _edge_table(predicted.ids, predicted.edges, *(edge for edge, _ in per_edge))
+        write_table(edge_table, directory / f"{name}_edges.arrow")
+
+
+def _block_names(files: Sequence[str | os.PathLike]) -> list[str]:
+    """The block of each file in ``metrics.json`` (and its predictions file's stem): the file's stem,
+    characters other than letters, digits, ``_`` and ``-`` made ``_`` (``dvc metrics show`` joins
+    nested keys with dots), with ``_2``, ``_3``, ... where it would repeat ``test`` or another file's."""
+    taken = {"test", "test_edges"}
+    names = []
+    for file in files:
+        stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(file).stem)
+        name, k = stem, 2
+        while name in taken or f"{name}_edges" in taken:
+            name, k = f"{stem}_{k}", k + 1
+        taken |= {name, f"{name}_edges"}
+        names.append(name)
+    return names
+
+
+def _labelled_table(model: Model, file: str, datamodule: DataModuleConfig, data: DataConfig | None) -> pa.Table:
+    """``file`` featurised like the model's training data, with a column of every selected target its
+    records carry, read under ``data``'s keys and units (a featurised table is taken as it is)."""
+    from physicsml.featurise import apply_units, featurise_like
+    from physicsml.io.structures import read_structures
+
+    if data is None or _is_featurised(file):
+        return model._table(file)  # a featurised table's target columns are its labels
+    keys = _label_keys(file, datamodule, data)
+    if not keys:
+        return model._table(file)
+    edge_targets = {name: kind for name, kind in data.edge_targets.items() if name in keys}
+    structures = read_structures(file, keys, allow_missing=list(keys), edge_targets=edge_targets)
+    labelled = _check_labels(structures, keys, datamodule, data.allow_missing)
+    apply_units(structures, {name: factor for name, factor in data.units.items() if name in labelled})
+    return featurise_like(structures, model.metadata, labelled)
+
+
+def _label_keys(file: str, datamodule: DataModuleConfig, data: DataConfig) -> dict[str, str]:
+    """Target name -> key in ``file`` of every selected target that ``data.targets`` maps and the
+    file's format can hold (pair labels: extxyz and SDF; tables: the columns they have)."""
+    from physicsml.io.structures import file_format
+
+    selected = {name for names in selected_columns(datamodule).values() for name in names}
+    keys = {name: key for name, key in data.targets.items() if name in selected}
+    fmt = file_format(Path(file), None)
+    if fmt in ("hdf5", "parquet", "arrow"):
+        keys = {name: key for name, key in keys.items() if name not in data.edge_targets}
+    if fmt in ("parquet", "arrow") and Path(file).is_file():
+        import pyarrow.parquet as pq
+
+        columns = set(pq.read_schema(file).names if fmt == "parquet" else read_table(file).column_names)
+        keys = {name: key for name, key in keys.items() if key in columns}
+    return keys
+
+
+def _is_featurised(file: str) -> bool:
+    """Whether ``file`` is a featurised table (an Arrow file with an element list), read as it is."""
+    from physicsml.io.structures import file_format
+
+    return (
+        file_format(Path(file), None) == "arrow"
+        and Path(file).is_file()
+        and bool(table_metadata(read_table(file)).get("elements"))
+    )
+
+
+def _check_labels(
+    structures: Sequence[Any], keys: dict[str, str], datamodule: DataModuleConfig, allow_missing: Sequence[str]
+) -> list[str]:
+    """The targets of ``keys`` that some record carries, checked in every record: present and finite
+    unless ``allow_missing`` lists them, and of the kind the model predicts.
+
+    Raises:
+        InputError: naming the first record and key whose label is not.
+    """
+    from physicsml.featurise.table import target_kind
+
+    kinds = {
+        name: TARGET_KINDS[key].column_kind for key, names in selected_columns(datamodule).items() for name in names
+    }
+    labelled = [name for name in keys if any(s.targets.get(name) is not None for s in structures)]
+    hint = "list it in data.allow_missing to measure without it"
+    for structure in structures:
+        for name in labelled:
+            value, key = structure.targets.get(name), keys[name]
+            if value is None and name in allow_missing:
+                continue
+            if value is None:
+                message = f"label of '{name}' missing, though other records of this file carry it ({hint})"
+                raise InputError(structure.file, structure.index, key, message)
+            kind = target_kind(structure, name)
+            if kind != kinds[name]:
+                message = f"label of '{name}' has shape {np.shape(value)}, a {kind}; the model predicts a {kinds[name]}"
+                raise InputError(structure.file, structure.index, key, message)
+            if name not in allow_missing and not np.isfinite(value).all():
+                raise InputError(structure.file, structure.index, key, f"non-finite label of '{name}' ({hint})")
+    return labelled
 
 
 def _offsets(column: Any) -> np.ndarray:
@@ -125,6 +250,8 @@ def _references(table: pa.Table, datamodule: DataModuleConfig, edges: list[np.nd
     for key, names in selected_columns(datamodule).items():
         level = TARGET_KINDS[key].level
         for name in names:
+            if name not in table.column_names:  # a file without this target's labels
+                continue
             values, offsets = to_numpy(table[name])
             if level == "edge" and edges is not None and offsets is not None:
                 edge_offsets = np.concatenate([[0], np.cumsum([len(e) for e in edges])])
@@ -251,14 +378,16 @@ def md_stage(
     ``energies/<k>.csv`` (``time_ps,total,potential,kinetic`` in eV, for ``dvc plots``),
     ``trajectories.csv`` (metrics of each trajectory) and ``metrics.json``
     (``{"md": {...}}``, the means over trajectories). Each output is replaced
-    whole; files DVC keeps in ``out`` (its ``.gitignore``) are left alone.
+    whole; files DVC keeps in ``out`` (its ``.gitignore``) are left alone. For
+    molecules, the longest bond of each element pair is read from the train split
+    (its first ``config.bond_structures`` molecules).
 
     Returns:
         The metrics over all trajectories.
     """
     import ase.io
 
-    from physicsml.md import md_check
+    from physicsml.md import BondLengths, md_check
 
     model = load_trained(model_path, members)
     if config.max_force_std is not None and not model.has_uncertainty:
@@ -276,7 +405,15 @@ def md_stage(
     if charge in table.column_names and charge not in info_columns:
         info_columns.append(charge)
     names = [str(name) for name in table["id"].to_pylist()[:rows]]
-    report = md_check(model, _atoms_of(table, rows, info_columns), config, names)
+    structures = _atoms_of(table, rows, info_columns)
+    bond_lengths = None
+    if config.bond_multiplier and any(not atoms.pbc.any() for atoms in structures):
+        train = Path(featurised) / "train.arrow"
+        if not train.is_file():
+            raise InputError(str(train), None, None, "no such file: the longest bonds in training are read from it")
+        bond_lengths = BondLengths.from_arrow(train, config.bond_multiplier, config.bond_structures)
+        print(f"longest bonds in training: {bond_lengths}", flush=True)
+    report = md_check(model, structures, config, names, bond_lengths)
     out = Path(out)
     with atomic_output_dir(out / "trajectories") as tmp:
         for k, trajectory in enumerate(report.trajectories):
@@ -296,7 +433,8 @@ def md_stage(
     metrics = report.metrics
     write_json({"md": metrics}, out / "metrics.json")
     for row in each:
-        status = "stable" if row["stable"] else f"unstable at {row['time_to_failure_ps']:.3f} ps: {row['failure']}"
-        print(f"{row['id']}: {row['atoms']} atoms, drift {row['drift_meV_per_atom_ps']:+.3f} meV/atom/ps, {status}")
+        status = "stable" if row["stable"] else f"failed at {row['time_to_failure_ps']:.3f} ps: {row['failure']}"
+        drift = f"drift {row['drift_meV_per_atom_ps']:+.3f} meV/atom/ps"
+        print(f"{row['id']}: {row['atoms']} atoms, {drift}, {row['bond_events']} bond events, {status}")
     print("md " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
     return metrics

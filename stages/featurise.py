@@ -31,6 +31,12 @@ def main(
     SPICE) are read one molecule group at a time.
     A split that would be empty is an error: the later stages need all three.
 
+    A record that fails a check of its own (bonds not perceived, an element outside
+    `featurise.elements`, non-finite coordinates, a missing label, ...) stops the stage with its
+    error; with `data.on_error: skip` it is left out, counted per reason in the metadata and listed
+    in `skipped.csv` (file, record, reason, error) beside the split files, and the last line says
+    how many were skipped. The split is drawn over the records kept.
+
     Memory stays bounded whatever the data's size: `prepare.chunk_size` structures at a time
     per process, in `prepare.jobs` processes (0: every core); the output is the same for any.
     """
@@ -38,8 +44,10 @@ def main(
     data = parse_section(values, "data", str(params))
     config = parse_section(values, "featurise", str(params))
     prepare = parse_section(values, "prepare", str(params))
-    sizes = featurise_to(out, data, config, root=params.parent, prepare=prepare, source=str(params))
-    typer.echo(f"featurised {', '.join(f'{name} {size}' for name, size in sizes.items())} structures -> {out}")
+    result = featurise_to(out, data, config, root=params.parent, prepare=prepare, source=str(params))
+    typer.echo(f"featurised {', '.join(f'{name} {size}' for name, size in result.sizes.items())} structures -> {out}")
+    if data.on_error == "skip":
+        typer.echo(result.skipped_line())
 
 
 if __name__ == "__main__":

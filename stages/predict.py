@@ -1,4 +1,4 @@
-"""DVC stage: trained model -> test predictions, test metrics and parity plots."""
+"""DVC stage: trained model -> test predictions, test metrics and parity plots (and those of extra files)."""
 
 from pathlib import Path
 
@@ -14,7 +14,9 @@ app = stage_app(__doc__)
 @app.command()
 @reports_errors
 def main(
-    params: Path = typer.Option("params.yaml", help="Params file; reads `predict.files` and `ensemble.seeds`."),
+    params: Path = typer.Option(
+        "params.yaml", help="Params file; reads `predict.files`, `ensemble.seeds` and how `data` reads labels."
+    ),
     model: Path = typer.Option("models/model.pt", help="Trained model written by the train stage."),
     featurised: Path = typer.Option("data/featurised", help="Directory of featurised {split}.arrow tables."),
     graphs: Path = typer.Option("data/graphs", help="Directory of graph {split}.arrow tables."),
@@ -34,12 +36,17 @@ def main(
     of the train stage's model and models/members/seed<k>.pt. A model with an uncertainty (that
     ensemble, or a mean_var_* model) adds `<target>_std` columns, calibration metrics (Spearman,
     NLL, miscalibration area) and `calibration/<target>.csv` (RMS error against predicted std).
+
+    An extra file whose records carry labels of the model's targets (read under `data.targets`,
+    `data.units` and `data.allow_missing`, as the training data was) gets reference columns and
+    its own block in metrics.json, named after the file (`md17_600K` for data/md17_600K.extxyz).
     """
     values = load_params(params)
     config = parse_section(values, "predict", str(params))
     ensemble = parse_section(values, "ensemble", str(params))
+    data = parse_section(values, "data", str(params))
     files = [*config.files, *map(str, structures)]
-    predict_stage(model, featurised, graphs, prebatched, files, out, member_models(model, ensemble.seeds))
+    predict_stage(model, featurised, graphs, prebatched, files, out, member_models(model, ensemble.seeds), data)
 
 
 if __name__ == "__main__":

@@ -49,10 +49,6 @@ def main(
         for name in ("model", "datamodule", "optimizer", "scheduler", "trainer", "train", "ensemble")
     }
     seeds = sections["ensemble"].seeds
-    if sections["train"].seed in seeds:
-        raise ConfigError(
-            str(params), "ensemble.seeds", f"{sections['train'].seed} is train.seed: that model is the train stage's"
-        )
     if member is not None:
         if member not in seeds:
             raise ConfigError(str(params), "ensemble.seeds", f"--member {member} is not one of {seeds}")
@@ -76,6 +72,7 @@ def main(
         checkpoints=checkpoints,
         logs=logs,
         bootstrap=sections["ensemble"].bootstrap,
+        source=str(params),
     )
 
 

@@ -17,7 +17,7 @@ from ase.data import atomic_numbers as SYMBOL_TO_Z
 from ase.data import chemical_symbols
 
 from physicsml.errors import ConfigError, InputError
-from physicsml.io.structures import Structure
+from physicsml.io.structures import RecordError, Structure
 
 
 def is_isolated_atom(structure: Structure) -> bool:
@@ -26,14 +26,22 @@ def is_isolated_atom(structure: Structure) -> bool:
     return config_type == "IsolatedAtom" or (config_type is None and len(structure) == 1)
 
 
+def check_isolated(record: Structure, target: str) -> None:
+    """Raise :class:`RecordError` unless ``record`` is a usable isolated-atom reference: one atom
+    with a value of ``target``."""
+    reason = "bad isolated-atom record"
+    if len(record) != 1:
+        message = "IsolatedAtom record with more than one atom"
+        raise RecordError(record.file, record.index, "config_type", message, reason)
+    if record.targets.get(target) is None:
+        raise RecordError(record.file, record.index, target, "isolated-atom record without the energy target", reason)
+
+
 def from_isolated(records: Sequence[Structure], target: str, elements: Sequence[int]) -> dict[int, float]:
     """Self-energies read from single-atom records (``target`` of each)."""
     energies: dict[int, float] = {}
     for record in records:
-        if len(record) != 1:
-            raise InputError(record.file, record.index, "config_type", "IsolatedAtom record with more than one atom")
-        if target not in record.targets:
-            raise InputError(record.file, record.index, target, "isolated-atom record without the energy target")
+        check_isolated(record, target)
         energies[int(record.atomic_numbers[0])] = float(record.targets[target])
     missing = [chemical_symbols[z] for z in elements if z not in energies]
     if missing:

@@ -47,7 +47,7 @@ import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdDetermineBonds
 
-from physicsml.errors import InputError
+from physicsml.io.structures import RecordError
 
 __all__ = [
     "ATOM_FEATURES",
@@ -140,6 +140,9 @@ _NUMERIC_VALUED = frozenset({"atomic_num", "formal_charge", "degree"})
 ROTATABLE_BOND_SMARTS = "[!#1&!$(*#*)&!d1]-&!@[!#1&!$(*#*)&!d1]"
 _ROTATABLE = Chem.MolFromSmarts(ROTATABLE_BOND_SMARTS)
 
+#: The reason (:attr:`~physicsml.io.structures.RecordError.reason`) of a structure whose bonds RDKit cannot perceive.
+BONDS_NOT_PERCEIVED = "bonds not perceived"
+
 _BONDS_HINT = (
     "check the structure's total charge (and its geometry: missing or overlapping atoms), "
     "or set data.bonds: none to train without bond features"
@@ -183,21 +186,22 @@ def molecule_from_atoms(
         record: the structure's index in ``file``, for error messages.
 
     Raises:
-        InputError: (field ``"coordinates"``) for inconsistent shapes or non-finite coordinates;
-            (field ``"bonds"``) when RDKit cannot perceive bonds, cannot find bond orders and formal
-            charges that add up to ``charge`` (often: the wrong total charge), or the result cannot
-            be sanitized.
+        RecordError: (an :class:`~physicsml.errors.InputError`; field ``"coordinates"``) for
+            inconsistent shapes or non-finite coordinates; (field ``"bonds"``) when RDKit cannot
+            perceive bonds, cannot find bond orders and formal charges that add up to ``charge``
+            (often: the wrong total charge), or the result cannot be sanitized.
     """
     z = np.asarray(numbers).reshape(-1)
     xyz = np.asarray(coordinates, dtype=np.float64)
     if xyz.size == 0 and len(z) == 0:
         xyz = xyz.reshape(0, 3)
     if xyz.shape != (len(z), 3):
-        raise InputError(file, record, "coordinates", f"expected [{len(z)}, 3] coordinates, got shape {xyz.shape}")
+        message = f"expected [{len(z)}, 3] coordinates, got shape {xyz.shape}"
+        raise RecordError(file, record, "coordinates", message, "bad coordinates")
     if not np.isfinite(xyz).all():
-        raise InputError(file, record, "coordinates", "coordinates are not all finite")
+        raise RecordError(file, record, "coordinates", "coordinates are not all finite", "non-finite coordinates")
     if int(charge) != charge:
-        raise InputError(file, record, "bonds", f"total charge must be an integer, got {charge!r}")
+        raise RecordError(file, record, "bonds", f"total charge must be an integer, got {charge!r}", "bad total charge")
     charge = int(charge)
 
     editable = Chem.RWMol()
@@ -212,12 +216,13 @@ def molecule_from_atoms(
     editable.AddConformer(conformer, assignId=True)
     mol = editable.GetMol()
 
-    def fail(reason: str) -> InputError:
-        return InputError(
+    def fail(reason: str) -> RecordError:
+        return RecordError(
             file,
             record,
             "bonds",
             f"cannot perceive bonds from the coordinates with total charge {charge}: {reason}; {_BONDS_HINT}",
+            BONDS_NOT_PERCEIVED,
         )
 
     with rdBase.BlockLogs():  # RDKit's own log lines would repeat the reason, out of context

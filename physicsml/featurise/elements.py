@@ -8,8 +8,8 @@ import numpy as np
 from ase.data import atomic_numbers as SYMBOL_TO_Z
 from ase.data import chemical_symbols
 
-from physicsml.errors import ConfigError, InputError
-from physicsml.io.structures import Structure
+from physicsml.errors import ConfigError
+from physicsml.io.structures import RecordError, Structure
 
 
 def resolve_elements(elements: str | Sequence[str | int], structures: Sequence[Structure]) -> list[int]:
@@ -40,12 +40,11 @@ def element_lookup(elements: Sequence[int]) -> np.ndarray:
 
 
 def species_of(structure: Structure, elements: Sequence[int]) -> np.ndarray:
-    """Element index of each atom of ``structure``; unknown elements raise :class:`InputError`."""
+    """Element index of each atom of ``structure``; unknown elements raise :class:`RecordError`."""
     species = element_lookup(elements)[structure.atomic_numbers]
     if (species < 0).any():
         missing = sorted({chemical_symbols[z] for z in structure.atomic_numbers[species < 0]})
         listed = [chemical_symbols[z] for z in elements]
-        raise InputError(
-            structure.file, structure.index, "numbers", f"element(s) {missing} not in the element list {listed}"
-        )
+        message = f"element(s) {missing} not in the element list {listed}"
+        raise RecordError(structure.file, structure.index, "numbers", message, "element not in featurise.elements")
     return species

@@ -4,10 +4,11 @@ Three passes, none of which holds the dataset:
 
 1. **Read** (:func:`read_chunk`, in ``prepare.jobs`` processes): every input file is cut into
    parts of ``prepare.chunk_size`` records (:func:`physicsml.io.structures.file_parts`); each part
-   is read, joined with its labels, converted to ``data.units``, given its RDKit columns and
-   written as a temporary table. What the later passes need of it comes back in a small
-   :class:`ChunkSummary`: its record count, elements, target kinds and (Z, formal charge) pairs.
-2. **Fit** (:func:`fit_pass`): with the split decided from the record counts alone
+   is read, joined with its labels, converted to ``data.units``, checked against the element list,
+   given its RDKit columns and written as a temporary table. What the later passes need of it comes
+   back in a small :class:`ChunkSummary`: its record count, elements, target kinds, (Z, formal
+   charge) pairs and, with ``data.on_error: skip``, the records it left out.
+2. **Fit** (:func:`fit_pass`): with the split decided from the counts of records kept alone
    (:func:`~physicsml.featurise.random_split` of the count), one pass over the temporary tables
    accumulates the self-energy normal equations of the training rows (:class:`NormalEquations`)
    and each split's missing-label counts, the metadata the output files begin with.
@@ -17,7 +18,8 @@ Three passes, none of which holds the dataset:
 
 Chunks are processed and consumed in file order and every sum runs over fixed blocks of rows,
 never over a chunk, so the outputs are byte-identical whatever the chunk size and the number of
-processes.
+processes. Whether a record is skipped depends on that record alone, so the same records are
+skipped whatever the cut.
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ from tqdm.auto import tqdm
 
 from physicsml.configs import DataConfig
 from physicsml.errors import ConfigError, InputError
-from physicsml.featurise.elements import element_lookup
+from physicsml.featurise.elements import element_lookup, species_of
 from physicsml.featurise.table import BASE_COLUMNS, missing_column, row_sums, structures_to_table, target_kinds
 from physicsml.io.arrow import iter_shards, ragged, release_memory, to_numpy, write_table
 from physicsml.io.parallel import parallel_map
-from physicsml.io.structures import Part, Structure, read_structures
+from physicsml.io.structures import Part, Skipped, Structure, passing, read_structures
 
 #: Training rows per block of the self-energy sums: a fixed cut, so sums do not depend on chunking.
 BLOCK_ROWS = 4096
@@ -55,7 +57,8 @@ class ChunkTask:
     data: DataConfig
     root: str
     chemistry: dict[str, Any]
-    isolated: bool  # whether isolated-atom records are to be set aside
+    isolated: str | None  # the energy target of the isolated-atom records to set aside; None: none are
+    elements: tuple[int, ...] | None  # featurise.elements, when given as a list
     out: str
 
 
@@ -71,6 +74,7 @@ class ChunkSummary:
     charge_pairs: set[tuple[int, int]]
     names: dict[str, list[str]]
     isolated: list[Structure]  # isolated-atom records set aside (with prepare: method isolated)
+    skipped: list[Skipped]  # records left out (data.on_error: skip), in file order
 
 
 _LABELS: dict[tuple, Any] = {}
@@ -90,8 +94,9 @@ def _labels(data: DataConfig, root: Path) -> Any:
     return _LABELS[key]
 
 
-def read_records(task: ChunkTask) -> list[Structure]:
-    """The records of a task's part, with labels joined and units applied."""
+def read_records(task: ChunkTask, skipped: list[Skipped] | None = None) -> list[Structure]:
+    """The records of a task's part, with labels joined and units applied (those failing a check of
+    their own noted in ``skipped`` and left out; ``None``: they raise)."""
     from physicsml.featurise import apply_units
 
     data, root = task.data, Path(task.root)
@@ -99,28 +104,42 @@ def read_records(task: ChunkTask) -> list[Structure]:
     joined = labels.provides(data.targets) if labels is not None else {}
     in_file = {name: key for name, key in data.targets.items() if name not in joined}
     path = Path(task.file) if Path(task.file).is_absolute() else root / task.file
-    records = read_structures(path, in_file, data.format, data.allow_missing, data.edge_targets, task.part)
+    records = read_structures(path, in_file, data.format, data.allow_missing, data.edge_targets, task.part, skipped)
     if labels is not None:
-        labels.join(records, data.targets, data.allow_missing)
+        records = labels.join(records, data.targets, data.allow_missing, skipped)
     apply_units(records, data.units)
     return records
 
 
 def read_chunk(task: ChunkTask) -> ChunkSummary:
-    """Read and featurise one chunk; write its temporary table to ``task.out``."""
-    from physicsml.featurise import chemistry_columns, loss_weights
-    from physicsml.featurise.atomic_energies import is_isolated_atom
+    """Read and featurise one chunk; write its temporary table to ``task.out``.
 
-    records = read_records(task)
-    isolated = [r for r in records if task.isolated and is_isolated_atom(r)]
-    if isolated:
+    Every check of one record runs here, so that with ``data.on_error: skip`` a record that fails
+    one is left out before the split, and the summary lists it; otherwise the first raises.
+    """
+    from physicsml.featurise import chemistry_columns, loss_weight, loss_weights
+    from physicsml.featurise.atomic_energies import check_isolated, is_isolated_atom
+
+    skipped: list[Skipped] | None = [] if task.data.on_error == "skip" else None
+    records = read_records(task, skipped)
+    isolated: list[Structure] = []
+    if task.isolated is not None:
+        target = task.isolated
+        isolated = passing([r for r in records if is_isolated_atom(r)], lambda r: check_isolated(r, target), skipped)
         records = [r for r in records if not is_isolated_atom(r)]
+    if task.elements is not None:
+        listed = task.elements
+        records = passing(records, lambda r: species_of(r, listed), skipped)
+    weights = task.data.weights
+    if weights is not None:
+        records = passing(records, lambda r: loss_weight(r, weights), skipped)
+    found = chemistry_columns(records, task.chemistry, skipped)
+    records = found.structures
     kinds = target_kinds(records, list(task.data.targets), complete=False)
     first_with = {name: next(r.index for r in records if r.targets.get(name) is not None) for name in kinds if records}
     table = structures_to_table(records, None, None, kinds)
-    if task.data.weights is not None:
-        table = table.append_column("loss_weight", pa.array(loss_weights(records, task.data.weights)))
-    found = chemistry_columns(records, task.chemistry)
+    if weights is not None:
+        table = table.append_column("loss_weight", pa.array(loss_weights(records, weights)))
     names = found.names
     for column, values in found.columns.items():
         table = table.append_column(column, values)
@@ -135,7 +154,8 @@ def read_chunk(task: ChunkTask) -> ChunkSummary:
     del table, found
     every = [r.atomic_numbers for r in (*records, *isolated)]
     elements = set(np.unique(np.concatenate(every)).tolist()) if every else set()
-    summary = ChunkSummary(task, len(records), elements, kinds, first_with, pairs, names, isolated)
+    in_order = sorted(skipped or [], key=lambda s: s.record)  # one file's records
+    summary = ChunkSummary(task, len(records), elements, kinds, first_with, pairs, names, isolated, in_order)
     del records
     release_memory()  # a process reads many chunks: its footprint stays that of one
     return summary
@@ -260,28 +280,24 @@ def finished_table(
     return pa.table(columns)
 
 
-def check_elements(
-    table: pa.Table, numbers: np.ndarray, offsets: np.ndarray, species: np.ndarray, elements: Sequence[int]
-) -> None:
-    """Raise :class:`InputError` naming the first record of ``table`` with an element outside the list."""
-    if not (species < 0).any():
-        return
-    from ase.data import chemical_symbols
-
-    first = int(np.flatnonzero(species < 0)[0])
-    row = int(np.searchsorted(offsets, first, side="right") - 1)
-    file, record = record_of(table, offsets, first)
-    atoms = slice(offsets[row], offsets[row + 1])
-    missing = sorted({chemical_symbols[z] for z, s in zip(numbers[atoms], species[atoms]) if s < 0})
-    listed = [chemical_symbols[z] for z in elements]
-    raise InputError(file, record, "numbers", f"element(s) {missing} not in the element list {listed}")
-
-
 def record_of(table: pa.Table, offsets: np.ndarray, atom: int) -> tuple[str, int]:
     """The file and record of the row of ``table`` that holds atom ``atom`` (from the row's id)."""
     row = int(np.searchsorted(offsets, atom, side="right") - 1)
     file, record = table["id"][row].as_py().rsplit(":", 1)
     return file, int(record)
+
+
+def isolated_file(energy_config: Any, data: DataConfig, root: Path, skipped: list[Skipped] | None) -> list[Structure]:
+    """The isolated-atom records of ``featurise.atomic_energies.file``, in ``data``'s format and units
+    (those failing a check noted in ``skipped`` and left out; ``None``: they raise)."""
+    from physicsml.featurise import apply_units
+    from physicsml.featurise.atomic_energies import check_isolated
+
+    path = Path(energy_config.file) if Path(energy_config.file).is_absolute() else root / energy_config.file
+    target = energy_config.target
+    records = read_structures(path, {target: data.targets[target]}, data.format, skipped=skipped)
+    apply_units(records, {k: v for k, v in data.units.items() if k == target})
+    return passing(records, lambda r: check_isolated(r, target), skipped)
 
 
 @dataclasses.dataclass
@@ -301,11 +317,9 @@ def fit_pass(
     energy_config: Any,
     method: str,
     isolated: list[Structure],
-    data: DataConfig,
-    root: Path,
 ) -> Fit:
     """Self-energies by ``method`` and the missing-label counts of every split, in one pass."""
-    from physicsml.featurise import SPLITS, apply_units
+    from physicsml.featurise import SPLITS
     from physicsml.featurise import atomic_energies as self_energies
     from physicsml.featurise.table import missing_rows
 
@@ -315,11 +329,6 @@ def fit_pass(
     if method == "given" and not energy_config.by_formal_charge:
         energies = self_energies.from_values(energy_config.values or {}, elements)
     elif method == "isolated":
-        if energy_config.file is not None:
-            path = Path(energy_config.file) if Path(energy_config.file).is_absolute() else root / energy_config.file
-            target = energy_config.target
-            isolated = read_structures(path, {target: data.targets[target]}, data.format)
-            apply_units(isolated, {k: v for k, v in data.units.items() if k == target})
         energies = self_energies.from_isolated(isolated, energy_config.target, elements)
     elif method == "given":
         pair_numbers = [np.array([z for z, _ in pairs], dtype=np.int64)]
@@ -352,8 +361,7 @@ def fit_pass(
             charges, _ = to_numpy(table[FORMAL_CHARGES])
             columns = charge_columns(numbers, charges, pairs)
         else:
-            columns = lookup[numbers]
-            check_elements(table, numbers, offsets, columns, elements)
+            columns = lookup[numbers]  # every element is listed: read_chunk left out the others
         equations.add(count_rows(numbers, offsets, columns, width)[use], energy[use])
         release_memory()
     if fitting:
@@ -395,7 +403,6 @@ def write_pass(
         numbers, offsets = to_numpy(table["atomic_numbers"])
         assert offsets is not None
         species = lookup[numbers]
-        check_elements(table, numbers, offsets, species, elements)
         if fit.by_charge:
             charges, _ = to_numpy(table[FORMAL_CHARGES])
             atom_energies, bad = self_energies.charged_atom_energies(fit.by_charge, numbers, charges)

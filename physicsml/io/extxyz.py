@@ -57,7 +57,7 @@ from ase.io.extxyz import (
 )
 from ase.io.formats import get_compression
 
-from physicsml.io.structures import Structure, _from_atoms, _read_ase
+from physicsml.io.structures import Skipped, Structure, _from_atoms, _read_ase, _record
 
 #: Frames (and at most atoms) whose atom lines are converted together: enough to amortise
 #: the numpy calls, few enough to bound the memory of the token lists.
@@ -116,7 +116,8 @@ def read_extxyz(
     allow_missing: Collection[str] = (),
     edge_targets: Mapping[str, str] | None = None,
     span: Span = WHOLE_FILE,
-) -> Iterator[Structure]:
+    skip: bool = False,
+) -> Iterator[Structure | Skipped]:
     """Yield the records of an extxyz/xyz file, exactly as
     ``_read_ase(path, targets, "extxyz", allow_missing, edge_targets)`` does, several
     times faster (the records are not validated: :func:`read_structures` does that).
@@ -127,6 +128,8 @@ def read_extxyz(
     Args:
         span: only the records of this part of the file (from :func:`frame_offsets`), numbered
             as in the whole file.
+        skip: yield a record with a missing or non-numeric target or a bad pair label as its
+            :class:`~physicsml.io.structures.Skipped` rather than raise.
 
     Raises:
         InputError: for a missing or non-numeric target or a bad pair label (from
@@ -138,10 +141,10 @@ def read_extxyz(
     done = first
     try:
         for frame in _frames(path, start, end):
-            yield _from_atoms(frame, targets, str(path), done, allow_missing, edge_targets)
+            yield _record(skip, _from_atoms, frame, targets, str(path), done, allow_missing, edge_targets)
             done += 1
     except _Unsupported:
-        yield from itertools.islice(_read_ase(path, targets, "extxyz", allow_missing, edge_targets), done, stop)
+        yield from itertools.islice(_read_ase(path, targets, "extxyz", allow_missing, edge_targets, skip), done, stop)
 
 
 def fast_path_applies(path: str | os.PathLike) -> bool:

@@ -35,7 +35,8 @@ Missing values. A NaN value (a property not computed for a conformer) is an
 :class:`~physicsml.errors.InputError` unless its target is in ``allow_missing``; then a
 fully-NaN value is stored as ``None`` and a partly-NaN one is kept with its NaN components,
 as the other readers do. A dataset absent from a group is likewise an error unless allowed
-(``None`` for the group's conformers).
+(``None`` for the group's conformers). With ``skip``, such conformers (every conformer of the
+group, for an absent dataset) come as :class:`~physicsml.io.structures.Skipped` instead.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import h5py
 import numpy as np
 
 from physicsml.errors import ConfigError, InputError
-from physicsml.io.structures import Structure, validate_structure
+from physicsml.io.structures import RecordError, Skipped, Structure, _record, validate_structure
 
 #: Hartree in eV (CODATA 2018), the factor for energies from these files in eV.
 HARTREE_TO_EV = 27.211386245988
@@ -112,7 +113,8 @@ def read_hdf5(
     allow_missing: Collection[str] = (),
     units: Mapping[str, float] | None = None,
     part: tuple[int, Any, Any, Any] | None = None,
-) -> Iterator[Structure]:
+    skip: bool = False,
+) -> Iterator[Structure | Skipped]:
     """Stream the validated records of an ANI-1x, ANI-1 or SPICE HDF5 file.
 
     Args:
@@ -122,6 +124,8 @@ def read_hdf5(
         allow_missing: targets that may be NaN or absent (``None`` in the record).
         units: target name -> factor the file's values are multiplied by (default 1.0).
         part: only these records (from :func:`hdf5_parts`), numbered as in the whole file.
+        skip: yield a conformer that fails a check of its own (a NaN label not allowed, an absent
+            dataset, bad coordinates) as its :class:`~physicsml.io.structures.Skipped` rather than raise.
 
     Returns:
         An iterator over the records: groups in name order, conformers in file order,
@@ -138,7 +142,7 @@ def read_hdf5(
         if name not in targets:
             raise ConfigError("units", name, f"no such target; targets: {sorted(targets)}")
         factors[name] = float(factor)
-    return _read(str(path), dict(targets), frozenset(allow_missing), factors, part)
+    return _read(str(path), dict(targets), frozenset(allow_missing), factors, part, skip)
 
 
 def _read(
@@ -147,14 +151,14 @@ def _read(
     allow_missing: frozenset[str],
     factors: dict[str, float],
     part: tuple[int, Any, Any, Any] | None,
-) -> Iterator[Structure]:
+    skip: bool,
+) -> Iterator[Structure | Skipped]:
     first, _, group_start, group_stop = part if part is not None else (0, None, 0, None)
     with _open(file) as handle:
         kinds = _kinds(handle, set(targets.values()))
         index = first
         for group in itertools.islice(_molecule_groups(handle), group_start, group_stop):
-            for record in _read_group(group, file, index, targets, allow_missing, factors, kinds):
-                validate_structure(record, file, record.index, allow_missing)
+            for record in _read_group(group, file, index, targets, allow_missing, factors, kinds, skip):
                 yield record
                 index += 1
 
@@ -167,8 +171,9 @@ def _read_group(
     allow_missing: frozenset[str],
     factors: dict[str, float],
     kinds: dict[str, Kind | None],
-) -> Iterator[Structure]:
-    """The records of one molecule group; ``first`` is the index of its first record."""
+    skip: bool,
+) -> Iterator[Structure | Skipped]:
+    """The validated records of one molecule group; ``first`` is the index of its first record."""
     name = group.name.lstrip("/")
     numbers = _atomic_numbers(group, file, first)
     n_atoms = len(numbers)
@@ -184,13 +189,15 @@ def _read_group(
     n_conformers = len(coordinates)
     values: dict[str, np.ndarray] = {}
     node_targets = set()
+    absent: list[str] = []  # targets whose dataset the group lacks, not allowed missing
     for target, dataset in targets.items():
         if dataset not in group and target in allow_missing:
             continue  # None in every record of this group
         if dataset not in group:
-            raise InputError(
-                file, first, dataset, f"dataset missing in group '{name}' (target '{target}'); it has: {sorted(group)}"
-            )
+            if not skip:
+                raise _absent(file, first, group, target, dataset)
+            absent.append(target)
+            continue
         kind = kinds[dataset]
         values[target] = _read_dataset(group, dataset, kind, (n_conformers, n_atoms), file, first) * factors[target]
         if kind and kind[0]:
@@ -198,8 +205,11 @@ def _read_group(
     # Conformers with a NaN or infinite label, found once per group rather than per record.
     bad = {target: ~np.isfinite(array.reshape(n_conformers, -1)).all(axis=1) for target, array in values.items()}
     info = {key: _text(group[key][()]) for key in _INFO_DATASETS if isinstance(group.get(key), h5py.Dataset)}
-    for conformer in range(n_conformers):
+
+    def conformer_record(conformer: int) -> Structure:
         index = first + conformer
+        if absent:
+            raise _absent(file, index, group, absent[0], targets[absent[0]])
         record_targets: dict[str, Any] = dict.fromkeys(targets)
         for target, array in values.items():
             value = _label(array[conformer])
@@ -207,16 +217,17 @@ def _read_group(
                 infinite = bool(np.isinf(value).any())
                 if target not in allow_missing or infinite:
                     hint = "" if infinite else "; list it in data.allow_missing to train without it here"
-                    raise InputError(
+                    raise RecordError(
                         file,
                         index,
                         targets[target],
                         f"non-finite value in group '{name}', conformer {conformer} (target '{target}'{hint})",
+                        "infinite label" if infinite else "missing label",
                     )
                 if np.isnan(value).all():
                     value = None
             record_targets[target] = value
-        yield Structure(
+        record = Structure(
             atomic_numbers=numbers.copy(),
             coordinates=coordinates[conformer].copy(),
             cell=None,
@@ -227,6 +238,17 @@ def _read_group(
             node_targets=frozenset(node_targets),
             info={"group": name, "conformer": conformer, **info},
         )
+        validate_structure(record, file, index, allow_missing)
+        return record
+
+    for conformer in range(n_conformers):
+        yield _record(skip, conformer_record, conformer)
+
+
+def _absent(file: str, record: int, group: h5py.Group, target: str, dataset: str) -> RecordError:
+    """The error of a record whose group lacks the dataset of ``target``."""
+    message = f"dataset missing in group '{group.name.lstrip('/')}' (target '{target}'); it has: {sorted(group)}"
+    return RecordError(file, record, dataset, message, "missing label")
 
 
 def _read_dataset(

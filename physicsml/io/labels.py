@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from physicsml.configs import LabelsConfig
 from physicsml.errors import InputError
-from physicsml.io.structures import Structure, validate_structure
+from physicsml.io.structures import RecordError, Skipped, Structure, passing, validate_structure
 
 
 class Labels:
@@ -67,27 +67,38 @@ class Labels:
         return {name: key for name, key in targets.items() if key in self.columns}
 
     def join(
-        self, structures: Sequence[Structure], targets: Mapping[str, str], allow_missing: Collection[str] = ()
-    ) -> None:
+        self,
+        structures: Sequence[Structure],
+        targets: Mapping[str, str],
+        allow_missing: Collection[str] = (),
+        skipped: list[Skipped] | None = None,
+    ) -> list[Structure]:
         """Add the labels of :meth:`provides` to each structure's targets (in place), then validate it.
 
+        Args:
+            skipped: where to note the structures without a row or with a bad label, which are then
+                left out; ``None``: they raise.
+
+        Returns:
+            The labelled structures: all of them, less those noted in ``skipped``.
+
         Raises:
-            InputError: naming the id and the labels file, for a structure without a row.
+            RecordError: naming the id and the labels file, for a structure without a row.
         """
         wanted = self.provides(targets)
         values = {name: np.asarray(self.columns[key].to_pylist(), dtype=float) for name, key in wanted.items()}
-        for structure in structures:
+
+        def join_one(structure: Structure) -> None:
             key = str(structure.index) if self.match == "position" else structure.info.get(self.match)
             if key is None:
-                raise InputError(structure.file, structure.index, self.match, "record has no id to find its labels by")
+                message = "record has no id to find its labels by"
+                raise RecordError(structure.file, structure.index, self.match, message, "missing label")
             row = self.row_of.get(str(key))
             if row is None:
-                raise InputError(
-                    str(self.path),
-                    None,
-                    None,
-                    f"no row for id {str(key)!r} (record {structure.index} of {structure.file})",
-                )
+                message = f"no row for id {str(key)!r} (record {structure.index} of {structure.file})"
+                raise RecordError(str(self.path), None, None, message, "missing label")
             for name, column in values.items():
                 structure.targets[name] = float(column[row])
             validate_structure(structure, structure.file, structure.index, allow_missing)
+
+        return passing(structures, join_one, skipped)

@@ -13,7 +13,10 @@ Supported inputs:
 
 Every record is checked (finite coordinates, a usable cell where periodic, every
 requested target present and finite) and a problem raises
-:class:`~physicsml.errors.InputError` naming the file, record and field.
+:class:`~physicsml.errors.InputError` naming the file, record and field. A problem of one
+record alone is a :class:`RecordError`: given a ``skipped`` list, :func:`read_structures`
+notes it there (a :class:`Skipped`) and reads on (``data.on_error: skip``). Whatever loses
+the record boundaries or concerns the whole file stays an error.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import array
 import dataclasses
 import os
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,70 @@ from physicsml.io.arrow import VEC3, read_table, to_numpy
 
 #: File suffixes read as tables in the featurised schema rather than through ASE.
 TABLE_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow"}
+
+
+class RecordError(InputError):
+    """An :class:`InputError` of one record alone: the rest of its file stays readable, so with
+    ``data.on_error: skip`` the record is left out and the others are featurised.
+
+    Args:
+        reason: the kind of problem in a few words (``"missing label"``); skipped records are
+            counted by it.
+    """
+
+    def __init__(self, file: str, record: int | None, field: str | None, message: str, reason: str) -> None:
+        super().__init__(file, record, field, message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return type(self), (self.file, self.record, self.field, self.message, self.reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A record left out (``data.on_error: skip``): its file and index, the kind of problem
+    (:attr:`RecordError.reason`) and the one-line error it would have raised."""
+
+    file: str
+    record: int
+    reason: str
+    error: str
+
+    @classmethod
+    def of(cls, error: RecordError, structure: Structure | None = None) -> Skipped:
+        """The record of ``error`` (or ``structure``, when the error names another file)."""
+        if structure is not None:
+            return cls(structure.file, structure.index, error.reason, str(error))
+        assert error.record is not None
+        return cls(error.file, error.record, error.reason, str(error))
+
+
+def passing(
+    structures: Iterable[Structure], check: Callable[[Structure], Any], skipped: list[Skipped] | None
+) -> list[Structure]:
+    """The structures that ``check`` passes. A structure it raises :class:`RecordError` for is
+    noted in ``skipped`` and left out; without ``skipped`` (``None``) the error is raised."""
+    kept = []
+    for structure in structures:
+        try:
+            check(structure)
+        except RecordError as error:
+            if skipped is None:
+                raise
+            skipped.append(Skipped.of(error, structure))
+            continue
+        kept.append(structure)
+    return kept
+
+
+def _record(skip: bool, read: Callable[..., Structure], *args: Any) -> Structure | Skipped:
+    """``read(*args)``; with ``skip``, a :class:`RecordError` it raises comes back as a :class:`Skipped`."""
+    try:
+        return read(*args)
+    except RecordError as error:
+        if not skip:
+            raise
+        return Skipped.of(error)
 
 
 @dataclasses.dataclass
@@ -164,6 +231,7 @@ def read_structures(
     allow_missing: Collection[str] = (),
     edge_targets: Mapping[str, str] | None = None,
     part: Part = WHOLE_FILE,
+    skipped: list[Skipped] | None = None,
 ) -> list[Structure]:
     """Read every record of ``path``.
 
@@ -177,6 +245,8 @@ def read_structures(
             (in some of its components or atoms).
         edge_targets: targets that label atom pairs, and their kind, scalar or vector (:func:`pair_labels`).
         part: only the records of this part (:func:`file_parts`), numbered as in the whole file.
+        skipped: where to note the records that fail a check of their own (a :class:`RecordError`),
+            which are then left out; ``None``: such a record raises its error.
 
     Returns:
         The validated records, in file order.
@@ -189,75 +259,107 @@ def read_structures(
     fmt = file_format(path, format)
     if fmt in ("hdf5", "parquet", "arrow") and edge_targets:
         raise InputError(str(path), None, next(iter(edge_targets)), "pair labels are read from extxyz or SDF files")
+    skip = skipped is not None
+    read: list[Structure | Skipped]
     if fmt == "hdf5":  # ANI-1x, ANI-1 and SPICE releases; validated as they are read
         from physicsml.io.hdf5 import read_hdf5
 
-        return list(read_hdf5(path, targets, allow_missing, part=None if part == WHOLE_FILE else part))
-    if fmt == "sdf":
-        records = list(_read_sdf(path, targets, allow_missing, edge_targets, part))
+        read = list(read_hdf5(path, targets, allow_missing, part=None if part == WHOLE_FILE else part, skip=skip))
+    elif fmt == "sdf":
+        read = list(_read_sdf(path, targets, allow_missing, edge_targets, part, skip))
     elif fmt in ("parquet", "arrow"):
-        records = structures_from_table(path, targets, fmt)
+        read = list(structures_from_table(path, targets, fmt))
     elif fmt == "fast-extxyz":
         from physicsml.io.extxyz import read_extxyz
 
-        records = list(read_extxyz(path, targets, allow_missing, edge_targets, part))
+        read = list(read_extxyz(path, targets, allow_missing, edge_targets, part, skip))
     else:
-        records = list(_read_ase(path, targets, fmt, allow_missing, edge_targets))
-    for record in records:
-        validate_structure(record, str(path), record.index, allow_missing)
+        read = list(_read_ase(path, targets, fmt, allow_missing, edge_targets, skip))
+    records = []
+    for item in read:
+        if isinstance(item, Structure) and fmt != "hdf5":
+            try:
+                validate_structure(item, str(path), item.index, allow_missing)
+            except RecordError as error:
+                if skipped is None:
+                    raise
+                item = Skipped.of(error)
+        if isinstance(item, Skipped):
+            assert skipped is not None
+            skipped.append(item)
+        else:
+            records.append(item)
     return records
 
 
 def validate_structure(structure: Structure, file: str, record: int, allow_missing: Collection[str] = ()) -> None:
-    """Raise :class:`InputError` when ``structure`` cannot be featurised (a NaN label is
+    """Raise :class:`RecordError` when ``structure`` cannot be featurised (a NaN label is
     an error unless its target is in ``allow_missing``)."""
     n_atoms = len(structure.atomic_numbers)
     if n_atoms == 0:
-        raise InputError(file, record, "positions", "structure has no atoms")
+        raise RecordError(file, record, "positions", "structure has no atoms", "no atoms")
     if structure.coordinates.shape != (n_atoms, 3):
-        raise InputError(file, record, "positions", f"expected shape ({n_atoms}, 3), got {structure.coordinates.shape}")
+        raise RecordError(
+            file,
+            record,
+            "positions",
+            f"expected shape ({n_atoms}, 3), got {structure.coordinates.shape}",
+            "bad coordinates",
+        )
     if not np.isfinite(structure.coordinates).all():  # (one check for the common case: a reader's hot path)
         bad = ~np.isfinite(structure.coordinates).all(axis=1)
-        raise InputError(
-            file, record, "positions", f"non-finite coordinates for atom(s) {np.flatnonzero(bad)[:10].tolist()}"
+        raise RecordError(
+            file,
+            record,
+            "positions",
+            f"non-finite coordinates for atom(s) {np.flatnonzero(bad)[:10].tolist()}",
+            "non-finite coordinates",
         )
     if structure.atomic_numbers.min() <= 0 or structure.atomic_numbers.max() > 118:
-        raise InputError(file, record, "numbers", "atomic numbers must lie in 1..118")
+        raise RecordError(file, record, "numbers", "atomic numbers must lie in 1..118", "bad atomic numbers")
     if structure.pbc.any():
         if structure.cell is None:
-            raise InputError(file, record, "cell", "periodic structure without a cell")
+            raise RecordError(file, record, "cell", "periodic structure without a cell", "bad cell")
         if not np.isfinite(structure.cell).all():
-            raise InputError(file, record, "cell", "non-finite cell")
+            raise RecordError(file, record, "cell", "non-finite cell", "bad cell")
         periodic = structure.cell[structure.pbc]
         if np.linalg.matrix_rank(periodic, tol=1e-8) < len(periodic):
-            raise InputError(
+            raise RecordError(
                 file,
                 record,
                 "cell",
                 f"singular cell {structure.cell.tolist()} with pbc {structure.pbc.tolist()}: "
                 "the periodic lattice vectors are not linearly independent",
+                "bad cell",
             )
     for name, value in structure.targets.items():
         if value is None:
             continue
         array = np.asarray(value, dtype=float)
         if not np.isfinite(array).all() and (np.isinf(array).any() or name not in allow_missing):
-            hint = "" if np.isinf(array).any() else " (list it in data.allow_missing to train without it here)"
-            raise InputError(file, record, name, f"non-finite target value{hint}")
+            infinite = bool(np.isinf(array).any())
+            hint = "" if infinite else " (list it in data.allow_missing to train without it here)"
+            reason = "infinite label" if infinite else "missing label"
+            raise RecordError(file, record, name, f"non-finite target value{hint}", reason)
         if name in structure.edge_targets:
             check_pairs(array, n_atoms, file, record, name)
             continue
         if name in structure.node_targets:
             if array.ndim not in (1, 2) or array.shape[0] != n_atoms or array.ndim == 2 and array.shape[1] != 3:
-                raise InputError(
+                raise RecordError(
                     file,
                     record,
                     name,
                     f"per-atom target must have shape ({n_atoms},) or ({n_atoms}, 3), got {array.shape}",
+                    "bad label",
                 )
         elif array.shape not in ((), (3,), (3, 3)):
-            raise InputError(
-                file, record, name, f"per-structure target must be a scalar, a 3-vector or 3x3, got shape {array.shape}"
+            raise RecordError(
+                file,
+                record,
+                name,
+                f"per-structure target must be a scalar, a 3-vector or 3x3, got shape {array.shape}",
+                "bad label",
             )
 
 
@@ -266,29 +368,30 @@ def pair_labels(value: Any, file: str, record: int, key: str, kind: str = "scala
     or ``[K, 5]`` rows.
 
     Raises:
-        InputError: for a value that is not a list of numbers or whose length does not fit the layout.
+        RecordError: for a value that is not a list of numbers or whose length does not fit the layout.
     """
     if isinstance(value, str):
         value = value.split()
     try:
         flat = np.asarray(value, dtype=float).reshape(-1)
     except (TypeError, ValueError) as error:
-        raise InputError(file, record, key, f"pair labels must be numbers 'i j value ...', got {value!r}") from error
+        message = f"pair labels must be numbers 'i j value ...', got {value!r}"
+        raise RecordError(file, record, key, message, "bad pair label") from error
     width, layout = (3, "'i j value'") if kind == "scalar" else (5, "'i j x y z'")
     if len(flat) % width:
-        raise InputError(file, record, key, f"{len(flat)} numbers are not {layout} rows of {kind} pair labels")
+        message = f"{len(flat)} numbers are not {layout} rows of {kind} pair labels"
+        raise RecordError(file, record, key, message, "bad pair label")
     return flat.reshape(-1, width)
 
 
 def check_pairs(array: np.ndarray, n_atoms: int, file: str, record: int, name: str) -> None:
-    """Raise :class:`InputError` unless ``array`` holds pair labels of distinct atoms of the structure."""
+    """Raise :class:`RecordError` unless ``array`` holds pair labels of distinct atoms of the structure."""
     pairs = array[:, :2]
     if not np.array_equal(pairs, np.round(pairs)) or pairs.min(initial=0) < 0 or pairs.max(initial=0) >= n_atoms:
-        raise InputError(
-            file, record, name, f"pair labels need atom indices 0..{n_atoms - 1} in their first two columns"
-        )
+        message = f"pair labels need atom indices 0..{n_atoms - 1} in their first two columns"
+        raise RecordError(file, record, name, message, "bad pair label")
     if np.any(pairs[:, 0] == pairs[:, 1]):
-        raise InputError(file, record, name, "a pair label joins an atom to itself")
+        raise RecordError(file, record, name, "a pair label joins an atom to itself", "bad pair label")
 
 
 def structures_from_atoms(
@@ -307,7 +410,10 @@ def _read_ase(
     fmt: str | None,
     allow_missing: Collection[str],
     edge_targets: Mapping[str, str],
-) -> Iterator[Structure]:
+    skip: bool = False,
+) -> Iterator[Structure | Skipped]:
+    """The records of an ASE-readable file; with ``skip``, a record whose own check fails comes as
+    its :class:`Skipped`. A record ASE cannot parse ends the file (its boundaries are lost)."""
     import ase.io
 
     index = 0
@@ -319,7 +425,7 @@ def _read_ase(
             return
         except Exception as error:  # ASE raises many types for malformed input
             raise InputError(str(path), index, None, f"cannot parse record: {type(error).__name__}: {error}") from error
-        yield _from_atoms(atoms, targets, str(path), index, allow_missing, edge_targets)
+        yield _record(skip, _from_atoms, atoms, targets, str(path), index, allow_missing, edge_targets)
         index += 1
 
 
@@ -362,11 +468,12 @@ def _from_atoms(
             continue
         if value is None:
             found = sorted(set(atoms.info) | set(atoms.arrays) | set(atoms.calc.results if atoms.calc else {}))
-            raise InputError(file, index, key, f"target key missing (target '{name}'); keys in this record: {found}")
+            message = f"target key missing (target '{name}'); keys in this record: {found}"
+            raise RecordError(file, index, key, message, "missing label")
         try:
             value = np.asarray(value, dtype=float)
         except (TypeError, ValueError) as error:
-            raise InputError(file, index, key, f"target is not numeric: {value!r}") from error
+            raise RecordError(file, index, key, f"target is not numeric: {value!r}", "bad label") from error
         if per_atom:
             node_targets.add(name)
             if value.ndim == 2 and value.shape[1] == 1:
@@ -399,7 +506,10 @@ def _read_sdf(
     allow_missing: Collection[str],
     edge_targets: Mapping[str, str],
     part: Part = WHOLE_FILE,
-) -> Iterator[Structure]:
+    skip: bool = False,
+) -> Iterator[Structure | Skipped]:
+    """The records of an SDF file (RDKit reads on after a record it cannot parse); with ``skip``, a
+    record whose own check fails comes as its :class:`Skipped`."""
     from rdkit import Chem
 
     first, _, start, end = part
@@ -412,42 +522,53 @@ def _read_sdf(
         supplier = Chem.SDMolSupplier()
         supplier.SetData(text, removeHs=False, sanitize=False)
     for index, mol in enumerate(supplier, start=first):
-        if mol is None:
-            raise InputError(str(path), index, None, "RDKit cannot parse this record")
-        if mol.GetNumConformers() == 0 or not mol.GetConformer().Is3D():
-            raise InputError(str(path), index, "coordinates", "record has no 3D conformer")
-        props = mol.GetPropsAsDict()
-        values: dict[str, Any] = {}
-        for name, key in targets.items():
-            if key not in props and name in allow_missing:
-                values[name] = None
-                continue
-            if key not in props:
-                raise InputError(
-                    str(path), index, key, f"SD property missing (target '{name}'); properties: {sorted(props)}"
-                )
-            if name in edge_targets:
-                values[name] = pair_labels(props[key], str(path), index, key, edge_targets[name])
-                continue
-            try:
-                values[name] = float(props[key])
-            except (TypeError, ValueError) as error:
-                raise InputError(str(path), index, key, f"SD property is not a number: {props[key]!r}") from error
-        yield Structure(
-            atomic_numbers=np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()], dtype=np.int64),
-            coordinates=np.asarray(mol.GetConformer().GetPositions(), dtype=float),
-            cell=None,
-            pbc=np.zeros(3, dtype=bool),
-            targets=values,
-            file=str(path),
-            index=index,
-            edge_targets=frozenset(name for name in edge_targets if values.get(name) is not None),
-            info={
-                **{k: v for k, v in props.items() if isinstance(v, (str, int, float))},
-                **({"name": mol.GetProp("_Name")} if mol.HasProp("_Name") else {}),
-            },
-            molecule=mol,
-        )
+        yield _record(skip, _from_mol, mol, str(path), index, targets, allow_missing, edge_targets)
+
+
+def _from_mol(
+    mol: Any,
+    file: str,
+    index: int,
+    targets: Mapping[str, str],
+    allow_missing: Collection[str],
+    edge_targets: Mapping[str, str],
+) -> Structure:
+    """The record of one SDF molecule (``None``: RDKit could not parse it)."""
+    if mol is None:
+        raise RecordError(file, index, None, "RDKit cannot parse this record", "unreadable record")
+    if mol.GetNumConformers() == 0 or not mol.GetConformer().Is3D():
+        raise RecordError(file, index, "coordinates", "record has no 3D conformer", "no 3D coordinates")
+    props = mol.GetPropsAsDict()
+    values: dict[str, Any] = {}
+    for name, key in targets.items():
+        if key not in props and name in allow_missing:
+            values[name] = None
+            continue
+        if key not in props:
+            message = f"SD property missing (target '{name}'); properties: {sorted(props)}"
+            raise RecordError(file, index, key, message, "missing label")
+        if name in edge_targets:
+            values[name] = pair_labels(props[key], file, index, key, edge_targets[name])
+            continue
+        try:
+            values[name] = float(props[key])
+        except (TypeError, ValueError) as error:
+            raise RecordError(file, index, key, f"SD property is not a number: {props[key]!r}", "bad label") from error
+    return Structure(
+        atomic_numbers=np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()], dtype=np.int64),
+        coordinates=np.asarray(mol.GetConformer().GetPositions(), dtype=float),
+        cell=None,
+        pbc=np.zeros(3, dtype=bool),
+        targets=values,
+        file=file,
+        index=index,
+        edge_targets=frozenset(name for name in edge_targets if values.get(name) is not None),
+        info={
+            **{k: v for k, v in props.items() if isinstance(v, (str, int, float))},
+            **({"name": mol.GetProp("_Name")} if mol.HasProp("_Name") else {}),
+        },
+        molecule=mol,
+    )
 
 
 def structures_from_table(path: Path, targets: Mapping[str, str], fmt: str) -> list[Structure]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +12,20 @@ import lightning.pytorch as pl
 import lightning.pytorch.callbacks as callbacks
 
 from physicsml.configs import CallbackConfig, TrainerConfig
+
+
+class _WithoutAdverts(logging.Filter):
+    """Drop Lightning's tip to install a cloud logger: the train stage logs with DVCLive."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_WithoutAdverts())
+# the train stage's checkpoint directory holds its run fingerprint before the first checkpoint
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# Lightning's own use of a torch API torch has deprecated: nothing a user can act on
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 class EpochSummary(pl.Callback):
@@ -58,7 +74,7 @@ def build_trainer(
         accumulate_grad_batches=config.accumulate_grad_batches,
         check_val_every_n_epoch=config.check_val_every_n_epoch,
         enable_progress_bar=config.enable_progress_bar,
-        deterministic=config.deterministic,
+        deterministic="warn" if config.deterministic else config.deterministic,  # warn where no kernel is
         logger=logger if logger is not False else config.logger,
         inference_mode=False,  # forces are gradients, also when predicting
         num_sanity_val_steps=0,

@@ -76,7 +76,7 @@ class AllegroConfig(GraphModelConfig):
     bessel_basis_trainable: bool = Field(True, description="Learn the Bessel frequencies.")
     num_polynomial_cutoff: int = Field(6, ge=1, description="Power p of the polynomial cut-off envelope.")
     avg_num_neighbours: float | Auto | None = Field(
-        None, description="Environment normalisation; null/'auto': the training split's mean."
+        "auto", description="Environment normalisation; null/'auto': the training split's mean."
     )
     embed_initial_edge: bool = Field(True, description="Weight the initial edge harmonics by the two-body latent.")
     per_layer_cutoffs: list[float] | None = Field(

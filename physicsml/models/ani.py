@@ -28,6 +28,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from physicsml.configs import ANI_RADIAL_CUT_OFFS
 from physicsml.data import keys as K
 from physicsml.models.base import ModelConfig, check_ready, with_blocks
 from physicsml.nn import edge_vectors
@@ -48,7 +49,7 @@ class AEVParameters(NamedTuple):
 
 
 _ANI2: dict[str, Any] = dict(
-    radial_cut_off=5.1,
+    radial_cut_off=ANI_RADIAL_CUT_OFFS["ani2"],
     eta_r=19.7,
     shifts_r=tuple(0.8 + 0.26875 * k for k in range(16)),
     angular_cut_off=3.5,
@@ -60,7 +61,7 @@ _ANI2: dict[str, Any] = dict(
 ANI_PARAMETERS = {
     "ani1": AEVParameters(
         elements=("H", "C", "N", "O"),
-        radial_cut_off=5.2,
+        radial_cut_off=ANI_RADIAL_CUT_OFFS["ani1"],
         eta_r=16.0,
         shifts_r=tuple(0.9 + 0.26875 * k for k in range(16)),
         angular_cut_off=3.5,

@@ -70,10 +70,11 @@ class ModelConfig(Config):
         "and stress are its derivatives); null: the first.",
     )
     scaling_mean: float | Literal["auto"] = Field(
-        0.0, description="Per-atom shift of the outputs; 'auto': mean per-atom energy residual of the training split."
+        "auto",
+        description="Per-atom shift of the outputs; 'auto': mean per-atom energy residual of the training split.",
     )
     scaling_std: float | Literal["auto"] = Field(
-        1.0, description="Scale of the outputs; 'auto': RMS training force component (or per-atom energy std)."
+        "auto", description="Scale of the outputs; 'auto': RMS training force component (or per-atom energy std)."
     )
     y_graph_scalars_loss_config: LossConfig | None = None
     y_graph_vector_loss_config: LossConfig | None = None

@@ -53,7 +53,7 @@ class MACEConfig(GraphModelConfig):
     hidden_irreps: str = Field("128x0e + 128x1o", description="Node feature irreps (one multiplicity for all).")
     mlp_irreps: str = Field("16x0e", description="Hidden irreps of the last readout MLP.")
     avg_num_neighbours: float | Auto | None = Field(
-        None, description="Message normalisation; null/'auto': the training split's mean."
+        "auto", description="Message normalisation; null/'auto': the training split's mean."
     )
     correlation: int = Field(3, ge=1, description="Highest body order of the product basis (nu).")
 

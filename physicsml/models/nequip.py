@@ -47,7 +47,7 @@ class NequIPConfig(GraphModelConfig):
     self_connection: bool = Field(True, description="Element-dependent self-connection in every layer.")
     resnet: bool = Field(True, description="Add each layer's input to its output when the irreps match.")
     avg_num_neighbours: float | Auto | None = Field(
-        None, description="Message normalisation; null/'auto': the training split's mean."
+        "auto", description="Message normalisation; null/'auto': the training split's mean."
     )
 
 

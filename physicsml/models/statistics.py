@@ -7,7 +7,7 @@ is built, and the number is what gets saved with the model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -61,17 +61,67 @@ def _known(batch: Any, key: str, column: int) -> torch.Tensor:
 
 
 def resolve_auto(
-    config: dict[str, Any], batches: Iterable[Any], fields: Iterable[str] = (), energy_column: int = 0
+    config: dict[str, Any], batches: Iterable[Any], fields: Mapping[str, Any] | None = None, energy_column: int = 0
 ) -> dict[str, Any]:
     """``config`` with every ``"auto"`` statistic replaced by its value on ``batches``.
 
-    ``avg_num_neighbours`` left unset (``None``) counts as ``"auto"`` for a family
-    whose config ``fields`` have it, as in the reference.
+    A statistic the config leaves out takes its family's default (``fields``: the config
+    class's ``model_fields``), which is ``"auto"``; ``avg_num_neighbours`` left unset
+    (``None``) counts as ``"auto"``, as in the reference.
     """
-    wanted = [key for key in ("scaling_mean", "scaling_std", "avg_num_neighbours") if config.get(key) == AUTO]
-    if "avg_num_neighbours" in fields and config.get("avg_num_neighbours") is None:
-        wanted.append("avg_num_neighbours")
+    fields = fields or {}
+
+    def given(key: str) -> Any:
+        return config[key] if key in config else getattr(fields.get(key), "default", None)
+
+    wanted = [
+        key
+        for key in ("scaling_mean", "scaling_std", "avg_num_neighbours")
+        if given(key) == AUTO or (key == "avg_num_neighbours" and key in fields and given(key) is None)
+    ]
     if not wanted:
         return config
     stats = training_statistics(batches, energy_column)
     return {**config, **{key: stats[key] for key in wanted}}
+
+
+def self_energy_warning(batches: Iterable[Any], energy_column: int = 0) -> str | None:
+    """A warning when the training energies still hold their per-element self-energies.
+
+    With ``featurise.atomic_energies.method: none`` a network must learn every atom's
+    total energy (hundreds of eV for a carbon) as well as the chemistry. This fits
+    one energy per element to the residual ``E - total_atomic_energy`` by least squares
+    and warns when that removes over 90 % of the RMS left by one shared per-atom shift
+    (``scaling_mean``): the data then has self-energies nobody took out. A dataset of
+    one element, or one whose self-energies were subtracted, gives no warning.
+    """
+    gram, moment, rows = None, None, []
+    for batch in batches:
+        if K.Y_GRAPH_SCALARS not in batch:
+            return None
+        known = _known(batch, K.Y_GRAPH_SCALARS, energy_column)
+        onehot = batch[K.ATOMIC_NUMBERS].double()
+        counts = torch.zeros(len(batch[K.PTR]) - 1, onehot.shape[1], dtype=torch.float64)
+        counts.index_add_(0, batch[K.BATCH].cpu(), onehot.cpu())
+        energy = batch[K.Y_GRAPH_SCALARS][:, energy_column].double().cpu() - batch[K.TOTAL_ATOMIC_ENERGY].double().cpu()
+        counts, energy = counts[known.cpu()], energy[known.cpu()]
+        gram = counts.T @ counts if gram is None else gram + counts.T @ counts
+        moment = counts.T @ energy if moment is None else moment + counts.T @ energy
+        rows.append((counts, energy))
+    if gram is None or moment is None or int((gram.diagonal() > 0).sum()) < 2:
+        return None
+    per_element = torch.linalg.lstsq(gram, moment.unsqueeze(1)).solution.squeeze(1)
+    counts = torch.cat([c for c, _ in rows])
+    energy = torch.cat([e for _, e in rows])
+    atoms = counts.sum(1)
+    shift = energy.sum() / atoms.sum()
+    rms_shift = float(((energy - shift * atoms) ** 2).mean().sqrt())
+    rms_elements = float(((energy - counts @ per_element) ** 2).mean().sqrt())
+    if rms_elements >= 0.1 * rms_shift:
+        return None
+    return (
+        f"the training energies average {float(energy.sum() / atoms.sum()):.4g} eV per atom, and self-energies "
+        f"per element would take their RMS from {rms_shift:.4g} eV (one shift per atom) to {rms_elements:.4g} eV, "
+        "but none were subtracted: set featurise.atomic_energies.method: least_squares (or isolated/given) "
+        "so the network learns the chemistry, not each atom's total energy"
+    )

@@ -128,6 +128,7 @@ def test_an_sdf_with_labels_in_a_csv_trains_through_dvc_repro(tmp_path):
     )
     params["datamodule"]["y_node_vector"] = None
     params["model"]["config"] = {"compute_forces": False, "y_graph_scalars_loss_config": {"name": "MSELoss"}}
+    params["model"]["name"] = "egnn_model"
     params["model"]["egnn_model"].update(c_hidden=16, num_layers=1, num_rbf=8)
     params["trainer"]["max_epochs"] = 2
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

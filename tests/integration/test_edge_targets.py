@@ -15,6 +15,8 @@ from physicsml.featurise.chemistry import molecule_from_atoms
 from physicsml.io.arrow import to_numpy
 from physicsml.workflows import _edge_table, _references
 
+pytestmark = pytest.mark.slow  # trains every family on a pair target
+
 
 def bond_label(order: float, length: float) -> float:
     """The synthetic pair target: a smooth function of the bond's length and order."""

@@ -11,6 +11,8 @@ from physicsml.api import Model
 from physicsml.configs import DataConfig, FeaturiseConfig
 from physicsml.featurise import featurise
 
+pytestmark = pytest.mark.slow  # trains base and fine-tuned models
+
 DATAMODULE = {"y_graph_scalars": ["energy"], "y_node_vector": "forces", "train": {"batch_size": 16}}
 CONFIG = {
     "c_hidden": 16,

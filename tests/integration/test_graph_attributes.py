@@ -13,6 +13,8 @@ from physicsml.configs import DataConfig, FeaturiseConfig
 from physicsml.featurise import featurise
 from physicsml.io.arrow import to_numpy
 
+pytestmark = pytest.mark.slow  # trains every family on the total charge
+
 #: Energy per atom per unit of total charge in the synthetic data.
 SLOPE = 0.05
 

@@ -43,7 +43,8 @@ def molecules(path, n=6, **changes):
 
 def module(datamodule: DataModuleConfig, num_elements: int, **losses) -> PhysicsMLModule:
     torch.manual_seed(0)
-    config = {"c_hidden": 8, "num_layers": 1, "compute_forces": True, **LOSSES, **losses}
+    config = {"c_hidden": 8, "num_layers": 1, "compute_forces": True, "scaling_mean": 0.0, "scaling_std": 1.0}
+    config.update(LOSSES, **losses)
     return PhysicsMLModule("egnn_model", config, datamodule.model_dump(), num_elements=num_elements).double()
 
 

@@ -262,7 +262,7 @@ def test_every_family_section_is_validated_when_params_are_read(family, values, 
     from physicsml.models import check_model_section
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert params["model"]["name"] == "egnn_model"
+    assert params["model"]["name"] == "mace_model"
     params["model"].setdefault(family, {}).update(values)
     with pytest.raises(ConfigError, match=r"^params.yaml: " + key):
         check_model_section(parse_section(params, "model"))

@@ -14,6 +14,8 @@ from physicsml.evaluate import calibration_metrics
 from physicsml.featurise import featurise
 from physicsml.io.arrow import to_numpy
 
+pytestmark = pytest.mark.slow  # trains models until their uncertainty is calibrated
+
 
 def noise_level(numbers: np.ndarray) -> float:
     """The std of the noise on a structure's energy: larger with every N or O atom."""

@@ -55,8 +55,10 @@ def test_complete_fills_every_key_dvc_needs_and_keeps_the_given_values(tmp_path)
     for name in SECTIONS:
         parse_section(params, name, str(path))
     assert params["datamodule"]["cut_off"] == 5.0 and params["datamodule"]["train"] == {"batch_size": 16}
-    assert params["datamodule"]["validation"] == {"batch_size": 1} and params["datamodule"]["pbc"] is None
-    assert params["model"]["name"] == "mace_model" and params["scheduler"] is None
+    assert params["datamodule"]["validation"] == {"batch_size": 64} and params["datamodule"]["pbc"] is None
+    assert params["model"]["name"] == "mace_model" and params["scheduler"]["name"] == "ReduceLROnPlateau"
+    assert params["model"]["mace_model"]["hidden_irreps"] == "128x0e + 128x1o"  # every family's section, for -S
+    assert params["featurise"]["atomic_energies"]["method"] == "least_squares"
     again = subprocess.run(
         [sys.executable, "-m", "physicsml.params", "complete", str(path)], capture_output=True, text=True
     )
@@ -72,3 +74,59 @@ def test_complete_refuses_an_invalid_file_and_leaves_it(tmp_path):
     )
     assert result.returncode == 1 and "datamodule.cut_of: unknown key; did you mean 'cut_off'?" in result.stderr
     assert path.read_text() == before
+
+
+#: Where the shipped params.yaml deliberately differs from the defaults of the config classes, and why.
+SHIPPED_EXCEPTIONS = {
+    "data.source": "the default dataset's path",
+    "data.targets": "the default dataset's keys (energy and forces); a file's keys are its own",
+    "datamodule.y_graph_scalars": "which targets to train follows the data",
+    "datamodule.y_node_vector": "which targets to train follows the data",
+    "model.config": "forces as -dE/dx and the losses of the targets trained",
+    **{
+        f"model.{family}.{key}": "kept small enough to train on 2 CPU cores in minutes"
+        for family, keys in {
+            "egnn_model": ["c_hidden", "num_layers", "num_rbf"],
+            "mace_model": ["hidden_irreps", "max_ell"],
+            "nequip_model": ["num_features", "num_layers", "max_ell", "mlp_irreps"],
+            "allegro_model": [
+                "max_ell",
+                "env_embed_multiplicity",
+                "mlp_latent_dimensions",
+                "latent_mlp_latent_dimensions",
+                "two_body_latent_mlp_latent_dimensions",
+            ],
+            "tensor_net_model": [
+                "num_features",
+                "num_radial",
+                "num_interaction_layers",
+                "embedding_mlp_hidden_dims",
+                "interaction_mlp_hidden_dims",
+                "scalar_output_mlp_hidden_dims",
+            ],
+        }.items()
+        for key in keys
+    },
+}
+
+
+def flat(value, prefix=""):
+    """Dotted key -> value of every leaf of a params mapping (a listed exception counts as a leaf)."""
+    if not isinstance(value, dict) or prefix in SHIPPED_EXCEPTIONS:
+        return {prefix: value}
+    return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}.{key}".lstrip(".")).items()}
+
+
+def test_the_shipped_params_are_the_defaults_apart_from_the_listed_exceptions():
+    """One set of defaults: completing a file that names only its data gives the shipped params.yaml."""
+    from physicsml.params import complete
+
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    completed, _ = complete({"data": {"source": "data/raw/molecules.extxyz"}})
+    shipped, completed = flat(shipped), flat(completed)
+    assert sorted(shipped) == sorted(completed)
+    differing = sorted(key for key in shipped if shipped[key] != completed[key])
+    assert differing == sorted(key for key in SHIPPED_EXCEPTIONS if key != "data.source")
+    assert completed["featurise.atomic_energies.method"] == "least_squares"
+    assert completed["datamodule.cut_off"] == 5.2 and completed["trainer.deterministic"] is True
+    assert {completed[f"model.{family}.scaling_mean"] for family in ("egnn_model", "mace_model")} == {"auto"}

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT, save_tiny_model
+from conftest import ROOT, run_stage, save_tiny_model, write_molecules
 
 
 def section_code(heading: str) -> list[str]:
@@ -23,6 +23,10 @@ def test_using_a_trained_model_examples_run(tmp_path):
     from ase.build import molecule
 
     ase.io.write(tmp_path / "new.extxyz", [molecule("CH3CH2OH"), molecule("H2O")])
+    write_molecules(tmp_path / "train.extxyz", n=12)  # data/featurised/train.arrow, as the pipeline leaves it
+    (tmp_path / "params.yaml").write_text("data: {source: train.extxyz, targets: {energy: energy, forces: forces}}\n")
+    featurised = run_stage("featurise", "--params", "params.yaml", "--out", "data/featurised", cwd=tmp_path)
+    assert featurised.returncode == 0, featurised.stderr
     # one interpreter for all (imports dominate), each block in its own namespace
     script = "\n".join(f"exec({block!r}, {{}})\nprint('<end of block>')" for block in blocks)
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
