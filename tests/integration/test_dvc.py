@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from conftest import ROOT, git_env, make_dvc_project
 
@@ -26,6 +27,7 @@ def ran(output: str) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_repro_and_experiments_rerun_only_what_changed(dvc_project):
     """The data stages only (``prebatch`` and what it depends on); training is tested elsewhere."""
     assert ran(dvc(dvc_project, "repro", "prebatch")) == {"featurise", "graphs", "prebatch"}
@@ -91,6 +93,7 @@ def test_every_stage_depends_on_everything_it_imports():
 HARTREE = 27.211386245988
 
 
+@pytest.mark.slow
 def test_an_sdf_with_labels_in_a_csv_trains_through_dvc_repro(tmp_path):
     """QM9's common layout: structures in an SDF without properties, labels in Hartree in a CSV."""
     from rdkit import Chem

@@ -179,6 +179,7 @@ def test_every_stage_explains_its_options():
         assert result.returncode == 0 and option in result.stdout and "params" in result.stdout.lower()
 
 
+@pytest.mark.slow  # the train stage in a subprocess: torch and Lightning imports
 def test_misspelt_model_family_stops_the_train_stage_before_any_data(tmp_path):
     params = write_params(tmp_path / "params.yaml", model={"name": "egnn_modle"})
     outputs = ["--model-out", str(tmp_path / "model.pt"), "--checkpoints", str(tmp_path / "ckpt")]
@@ -190,6 +191,7 @@ def test_misspelt_model_family_stops_the_train_stage_before_any_data(tmp_path):
     assert not any(tmp_path.joinpath(name).exists() for name in ("model.pt", "ckpt"))
 
 
+@pytest.mark.slow  # the train stage in a subprocess: torch and Lightning imports
 @pytest.mark.parametrize(
     "sections,message",
     [
@@ -218,6 +220,7 @@ def test_values_torch_or_lightning_would_reject_stop_the_train_stage_before_any_
     assert not any(tmp_path.joinpath(name).exists() for name in ("model.pt", "ckpt"))
 
 
+@pytest.mark.slow  # the train stage in a subprocess: torch and Lightning imports
 def test_a_target_the_family_cannot_predict_stops_the_train_stage_before_any_data(tmp_path):
     params = write_params(
         tmp_path / "params.yaml",

@@ -55,6 +55,7 @@ def force_mae(model: Model, table) -> tuple[float, float]:
     return float(np.abs(predicted - reference).mean()), float(np.abs(reference).mean())
 
 
+@pytest.mark.slow
 def test_small_egnn_learns_forces(molecules):
     model = egnn().train(
         molecules["train"],

@@ -59,6 +59,7 @@ def train(tables, name: str, seed: int = 0, epochs: int = 40, **config) -> Model
         {"y_graph_scalars": ["energy"], "cut_off": 4.0, "train": {"batch_size": 16}},
         {"max_epochs": epochs, "enable_progress_bar": False},
         {"name": "Adam", "config": {"lr": 3e-3}},
+        {"name": "ReduceLROnPlateau", "config": {"factor": 0.5, "patience": 3}, "monitor": "val/total/loss"},
         seed=seed,
     )
     return model

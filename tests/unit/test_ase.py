@@ -20,13 +20,20 @@ from physicsml.models import MODELS
 
 FAMILIES = list(TINY)
 assert set(FAMILIES) == set(MODELS)
+#: The equivariant families' finite-difference checks take most of this file's time: the slow tier.
+FAMILY_PARAMS = [
+    pytest.param(name, marks=pytest.mark.slow)
+    if name in {"allegro_model", "mace_model", "nequip_model", "tensor_net_model"}
+    else name
+    for name in FAMILIES
+]
 
 
 def structure(name: str, system: str) -> Atoms:
     return ethanol(3) if system == "molecule" else periodic(name, seed=3)
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", FAMILY_PARAMS)
 @pytest.mark.parametrize("system", ["molecule", "periodic"])
 def test_forces_are_minus_the_gradient_and_atom_energies_sum_to_the_energy(tiny_models, name, system):
     atoms = structure(name, system)
@@ -51,6 +58,7 @@ def test_stress_equals_ase_numerical_stress_on_a_sheared_cell(tiny_models, name)
     assert np.abs(stress[3:]).max() > 1e-6  # the shear components are really tested
 
 
+@pytest.mark.slow
 def test_mixed_pbc_slab_forces_and_stress(tiny_models):
     slab = fcc111("Cu", size=(2, 2, 3), vacuum=4.0, a=3.6)
     slab.numbers[[1, 6]] = 13
@@ -83,6 +91,7 @@ def test_float32_agrees_with_float64(tiny_models):
     np.testing.assert_allclose(results["float32"][1], results["float64"][1], rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_skin_list_gives_the_forces_of_a_rebuild_every_step_as_an_atom_leaves_the_cell(tiny_models):
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
     atoms.numbers[1] = 13

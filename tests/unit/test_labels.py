@@ -28,7 +28,9 @@ def write_sdf(path, names):
 
 def featurised(path, labels, **extra):
     data = DataConfig(source=str(path), targets={"U0": "u0", "gap": "gap"}, labels=labels, **extra)
-    return featurise(data, FeaturiseConfig(split={"fractions": [1.0, 0.0, 0.0]}, atomic_energies={"method": "none"}))["train"]
+    return featurise(data, FeaturiseConfig(split={"fractions": [1.0, 0.0, 0.0]}, atomic_energies={"method": "none"}))[
+        "train"
+    ]
 
 
 def test_labels_join_by_title_or_position_in_the_units_asked_for(tmp_path):

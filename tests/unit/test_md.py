@@ -40,6 +40,7 @@ def test_velocity_verlet_energy_error_falls_fourfold_when_the_timestep_halves(ti
     assert coarse / fine == pytest.approx(4.0, rel=0.1)
 
 
+@pytest.mark.slow
 def test_md_check_reports_drift_stability_and_speed(tiny_models):
     copper = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
     copper.numbers[[1, 5]] = 13
@@ -280,6 +281,7 @@ def test_overlapping_atoms_at_the_start_are_a_clear_error(tiny_models):
         md_check(tiny_models["egnn_model"], [Atoms("Au2", positions=[[0, 0, 0], [2.5, 0, 0]])], MDConfig(steps=5))
 
 
+@pytest.mark.slow
 def test_md_stage_errors_are_one_line_and_leave_no_output(tiny_models, tmp_path):
     import yaml
     from conftest import run_stage

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import yaml
 from conftest import ROOT
 
@@ -130,3 +131,40 @@ def test_the_shipped_params_are_the_defaults_apart_from_the_listed_exceptions():
     assert completed["featurise.atomic_energies.method"] == "least_squares"
     assert completed["datamodule.cut_off"] == 5.2 and completed["trainer.deterministic"] is True
     assert {completed[f"model.{family}.scaling_mean"] for family in ("egnn_model", "mace_model")} == {"auto"}
+
+
+def fake_batches(energies_by_element, subtracted: bool, elements: int = 3, seed: int = 0):
+    """Batches of 40 random H/C/O compositions whose energy is a sum of per-element energies plus noise."""
+    import torch
+
+    from physicsml.data import keys as K
+
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(4):
+        counts = rng.integers(1, 6, size=(10, elements))
+        species = [np.repeat(np.arange(elements), row) for row in counts]
+        self_energy = counts @ np.asarray(energies_by_element[:elements])
+        energy = self_energy + rng.normal(scale=0.3, size=10)
+        sizes = [len(s) for s in species]
+        batches.append(
+            {
+                K.Y_GRAPH_SCALARS: torch.tensor(energy)[:, None],
+                K.TOTAL_ATOMIC_ENERGY: torch.tensor(self_energy if subtracted else np.zeros(10)),
+                K.ATOMIC_NUMBERS: torch.nn.functional.one_hot(torch.tensor(np.concatenate(species)), elements).double(),
+                K.BATCH: torch.repeat_interleave(torch.arange(10), torch.tensor(sizes)),
+                K.PTR: torch.tensor(np.concatenate([[0], np.cumsum(sizes)])),
+            }
+        )
+    return batches
+
+
+def test_an_energy_trained_without_the_self_energies_it_holds_gets_a_warning():
+    from physicsml.models.statistics import self_energy_warning
+
+    energies = [-13.6, -1030.0, -2040.0]  # H, C, O in eV, as in GFN2-xTB or DFT total energies
+    message = self_energy_warning(fake_batches(energies, subtracted=False))
+    assert message is not None and "set featurise.atomic_energies.method: least_squares" in message
+    assert self_energy_warning(fake_batches(energies, subtracted=True)) is None  # already taken out
+    # one element: a shared per-atom shift (scaling_mean) is all a self-energy could do
+    assert self_energy_warning(fake_batches(energies, subtracted=False, elements=1)) is None
