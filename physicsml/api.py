@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from physicsml.configs import DataModuleConfig, TrainerConfig, parse_config
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
-from physicsml.data.collate import split_arrays
+from physicsml.data.collate import split_arrays, training_order
 from physicsml.data.datasets import InMemoryBatches, make_dataloader
 from physicsml.data.targets import TARGET_KINDS, selected_columns
 from physicsml.errors import ConfigError
@@ -156,15 +156,25 @@ class Model:
     # ---- data ----------------------------------------------------------------------
 
     def as_batches(
-        self, data: Any, datamodule: DataModuleConfig, batch_size: int, dtype: Any, labelled: bool = True
+        self,
+        data: Any,
+        datamodule: DataModuleConfig,
+        batch_size: int,
+        dtype: Any,
+        labelled: bool = True,
+        training: bool = False,
     ) -> Dataset:
         """Batches from a batch dataset, a featurised table (or its .arrow path), structures or a file.
 
-        With ``labelled=False`` (prediction) targets the data does not carry are left out.
+        With ``labelled=False`` (prediction) targets the data does not carry are left out; with
+        ``training`` the rows are batched in :func:`~physicsml.data.collate.training_order`, as the
+        prebatch stage batches a training split.
         """
         if isinstance(data, Dataset):
             return data
         table = self._table(data)
+        if training:
+            table = table.take(training_order(table.num_rows))
         if not labelled:
             datamodule = _without_missing_targets(datamodule, table.column_names)
         metadata = _featurisation(table_metadata(table))
@@ -296,7 +306,7 @@ class Model:
             self.metadata = inherit_metadata(start.metadata, data_metadata, self_energies)
         elif data_metadata.get("elements") and (self.module is None or init == "fresh"):
             self.metadata = data_metadata
-        train = self.as_batches(train_data, datamodule, datamodule.train.batch_size, dtype)
+        train = self.as_batches(train_data, datamodule, datamodule.train.batch_size, dtype, training=True)
         validation = (
             None
             if validation_data is None

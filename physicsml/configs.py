@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from physicsml.errors import ConfigError
 
 #: The training budget and step size of the shipped params.yaml, defaults of the config classes too.
-MAX_EPOCHS = 40
-LEARNING_RATE = 0.003
+MAX_EPOCHS = 20
+LEARNING_RATE = 0.005
 
 
 class Config(BaseModel):

@@ -78,7 +78,7 @@ TINY = {
         "num_rbf": 4,
         "modify_coords": True,
         "scaling_mean": 0.1,
-        "scaling_std": 2.0,
+        "scaling_std": 20.0,  # its radial gate starts small: energies of the others' size
     },
 }
 

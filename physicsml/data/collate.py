@@ -1,7 +1,8 @@
 """Vectorised collation of whole splits into batches.
 
-A split is cut into batches of consecutive rows (the featurise stage already
-shuffled the rows), so batch ``k`` holds rows ``[k * B, (k + 1) * B)``. All
+A split is cut into batches of consecutive rows, so batch ``k`` holds rows
+``[k * B, (k + 1) * B)``; a training split's rows are first put in the fixed
+order of :func:`training_order`, so that each batch mixes the whole split. All
 batches of a split are collated at once with a few numpy operations into flat
 arrays; batch ``k`` of a field is the slice ``offsets[k]:offsets[k + 1]`` of
 its flat array. The same function serves the three ``pre_batch`` modes, which
@@ -41,6 +42,23 @@ LEVELS = {
     **{key: kind.level for key, kind in TARGET_KINDS.items()},
     **{mask_key(key): kind.level for key, kind in TARGET_KINDS.items()},
 }
+
+
+#: Seed of the one row order every training split is batched in (the epochs' batch order has its own).
+TRAINING_ORDER_SEED = 0
+
+
+def training_order(num_rows: int) -> np.ndarray:
+    """The order in which a training split's rows are cut into batches: a fixed permutation.
+
+    Featurised splits keep their file's order, and files keep similar structures
+    together (the frames of a trajectory, the rattled copies of one molecule, QM9 by
+    size). Batches of consecutive rows would each hold a few molecules, every step's
+    gradient would pull towards them, and a model can stay at the mean predictor:
+    EGNN on QM9 U0 did (``benchmarks/egnn_qm9.py``). Batch composition is fixed
+    once, so that batches can be written ahead; their order changes every epoch.
+    """
+    return np.random.default_rng(TRAINING_ORDER_SEED).permutation(num_rows)
 
 
 @dataclasses.dataclass

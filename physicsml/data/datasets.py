@@ -6,8 +6,9 @@
 * :class:`InMemoryBatches` (``in_memory``): the same arrays collated once in RAM.
 * :class:`OnTheFlyBatches` (``null``): each batch collated when asked for.
 
-All three cut a split into the same batches of consecutive rows, so they
-yield identical batches; only the order of batches is shuffled per epoch
+All three cut a split into the same batches of consecutive rows (a training
+split's rows in :func:`~physicsml.data.collate.training_order`), so they yield
+identical batches; only the order of batches is shuffled per epoch
 (:func:`make_dataloader`). Each may carry ``structure_weights`` ``[rows]``, which
 multiply the loss weights of the structures (:func:`bootstrap_weights`).
 """

@@ -18,6 +18,18 @@ pooling), are multiplied by a switch that falls smoothly from 1 to 0 over the
 last 20 % of the cut-off, so the energy is continuous when atoms cross it while
 closer pairs are untouched (a full-range envelope slowed learning measurably).
 
+With ``num_rbf`` radial Bessel functions ``B(r_ij)``, each message is also gated
+channel by channel by a linear map of them (the continuous filter of SchNet):
+``m_ij = phi_e(h_i, h_j, r_ij, B(r_ij)) * (W B(r_ij) + b)``. Fed to the MLP only (as
+in the reference), the basis barely changes what is learnt: at initialisation the
+MLP is nearly additive in its inputs, so the summed messages are a composition
+term plus a radial density blind to the neighbours' elements; the product makes
+element-resolved radial densities the first thing it can learn. On QM9 U0 from
+geometry (2,000 molecules, 15 epochs, ``benchmarks/egnn_qm9.py``) the test MAE is
+429-474 meV without the gate and 157-180 meV with it (the reference EGNN: 312-326;
+the mean predictor: 972). Model files written before the gate load with a gate of
+ones, which predicts what they did.
+
 With bond features (``featurise.bond_features``) the edge attributes are embedded
 by an MLP and enter every message, which fades with the switch.
 """
@@ -42,7 +54,12 @@ class EGNNConfig(GraphModelConfig):
     num_graph_feats: int = Field(
         0, ge=0, description="Width of graph_attrs also fed to the output heads (0: only through node_attrs)."
     )
-    num_rbf: int = Field(0, ge=0, description="Radial Bessel functions added to the distance (0 as in the paper).")
+    num_rbf: int = Field(
+        0,
+        ge=0,
+        description="Radial Bessel functions fed to each message MLP and gating its output (0: the distance "
+        "only, as in the paper).",
+    )
     num_layers: int = Field(4, ge=0, description="Message passing layers after the embedding layer.")
     num_layers_phi: int = Field(2, ge=1, description="Layers of each message/update MLP.")
     num_layers_pooling: int = Field(2, ge=1, description="Layers of each output MLP.")
@@ -82,6 +99,8 @@ class EGNNLayer(nn.Module):
             num_layers=config.num_layers_phi, dropout=config.dropout, mlp_activation=config.mlp_activation
         )
         self.rbf = BesselBasis(cut_off, num_rbf) if num_rbf else None
+        self.radial_filter = nn.Linear(num_rbf, c) if num_rbf else None
+        self.register_load_state_dict_pre_hook(_gate_of_ones_if_missing)
         self.phi_e = make_mlp(
             2 * c + 1 + num_rbf + num_edge_feats, c, c, output_activation=config.mlp_output_activation, **mlp
         )
@@ -93,16 +112,27 @@ class EGNNLayer(nn.Module):
         receiver, sender = data[K.EDGE_INDEX]
         vectors, lengths = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
         inputs = [h[receiver], h[sender], lengths]
-        if self.rbf is not None:
-            inputs.append(self.rbf(lengths))
+        basis = self.rbf(lengths) if self.rbf is not None else None
+        if basis is not None:
+            inputs.append(basis)
         if edge_feats is not None:
             inputs.append(edge_feats)
         messages = self.phi_e(torch.cat(inputs, dim=-1)) * envelope  # [E, c]
+        if self.radial_filter is not None and basis is not None:
+            messages = messages * self.radial_filter(basis)
         aggregated = scatter_sum(messages * self.attention(messages), receiver, len(h))
         h = self.phi_n(torch.cat([h, aggregated], dim=-1)) + h
         if self.phi_x is not None:
             x = x + scatter_sum(vectors * self.phi_x(messages) * envelope, receiver, len(h))
         return h, x, messages
+
+
+def _gate_of_ones_if_missing(layer: EGNNLayer, state_dict: dict, prefix: str, *_: Any) -> None:
+    """Load a layer saved without ``radial_filter`` (older model files) with a gate of ones, as it predicted."""
+    gate = layer.radial_filter
+    if gate is not None and prefix + "radial_filter.weight" not in state_dict:
+        state_dict[prefix + "radial_filter.weight"] = torch.zeros_like(gate.weight)
+        state_dict[prefix + "radial_filter.bias"] = torch.ones_like(gate.bias)
 
 
 class EGNN(nn.Module):

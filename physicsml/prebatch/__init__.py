@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from physicsml.configs import DataModuleConfig
-from physicsml.data.collate import LEVELS, Collated, SplitArrays, collate, split_arrays
+from physicsml.data.collate import LEVELS, Collated, SplitArrays, collate, split_arrays, training_order
 from physicsml.errors import ConfigError
 from physicsml.io import arrow
 from physicsml.io.arrow import RowReader, ShardWriter, fixed, read_table, table_metadata, write_table
@@ -74,17 +75,18 @@ def prebatch_split(
     dtype: Any,
     out: str | os.PathLike,
     metadata: dict[str, Any],
+    shuffled: bool = False,
 ) -> int:
     """Collate one split into ``out`` piece by piece: each piece is a whole number of batches of
     about :data:`~physicsml.io.arrow.SHARD_ROWS` structures, and becomes one record batch, so memory
-    stays that of one piece. Returns the number of batches."""
+    stays that of one piece. With ``shuffled`` (the training split) the rows are taken in the order
+    of :func:`~physicsml.data.collate.training_order` from the memory-mapped tables. Returns the
+    number of batches."""
     piece_rows = max(1, arrow.SHARD_ROWS // batch_size) * batch_size
-    structures, graph_rows = RowReader(featurised), RowReader(graphs)
     writer = ShardWriter(out, metadata)
     batches = 0
     template = None
-    while (table := structures.take(piece_rows)) is not None:
-        edges = graph_rows.take(table.num_rows)
+    for table, edges in _pieces(featurised, graphs, piece_rows, shuffled):
         if edges is None:
             raise ConfigError(
                 "params.yaml", "graphs", "graph table rows do not match the featurised table: re-run the graphs stage"
@@ -101,6 +103,22 @@ def prebatch_split(
         template = collated_table(collate(split_arrays(table, edges, config), batch_size, dtype))
     writer.close(template)
     return batches
+
+
+def _pieces(
+    featurised: str | os.PathLike, graphs: str | os.PathLike, piece_rows: int, shuffled: bool
+) -> Iterator[tuple[pa.Table, pa.Table | None]]:
+    """Runs of ``piece_rows`` rows of the featurised and graph tables, in file or training order."""
+    if not shuffled:
+        structures, graph_rows = RowReader(featurised), RowReader(graphs)
+        while (table := structures.take(piece_rows)) is not None:
+            yield table, graph_rows.take(table.num_rows)
+        return
+    table, edges = read_table(featurised), read_table(graphs)
+    order = training_order(table.num_rows)
+    for start in range(0, table.num_rows, piece_rows):
+        rows = order[start : start + piece_rows]
+        yield table.take(rows), edges.take(rows) if edges.num_rows == table.num_rows else None
 
 
 def prebatch(
@@ -137,6 +155,7 @@ def prebatch(
                     float_dtype(precision),
                     tmp / f"{split}.arrow",
                     {**entry, "split": split},
+                    shuffled=split == "train",
                 )
             else:
                 entry["num_batches"] = -(-entry["num_structures"] // batch_size)
@@ -159,8 +178,11 @@ def load_batches(
     entry = manifest["splits"][split]
     if manifest["pre_batch"] == "on_disk":
         return OnDiskBatches(Path(prebatched_dir) / f"{split}.arrow")
-    arrays: SplitArrays = split_arrays(
-        read_table(Path(featurised_dir) / f"{split}.arrow"), read_table(Path(graphs_dir) / f"{split}.arrow"), config
-    )
+    featurised = read_table(Path(featurised_dir) / f"{split}.arrow")
+    graphs = read_table(Path(graphs_dir) / f"{split}.arrow")
+    if split == "train" and featurised.num_rows == graphs.num_rows:
+        order = training_order(featurised.num_rows)
+        featurised, graphs = featurised.take(order), graphs.take(order)
+    arrays: SplitArrays = split_arrays(featurised, graphs, config)
     cls = InMemoryBatches if manifest["pre_batch"] == "in_memory" else OnTheFlyBatches
     return cls(arrays, entry["batch_size"], entry["num_elements"], np.dtype(manifest["dtype"]).type)

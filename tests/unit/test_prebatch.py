@@ -14,11 +14,12 @@ from conftest import ROOT, labelled
 from physicsml.configs import DataConfig, DataModuleConfig, FeaturiseConfig
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
-from physicsml.data.collate import collate, split_arrays
+from physicsml.data.collate import collate, split_arrays, training_order
 from physicsml.data.datasets import InMemoryBatches, OnDiskBatches, OnTheFlyBatches, make_dataloader
-from physicsml.featurise import featurise
-from physicsml.graphs import build_graphs
-from physicsml.prebatch import write_prebatched
+from physicsml.featurise import featurise, featurise_to
+from physicsml.graphs import build_graphs, write_graphs
+from physicsml.io.arrow import read_table, to_numpy
+from physicsml.prebatch import load_batches, prebatch, write_prebatched
 
 
 def three_modes(
@@ -57,6 +58,34 @@ def test_three_modes_give_identical_batches(tmp_path, batch_size):
     assert len(on_disk) == -(-781 // batch_size)  # 976 molecules, 80 % train; last batch partial
     assert_same_batches(on_disk, in_memory)
     assert_same_batches(on_disk, on_the_fly)
+
+
+def test_a_training_split_is_batched_in_its_fixed_order_and_the_others_in_file_order(tmp_path):
+    """The default data keeps each molecule's 16 rattled copies together: consecutive rows would
+    make batches of two molecules, the training order makes batches that mix the whole split."""
+    featurised, graphs = tmp_path / "featurised", tmp_path / "graphs"
+    data = DataConfig(source=str(ROOT / "data/raw/molecules.extxyz"), targets={"energy": "energy"})
+    featurise_to(featurised, data, FeaturiseConfig())
+    write_graphs(featurised, graphs, 5.2)
+    config = DataModuleConfig(y_graph_scalars=["energy"], y_node_vector=None)
+    energies = {}
+    for mode in ("on_disk", "in_memory", None):
+        out = tmp_path / str(mode)
+        prebatch(featurised, graphs, config.model_copy(update={"pre_batch": mode}), 32, out)
+        for split in ("train", "validation", "test"):
+            batches = load_batches(split, out, featurised, graphs, config)
+            energies[mode, split] = torch.cat([batches[k].y_graph_scalars[:, 0] for k in range(len(batches))])
+    for split in ("train", "validation", "test"):
+        table = read_table(featurised / f"{split}.arrow")
+        stored = torch.tensor(to_numpy(table["energy"])[0], dtype=torch.float32)
+        rows = training_order(table.num_rows) if split == "train" else np.arange(table.num_rows)
+        for mode in ("on_disk", "in_memory", None):
+            assert torch.equal(energies[mode, split], stored[rows]), (mode, split)
+    train_ids = read_table(featurised / "train.arrow")["id"].to_pylist()
+    molecule = np.array([int(i.rsplit(":", 1)[1]) // 16 for i in train_ids])
+    assert len(set(molecule[:32])) <= 3  # the file's order
+    first_batches = [len(set(molecule[training_order(len(molecule))[k : k + 32]])) for k in range(0, 320, 32)]
+    assert min(first_batches) >= 15, first_batches  # 32 draws from 61 molecules
 
 
 def test_periodic_batches_agree_and_carry_cartesian_shifts(tmp_path):
