@@ -1,0 +1,81 @@
+"""Saved models of every family and variant predict exactly what they predicted when they were written.
+
+``tests/data/models`` holds, written once by the package at the time the model file
+reached format 3: a tiny model of each family, the SSF, adapter and mean-variance
+variants and a 2-member ensemble of MACE and EGNN, ``ensemble_ani_model`` (float32),
+and a MACE and a mean-variance EGNN predicting every target kind with stress. Every
+parameter was moved away from its initial value, so an adapter or SSF that is not applied shows. ``predictions.npz``
+holds what each predicted on ``molecules.extxyz`` (and ``bulk.extxyz``, periodic), its
+embeddings and its energy, forces (and stress) through the ASE calculator, all on one thread. Any change
+to how a model is built, loaded or evaluated must keep these bit-identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+
+from physicsml.api import Model
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "models"
+EXPECTED = np.load(DATA / "predictions.npz")
+NAMES = sorted(path.stem for path in DATA.glob("*.pt"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The numbers were written on one thread: more threads may sum float32 products in another order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def flatten(prefix: str, result: dict) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, value in result.items():
+        parts = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, part in parts:
+            arrays[f"{prefix}/{key}" + ("" if index is None else f"/{index}")] = np.asarray(part)
+    return arrays
+
+
+def expected(prefix: str) -> dict[str, np.ndarray]:
+    return {key: EXPECTED[key] for key in EXPECTED.files if key.startswith(prefix + "/")}
+
+
+def assert_identical(actual: dict[str, np.ndarray], wanted: dict[str, np.ndarray]) -> None:
+    assert sorted(actual) == sorted(wanted)
+    for key, value in wanted.items():
+        assert actual[key].dtype == value.dtype, key
+        assert np.array_equal(actual[key], value), key
+
+
+def test_every_fixture_is_there():
+    assert len(NAMES) == 17
+    assert {"ani_model", "mace_model", "nequip_model", "allegro_model", "tensor_net_model", "egnn_model"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_saved_model_predicts_the_stored_numbers(name):
+    model = Model.load(DATA / f"{name}.pt")
+    heads = name.startswith("heads_")
+    files = ["bulk.extxyz", "molecules.extxyz"] if heads else ["molecules.extxyz"]
+    uncertain = model.has_uncertainty
+    for file in files:
+        result = model.predict(str(DATA / file), with_std=uncertain, confidence=0.9 if uncertain else None)
+        assert_identical(flatten(f"{name}/{file}", result), expected(f"{name}/{file}"))
+    if not name.startswith("ensemble"):
+        for level in ("node", "graph_mean"):
+            embedding = model.embed(str(DATA / "molecules.extxyz"), level=level)
+            assert np.array_equal(embedding, EXPECTED[f"{name}/embed/{level}"])
+    atoms = ase.io.read(DATA / ("bulk.extxyz" if heads else "molecules.extxyz"), index=0)
+    atoms.calc = model.calculator(dtype="float64")
+    assert np.array_equal(atoms.get_potential_energy(), EXPECTED[f"{name}/ase/energy"])
+    assert np.array_equal(atoms.get_forces(), EXPECTED[f"{name}/ase/forces"])
+    if heads:
+        assert np.array_equal(atoms.get_stress(), EXPECTED[f"{name}/ase/stress"])
