@@ -204,7 +204,7 @@ def main() -> None:
             try:
                 model = build(method, config, base_path, args.adapter_initial_s)
                 per_epoch = fit(model, train, data["validation"], args.epochs, lr)
-                trainable = sum(p.numel() for p in model.module.parameters() if p.requires_grad)
+                trainable = sum(p.numel() for p in model.net.parameters() if p.requires_grad)
                 rows.append((size, method, trainable, *evaluate(model, data["test"]), per_epoch))
             except Exception as error:  # one failing method should not lose the others' rows
                 traceback.print_exc()

@@ -20,6 +20,7 @@ from typing import Any
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from physicsml.inference.trained import TrainedModel
 from physicsml.potential import Potential
 
 
@@ -27,7 +28,8 @@ class PhysicsMLCalculator(Calculator):
     """ASE calculator of a model saved by :meth:`physicsml.api.Model.save`.
 
     Args:
-        model_path: the saved model (``models/model.pt``), or a :class:`~physicsml.api.Model`.
+        model_path: the saved model (``models/model.pt``), or a loaded or trained model
+            (:class:`~physicsml.inference.trained.TrainedModel`, such as a :class:`~physicsml.api.Model`).
         device: torch device (``"cpu"``, ``"cuda"``).
         dtype: ``"float32"`` (fast) or ``"float64"`` (for energy conservation and finite differences).
         skin: neighbour-list skin in Å: the list is rebuilt only once an atom has moved more
@@ -49,14 +51,15 @@ class PhysicsMLCalculator(Calculator):
 
     def __init__(
         self,
-        model_path: str | os.PathLike | Any,
+        model_path: str | os.PathLike | TrainedModel,
         device: str = "cpu",
         dtype: str = "float32",
         skin: float = 0.5,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.potential = Potential(model_path, device=device, dtype=dtype, skin=skin)
+        model = model_path if isinstance(model_path, TrainedModel) else TrainedModel.load(model_path)
+        self.potential = Potential(model, device=device, dtype=dtype, skin=skin)
         if self.potential.has_uncertainty:
             self.implemented_properties = [*self.implemented_properties, "energy_std", "forces_std"]
 

@@ -5,7 +5,7 @@ invariant features after any block (interaction layer) can feed another model (a
 property predictor, a similarity search). For ANI the blocks are its AEVs and its
 last hidden layer.
 
->>> model = Model.load("models/model.pt")
+>>> model = TrainedModel.load("models/model.pt")
 >>> model.embed("new.extxyz", level="graph_mean").shape      # [structures, F]
 >>> model.embed(atoms_list, level="node", block=0).shape      # [atoms, F_0]
 
@@ -22,16 +22,18 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import typer
 
 from physicsml.cli import reports_errors, stage_app
+from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import fixed
 
 
-def embeddings_table(model: Any, data: Any, level: str = "graph_mean", block: int = -1) -> pa.Table:
+def embeddings_table(model: TrainedModel, data: Any, level: str = "graph_mean", block: int = -1) -> pa.Table:
     """The embeddings of ``data`` as a table: ``id`` (``"<file>:<record>"``), with ``level="node"``
     ``atom`` (the atom's index in its structure), and ``embedding`` (float32 list of ``F``)."""
-    table = model._table(data)
+    table = model.table(data)
     values = model.embed(table, level, block).astype(np.float32)
     ids = table["id"].to_pylist()
     columns: dict[str, Any] = {}
@@ -59,11 +61,7 @@ def main(
 ) -> None:
     """Write the invariant features a trained model computes for every structure (or atom) to Parquet,
     with the structures' ids, so that they can serve as features of another model."""
-    import pyarrow.parquet as pq
-
-    from physicsml.api import Model
-
-    table = embeddings_table(Model.load(model), structures, level, block)
+    table = embeddings_table(TrainedModel.load(model), structures, level, block)
     partial = out.with_name(f".{out.name}.partial")
     pq.write_table(table, partial)
     os.replace(partial, out)

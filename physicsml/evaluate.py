@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -80,8 +81,6 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 def calibration_metrics(errors: np.ndarray, std: np.ndarray, points: int = 201) -> dict[str, float]:
     """Spearman rank correlation of ``|errors|`` with ``std``, mean Gaussian NLL and miscalibration
     area (the module docstring), over the finite errors. Spearman is NaN when ``std`` is constant."""
-    from statistics import NormalDist
-
     errors, std = np.ravel(np.asarray(errors, dtype=np.float64)), np.ravel(np.asarray(std, dtype=np.float64))
     known = np.isfinite(errors)
     errors, std = errors[known], np.maximum(std[known], 1e-12)
@@ -124,6 +123,7 @@ def write_calibration(
     RMS error of each of ``bins`` equal-count bins of increasing std, for ``dvc plots``) and
     ``calibration.png`` with the ideal ``rmse = std`` line. A model without stds gets each target's
     ``<name>.csv`` with its header alone: no points to plot, and an output DVC does not call empty."""
+    # optional heavy dependency: matplotlib is imported only when plots are written
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,6 +173,7 @@ def write_parity(
     per atom (``num_atoms``) and relative to the mean reference per-atom energy, so
     its axes read in meV-sized steps rather than around a large offset.
     """
+    # optional heavy dependency: matplotlib is imported only when plots are written
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,41 +188,57 @@ def write_parity(
     for axis, name in zip(axes[0], names):
         predicted, reference = _flat(predictions[name]), _flat(references[name])
         known = np.isfinite(reference)
-        errors = _errors(predicted[known], reference[known]) if known.any() else {}
         keep = np.linspace(0, len(reference[known]) - 1, min(int(known.sum()), max_points)).astype(int)
         path = out / f"{name}.csv"
         rows = "".join(f"{r:.8g},{p:.8g}\n" for r, p in zip(reference[known][keep], predicted[known][keep]))
         path.write_text("reference,predicted\n" + rows)
         written.append(path)
-        unit, label, title = units.get(name, ""), name, name
-        if name == energy and num_atoms is not None and len(num_atoms) == len(reference):
-            predicted, reference = predicted / num_atoms, reference / num_atoms
-            offset = float(np.nanmean(reference[known])) if known.any() else 0.0
-            predicted, reference = predicted - offset, reference - offset
-            unit = f"{unit}/atom" if unit else "per atom"
-            label, title = f"{name} per atom − mean", f"{name} (mean {offset:.6g} {unit})"
-        predicted, reference = predicted[known][keep], reference[known][keep]
-        axis.scatter(reference, predicted, s=4, alpha=0.5)
-        if len(reference):
-            low = float(min(reference.min(), predicted.min()))
-            high = float(max(reference.max(), predicted.max()))
-            axis.text(
-                0.04,
-                0.96,
-                f"MAE {errors['mae']:.4g} {units.get(name, '')}\nRMSE {errors['rmse']:.4g} {units.get(name, '')}",
-                transform=axis.transAxes,
-                va="top",
-                fontsize=9,
-            )
-        else:
-            low, high = 0.0, 1.0
-        axis.plot([low, high], [low, high], color="black", linewidth=0.8)
-        suffix = f" ({unit})" if unit else ""
-        axis.set(xlabel=f"reference {label}{suffix}", ylabel=f"predicted {label}{suffix}", title=title)
+        per_atom = num_atoms if name == energy else None
+        _parity_panel(axis, name, predicted, reference, known, keep, units.get(name, ""), per_atom)
     figure.tight_layout()
     figure.savefig(out / "parity.png", dpi=120)
     plt.close(figure)
     return written
+
+
+def _parity_panel(
+    axis: Any,
+    name: str,
+    predicted: np.ndarray,
+    reference: np.ndarray,
+    known: np.ndarray,
+    keep: np.ndarray,
+    unit: str,
+    num_atoms: np.ndarray | None,
+) -> None:
+    """One panel of ``parity.png``: the ``keep`` points of the ``known`` labels, with MAE and RMSE in
+    ``unit``; per atom and relative to the mean reference per-atom value when ``num_atoms`` is given."""
+    errors = _errors(predicted[known], reference[known]) if known.any() else {}
+    shown, label, title = unit, name, name
+    if num_atoms is not None and len(num_atoms) == len(reference):
+        predicted, reference = predicted / num_atoms, reference / num_atoms
+        offset = float(np.nanmean(reference[known])) if known.any() else 0.0
+        predicted, reference = predicted - offset, reference - offset
+        shown = f"{unit}/atom" if unit else "per atom"
+        label, title = f"{name} per atom − mean", f"{name} (mean {offset:.6g} {shown})"
+    predicted, reference = predicted[known][keep], reference[known][keep]
+    axis.scatter(reference, predicted, s=4, alpha=0.5)
+    if len(reference):
+        low = float(min(reference.min(), predicted.min()))
+        high = float(max(reference.max(), predicted.max()))
+        axis.text(
+            0.04,
+            0.96,
+            f"MAE {errors['mae']:.4g} {unit}\nRMSE {errors['rmse']:.4g} {unit}",
+            transform=axis.transAxes,
+            va="top",
+            fontsize=9,
+        )
+    else:
+        low, high = 0.0, 1.0
+    axis.plot([low, high], [low, high], color="black", linewidth=0.8)
+    suffix = f" ({shown})" if shown else ""
+    axis.set(xlabel=f"reference {label}{suffix}", ylabel=f"predicted {label}{suffix}", title=title)
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> str:

@@ -14,8 +14,12 @@ from typing import Any, NamedTuple
 
 import torch
 
-from physicsml.data.batch import ElementMap
+from physicsml.data import keys as K
+from physicsml.data.batch import batch_as_dict
+from physicsml.data.targets import mask_key
 from physicsml.errors import InputError
+from physicsml.inference.trained import TrainedModel
+from physicsml.models.spec import resolve
 
 #: Config keys set from the training data when ``"auto"`` (or unset); a fine-tuned model keeps the base's.
 STATISTICS = ("scaling_mean", "scaling_std", "avg_num_neighbours", "elements")
@@ -37,25 +41,20 @@ def inherit_statistics(config: dict[str, Any], base: dict[str, Any]) -> dict[str
     return {**config, **inherited}
 
 
-def other_self_energies(data: Mapping[str, Any], model: Mapping[str, Any]) -> bool:
-    """Whether the data was featurised with other self-energies than the model's, for any of its elements."""
-    data_energies, model_energies = data.get("atomic_energies") or {}, model.get("atomic_energies") or {}
-    return any(
-        abs(float(value) - float(model_energies.get(element, 0.0))) > 1e-9 for element, value in data_energies.items()
-    )
-
-
 def check_same_family(name: str, start: StartingPoint) -> None:
     """Raise ``ValueError`` unless model ``name`` is the starting model's family (or it with a modifier)."""
-    from physicsml.models import resolve_name
-
-    family, base = resolve_name(name)[0], resolve_name(start.name)[0]
-    if family != base:
+    if resolve(name).family != resolve(start.name).family:
         raise ValueError(f"{start.source} is a {start.name}; a {name} cannot start from it (another family)")
 
 
-def load_starting_weights(module: torch.nn.Module, start: StartingPoint, config: dict[str, Any]) -> None:
-    """Copy the base weights into ``module`` (a freshly built ``PhysicsMLModule``).
+def starting_point(model: TrainedModel, source: str) -> StartingPoint:
+    """What a model started from ``model`` takes from it; ``source`` names it in errors."""
+    state = {f"net.{key}": value.detach().clone() for key, value in model.net.state_dict().items()}
+    return StartingPoint(model.name, dict(model.config), dict(model.metadata), state, source)
+
+
+def load_starting_weights(net: torch.nn.Module, start: StartingPoint, config: dict[str, Any]) -> None:
+    """Copy the base weights into ``net`` (freshly built; names as in a model file, under ``net.``).
 
     Backbone weights must match one to one; the modifier's parameters and heads the
     base did not have keep their initial values, heads the new model lacks are dropped.
@@ -64,7 +63,7 @@ def load_starting_weights(module: torch.nn.Module, start: StartingPoint, config:
         ValueError: when a weight's shape differs or a backbone weight is missing,
             naming the weight and the config keys that differ from the base model's.
     """
-    own = module.state_dict()
+    own = {f"net.{key}": value for key, value in net.state_dict().items()}
     problems = [
         f"{key}: saved {tuple(value.shape)}, built {tuple(own[key].shape)}"
         for key, value in start.state_dict.items()
@@ -82,8 +81,8 @@ def load_starting_weights(module: torch.nn.Module, start: StartingPoint, config:
             f"{start.source} has another shape than the model built here ({'; '.join(problems[:3])}). "
             f"Config keys that differ: {'; '.join(differing) or 'none'}"
         )
-    shared = {key: value for key, value in start.state_dict.items() if key in own}
-    module.load_state_dict(shared, strict=False)
+    shared = {key.removeprefix("net."): value for key, value in start.state_dict.items() if key in own}
+    net.load_state_dict(shared, strict=False)
 
 
 def _backbone(key: str) -> bool:
@@ -127,44 +126,12 @@ def inherit_metadata(model: Mapping[str, Any], data: Mapping[str, Any], self_ene
     return merged
 
 
-def element_map(data_metadata: Mapping[str, Any], model_metadata: Mapping[str, Any]) -> ElementMap | None:
-    """How batches featurised with ``data_metadata`` become batches of the model's featurisation.
-
-    Species are re-indexed into the model's element list, and ``total_atomic_energy``
-    recomputed from the model's self-energies when the data's differ from them.
-    ``None`` when nothing needs changing.
-
-    Raises:
-        ValueError: naming the data's elements the model was not trained on.
-    """
-    data_elements, model_elements = list(data_metadata["elements"]), list(model_metadata["elements"])
-    missing = [element for element in data_elements if element not in model_elements]
-    if missing:
-        raise ValueError(
-            f"the data has element(s) {', '.join(missing)} the model was not trained on "
-            f"(it knows {', '.join(model_elements)})"
-        )
-    model_energies = model_metadata.get("atomic_energies") or {}
-    differ = other_self_energies(data_metadata, model_metadata)
-    if data_elements == model_elements and not differ:
-        return None
-    species = torch.tensor([model_elements.index(element) for element in data_elements], dtype=torch.long)
-    energies = (
-        torch.tensor([float(model_energies.get(e, 0.0)) for e in model_elements], dtype=torch.float64)
-        if differ
-        else None
-    )
-    return ElementMap(species, len(model_elements), energies)
-
-
-def read_init_model(path: str, rev: str | None = None) -> tuple[Any, bytes]:
+def read_init_model(path: str, rev: str | None = None) -> tuple[TrainedModel, bytes]:
     """The model at ``path`` (in the working tree, or at git revision / DVC experiment ``rev``) and its bytes.
 
     Raises:
         InputError: naming the path and revision when it cannot be read.
     """
-    from physicsml.api import Model
-
     where = f"{path}@{rev}" if rev else path
     if rev is None:
         if not Path(path).is_file():
@@ -177,7 +144,7 @@ def read_init_model(path: str, rev: str | None = None) -> tuple[Any, bytes]:
             )
         content = Path(path).read_bytes()
     else:
-        import dvc.api
+        import dvc.api  # start-up time: DVC is read only for a model at a git revision
 
         try:
             with dvc.api.open(path, rev=rev, mode="rb") as handle:
@@ -188,7 +155,7 @@ def read_init_model(path: str, rev: str | None = None) -> tuple[Any, bytes]:
         copy = Path(tmp) / "model.pt"
         copy.write_bytes(content)
         try:
-            model = Model.load(copy)
+            model = TrainedModel.load(copy)
         except InputError as error:
             raise InputError(where, None, "train.init_from", error.message) from None
     return model, content
@@ -206,10 +173,6 @@ def refit_self_energies(
     do not pin every element) and returns ``metadata``'s self-energies plus ``d_Z``.
     Only energies move, by a per-element constant: forces are untouched.
     """
-    from physicsml.data import keys as K
-    from physicsml.data.batch import batch_as_dict
-    from physicsml.data.targets import mask_key
-
     elements = list(metadata["elements"])
     counts, residuals = [], []
     was_training = net.training

@@ -34,6 +34,7 @@ from ase import units
 from openmm import unit
 
 from physicsml.errors import StructureError
+from physicsml.inference.trained import TrainedModel
 from physicsml.potential import Potential
 
 #: eV -> kJ/mol, and eV/Å -> kJ/mol/nm.
@@ -67,9 +68,7 @@ class PhysicsMLPotentialImpl(MLPotentialImpl):
     """
 
     def __init__(self, modelPath: str, device: str = "cpu", dtype: str = "float32", skin: float = 0.5) -> None:  # noqa: N803
-        from physicsml.api import Model
-
-        self.model = Model.load(modelPath)  # read once; a bad file fails here, not in createSystem
+        self.model = TrainedModel.load(modelPath)  # read once; a bad file fails here, not in createSystem
         self.device, self.dtype, self.skin = device, dtype, skin
 
     def addForces(  # noqa: N802 (openmm-ml's name)

@@ -33,7 +33,7 @@ def defaults(cls: type[Config]) -> dict[str, Any]:
 def family_defaults(name: str) -> dict[str, Any]:
     """The hyperparameters of family ``name`` at their defaults: its own keys and the output scaling,
     without the keys every family shares (``compute_forces``, the losses), which belong in ``model.config``."""
-    from physicsml.models import MODELS, ModelConfig
+    from physicsml.models import MODELS, ModelConfig  # start-up time: torch and e3nn, only to complete model defaults
 
     shared = set(ModelConfig.model_fields) - {"scaling_mean", "scaling_std"}
     return {key: value for key, value in defaults(MODELS[name].config).items() if key not in shared}
@@ -42,7 +42,7 @@ def family_defaults(name: str) -> dict[str, Any]:
 def model_defaults(given: dict[str, Any]) -> dict[str, Any]:
     """The ``model`` section: the default family and ``config``, then every family's section at its
     defaults (so ``-S model.name=...`` switches family in a completed file), the given keys winning."""
-    from physicsml.models import MODELS
+    from physicsml.models import MODELS  # start-up time: torch and e3nn, only to complete model defaults
 
     section = {"name": ModelSection.model_fields["name"].default, "config": {}}
     section.update({name: merged(family_defaults(name), given.get(name) or {}) for name in MODELS})

@@ -6,9 +6,9 @@ turns positions into the batch a model family reads (:mod:`physicsml.data.keys`)
 with no featurised table in between, keeps the neighbour list between calls
 (:class:`~physicsml.graphs.skin.SkinNeighbourList`), and takes forces and stress
 from the energy by autograd exactly as training does
-(:func:`~physicsml.lightning.module.with_derivatives`), whatever the family.
+(:func:`~physicsml.models.derivatives.with_derivatives`), whatever the family.
 
->>> potential = Potential("models/model.pt", dtype="float64")
+>>> potential = Potential(TrainedModel.load("models/model.pt"), dtype="float64")
 >>> out = potential(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, stress=True)
 >>> out["energy"], out["forces"].shape, out["stress"].shape, out["energies"].sum()
 
@@ -22,7 +22,6 @@ the same, as in a classical force field; bond features follow the neighbour list
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,9 +30,14 @@ import torch
 from ase.data import chemical_symbols
 
 from physicsml.data import keys as K
-from physicsml.errors import StructureError
+from physicsml.errors import InputError, StructureError
+from physicsml.featurise import atomic_energies, chemistry_columns
+from physicsml.graphs import edge_features
 from physicsml.graphs.skin import SkinNeighbourList
-from physicsml.lightning.module import STRESS, with_derivatives
+from physicsml.inference.trained import TrainedModel
+from physicsml.io.arrow import to_numpy
+from physicsml.io.structures import Structure
+from physicsml.models.derivatives import with_derivatives
 from physicsml.models.ensemble import has_uncertainty
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -43,33 +47,24 @@ class Potential:
     """A trained model evaluated on one structure at a time.
 
     Args:
-        model: a saved model file (``models/model.pt``) or a :class:`~physicsml.api.Model`.
+        model: a loaded or trained model (:class:`~physicsml.inference.trained.TrainedModel`); the
+            potential evaluates a copy of its network, so the model keeps its own weights and dtype.
         device: torch device to run on (``"cpu"``, ``"cuda"``).
         dtype: ``"float32"`` or ``"float64"``; the weights are cast to it.
         skin: extra neighbour-list radius in Å; the list is rebuilt only when an atom
             has moved more than half of it (``0``: rebuilt at every call).
-
-    Raises:
-        InputError: when ``model`` is a path that is not a saved model.
     """
 
-    def __init__(self, model: Any, device: str = "cpu", dtype: str = "float32", skin: float = 0.5) -> None:
-        from physicsml.api import Model
-
+    def __init__(self, model: TrainedModel, device: str = "cpu", dtype: str = "float32", skin: float = 0.5) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
-        loaded = isinstance(model, (str, os.PathLike))
-        model = Model.load(model) if loaded else model
-        module = model._require_module()
         self.dtype = DTYPES[dtype]
         self.device = torch.device(device)
-        # a Model handed in keeps its own weights and dtype
-        net = module.net if loaded else copy.deepcopy(module.net)
-        self.net = net.to(device=self.device, dtype=self.dtype).eval()
-        datamodule = module.datamodule_config
+        self.net = copy.deepcopy(model.net).to(device=self.device, dtype=self.dtype).eval()
+        datamodule = model.datamodule
         self.cut_off = datamodule.cut_off
         self.graph_attrs_cols = list(datamodule.graph_attrs_cols or [])
-        self.num_elements = int(module.hparams["num_elements"]) or len(model.metadata["atomic_numbers"])
+        self.num_elements = int(model.hparams["num_elements"]) or len(model.metadata["atomic_numbers"])
         self.atomic_numbers = [int(z) for z in model.metadata["atomic_numbers"]]
         self.elements = [chemical_symbols[z] for z in self.atomic_numbers]
         energies = model.metadata.get("atomic_energies") or {}
@@ -107,8 +102,8 @@ class Potential:
         one_hot = torch.nn.functional.one_hot(species_t, self.num_elements).to(self.dtype)
         n = len(numbers)
         self._fixed = {
-            K.RAW_ATOMIC_NUMBERS: species_t,
-            K.ATOMIC_NUMBERS: one_hot,
+            K.ELEMENT_INDEX: species_t,
+            K.ELEMENT_ONE_HOT: one_hot,
             K.NODE_ATTRS: one_hot,
             K.TOTAL_ATOMIC_ENERGY: torch.tensor(
                 [self._self_energy[numbers].sum()], dtype=self.dtype, device=self.device
@@ -171,12 +166,6 @@ class Potential:
             StructureError: when RDKit cannot perceive the bonds (the message says why and names
                 the total charge used).
         """
-        from physicsml.errors import InputError
-        from physicsml.featurise import atomic_energies, chemistry_columns
-        from physicsml.graphs import edge_features
-        from physicsml.io.arrow import to_numpy
-        from physicsml.io.structures import Structure
-
         if self._topology is None or not np.array_equal(self._topology[0], numbers):
             structure = Structure(numbers, positions, None, np.zeros(3, bool), {}, "<atoms>", 0, info=dict(info))
             settings = {**self.chemistry, "bonds": "perceive"}  # a potential sees atoms, never a file's bonds
@@ -241,8 +230,8 @@ class Potential:
             by_atom = self._topology[1].get("self_energies") if self._topology is not None else None
             result["energies"] = atomic + (by_atom if by_atom is not None else self._self_energy[np.asarray(numbers)])
         if stress:
-            result["stress"] = out[STRESS][0].detach().cpu().double().numpy() if periodic else np.zeros((3, 3))
-        for name, key in (("energy", K.ENERGY), ("forces", K.Y_NODE_VECTOR), ("stress", STRESS)):
+            result["stress"] = out[K.STRESS][0].detach().cpu().double().numpy() if periodic else np.zeros((3, 3))
+        for name, key in (("energy", K.ENERGY), ("forces", K.Y_NODE_VECTOR), ("stress", K.STRESS)):
             if K.variance(key) in out and name in result:
                 std = out[K.variance(key)].detach().cpu().double().sqrt().numpy()
                 result[f"{name}_std"] = float(std[0]) if name == "energy" else std[0] if name == "stress" else std

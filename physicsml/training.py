@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dvclive.lightning import DVCLiveLogger
+from lightning.pytorch.callbacks import ModelCheckpoint
+
 from physicsml.api import Model
 from physicsml.configs import (
     DataModuleConfig,
@@ -32,10 +35,21 @@ from physicsml.configs import (
 )
 from physicsml.data.datasets import bootstrap_weights
 from physicsml.errors import ConfigError
-from physicsml.finetune import read_init_model
+from physicsml.finetune import (
+    StartingPoint,
+    check_same_family,
+    inherit_statistics,
+    load_starting_weights,
+    read_init_model,
+    starting_point,
+)
+from physicsml.finetune import freeze as apply_freeze
+from physicsml.inference.inputs import element_map
+from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import read_table, table_metadata
 from physicsml.io.atomic import write_text_atomically
-from physicsml.models import section_config
+from physicsml.models.checks import section_config
+from physicsml.models.spec import resolve
 from physicsml.models.statistics import self_energy_warning
 from physicsml.prebatch import load_batches
 
@@ -61,7 +75,7 @@ def check_before_training(
     optimizer: OptimizerConfig,
     scheduler: SchedulerConfig | None,
     train: TrainConfig,
-    init_model: Model | None,
+    init_model: TrainedModel | None,
     init_source: str,
     data_metadata: dict[str, Any],
     source: str = "params.yaml",
@@ -77,15 +91,11 @@ def check_before_training(
     model's weights, and ``train.freeze`` patterns that match no parameter. Statistics
     left to the data (``auto``) are placeholders here; batch widths come from the data later.
     """
-    from physicsml.finetune import check_same_family, element_map, inherit_statistics, load_starting_weights
-    from physicsml.finetune import freeze as apply_freeze
-    from physicsml.models import get_family
-
     name, key = model_section.name, f"model.{model_section.name}"
     config = section_config(model_section)
     start = None
     if init_model is not None:
-        start = init_model._starting_point(init_source)
+        start = starting_point(init_model, init_source)
         try:
             check_same_family(name, start)
             element_map(data_metadata, start.metadata)
@@ -93,12 +103,7 @@ def check_before_training(
             raise ConfigError(source, "train.init_from", str(error)) from None
         config = inherit_statistics(config, start.config)
     elements = list((start.metadata if start is not None else data_metadata).get("elements") or [])
-    fields = get_family(name).config.model_fields
-    placeholders = {"scaling_mean": 0.0, "scaling_std": 1.0, "avg_num_neighbours": 1.0}
-    config = {**config, **{k: v for k, v in placeholders.items() if k in fields and config.get(k) in ("auto", None)}}
-    if "elements" in fields and config.get("elements") is None and elements:
-        config["elements"] = elements
-    dry = Model(name, config)
+    dry = Model(name, _with_placeholders(name, config, elements))
     try:
         dry.build(
             datamodule,
@@ -108,13 +113,34 @@ def check_before_training(
         )
     except (ValueError, KeyError) as error:  # a KeyError's text is its quoted message
         raise ConfigError(source, key, str(error.args[0] if error.args else error)) from None
+    _check_start_and_freeze(dry, start, config, train, source)
+
+
+def _with_placeholders(name: str, config: dict[str, Any], elements: list[str]) -> dict[str, Any]:
+    """``config`` with the statistics left to the data set to placeholders, and the element list filled in."""
+    fields = resolve(name).config.model_fields
+    placeholders = {"scaling_mean": 0.0, "scaling_std": 1.0, "avg_num_neighbours": 1.0}
+    config = {**config, **{k: v for k, v in placeholders.items() if k in fields and config.get(k) in ("auto", None)}}
+    if "elements" in fields and config.get("elements") is None and elements:
+        config["elements"] = elements
+    return config
+
+
+def _check_start_and_freeze(
+    dry: Model, start: StartingPoint | None, config: dict[str, Any], train: TrainConfig, source: str
+) -> None:
+    """Load the starting weights into the dry-run network and apply ``train.freeze`` to it.
+
+    Raises:
+        ConfigError: naming ``train.init_from`` or ``train.freeze``.
+    """
     if start is not None:
         try:
-            load_starting_weights(dry._require_module(), start, config)
+            load_starting_weights(dry.net, start, config)
         except ValueError as error:
             raise ConfigError(source, "train.init_from", str(error)) from None
     try:
-        apply_freeze(dry._require_module().net, train.freeze)
+        apply_freeze(dry.net, train.freeze)
     except ValueError as error:
         raise ConfigError(source, "train.freeze", str(error)) from None
 
@@ -154,76 +180,35 @@ def train_stage(
     split drawn with ``train.seed`` (as loss weights: how often each structure was drawn).
     An ensemble member is this with its own seed and paths.
     """
-    from dvclive.lightning import DVCLiveLogger
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    init_model, init_bytes, spec_name = None, b"", ""
-    if train.init_from is not None:
-        spec = train.init_from if not isinstance(train.init_from, str) else InitFromConfig(path=train.init_from)
-        init_model, init_bytes = read_init_model(spec.path, spec.rev)
-        spec_name = f"train.init_from ({spec.path}{'@' + spec.rev if spec.rev else ''})"
-    configs = {
-        "init_model_sha256": hashlib.sha256(init_bytes).hexdigest() if init_model is not None else None,
-        "model": model_section.model_dump(),
-        "datamodule": datamodule.model_dump(),
-        "optimizer": optimizer.model_dump(),
-        "scheduler": scheduler.model_dump() if scheduler else None,
-        "trainer": trainer.model_dump(),
-        "train": train.model_dump(),
-        "bootstrap": bootstrap,
-    }
+    init_model, init_bytes, spec_name = _init_model(train)
+    sections = (model_section, datamodule, optimizer, scheduler, trainer, train)
+    configs = _run_configs(init_bytes if init_model is not None else None, bootstrap, *sections)
     data_metadata = table_metadata(read_table(Path(featurised) / "train.arrow"))
     check_before_training(
         model_section, datamodule, optimizer, scheduler, train, init_model, spec_name, data_metadata, source
     )
-    run = fingerprint(configs, featurised, graphs, prebatched)
     checkpoints, logs = Path(checkpoints), Path(logs)
-    last = checkpoints / "last.ckpt"
-    recorded = (
-        json.loads((checkpoints / FINGERPRINT).read_text()).get("fingerprint")
-        if (checkpoints / FINGERPRINT).is_file()
-        else None
-    )
-    resume = train.resume and last.is_file() and recorded == run
-    if resume:
-        print(f"resuming the interrupted run from {last}", flush=True)
-    else:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        checkpoints.mkdir(parents=True)
-        write_text_atomically(checkpoints / FINGERPRINT, json.dumps({"fingerprint": run}, indent=2) + "\n")
+    resume = _resumes(checkpoints, fingerprint(configs, featurised, graphs, prebatched), train.resume)
 
-    training: Any = load_batches("train", prebatched, featurised, graphs, datamodule)
-    validation: Any = load_batches("validation", prebatched, featurised, graphs, datamodule)
-    if bootstrap:
-        training.structure_weights = bootstrap_weights(training.num_structures, train.seed)
+    training, validation = _split_batches(prebatched, featurised, graphs, datamodule, bootstrap, train.seed)
     model = Model(model_section.name, section_config(model_section))
     if init_model is None:
         warn_about_self_energies(training, data_metadata, datamodule, model.config)
-    if init_model is not None:
+    else:
         model.start_from(init_model, spec_name)
     logger = DVCLiveLogger(
         dir=str(logs), dvcyaml=False, save_dvc_exp=False, log_model=False, resume=resume, report=None
     )
-    # last.ckpt is refreshed only when a regular checkpoint is saved, hence one kept per epoch
-    checkpoint = ModelCheckpoint(
-        dirpath=checkpoints,
-        filename="epoch{epoch}",
-        save_last=True,
-        save_top_k=1,
-        every_n_epochs=1,
-        auto_insert_metric_name=False,
-    )
-    trainer = trainer.model_copy(update={"default_root_dir": str(checkpoints)})
     model.train(
         training,
-        validation if len(validation) else None,
+        validation,
         datamodule,
-        trainer,
+        trainer.model_copy(update={"default_root_dir": str(checkpoints)}),
         optimizer.model_dump(),
         scheduler.model_dump() if scheduler else None,
-        ckpt_path=str(last) if resume else None,
+        ckpt_path=str(checkpoints / "last.ckpt") if resume else None,
         logger=logger,
-        callbacks=[checkpoint],
+        callbacks=[_checkpoint_every_epoch(checkpoints)],
         seed=train.seed,
         freeze=train.freeze,
         self_energies=train.self_energies,
@@ -232,3 +217,70 @@ def train_stage(
     if model.trainer.is_global_zero:
         model.save(model_out)
     return model
+
+
+def _run_configs(init_bytes: bytes | None, bootstrap: bool, *sections: Any) -> dict[str, Any]:
+    """Everything a run depends on besides its data (its fingerprint's params): the starting model's
+    SHA-256, the sections ``model``, ``datamodule``, ``optimizer``, ``scheduler``, ``trainer``, ``train``."""
+    names = ("model", "datamodule", "optimizer", "scheduler", "trainer", "train")
+    return {
+        "init_model_sha256": hashlib.sha256(init_bytes).hexdigest() if init_bytes is not None else None,
+        **{name: section.model_dump() if section else None for name, section in zip(names, sections)},
+        "bootstrap": bootstrap,
+    }
+
+
+def _init_model(train: TrainConfig) -> tuple[TrainedModel | None, bytes, str]:
+    """The model ``train.init_from`` names, its bytes and how errors name it (``None, b"", ""`` without one)."""
+    if train.init_from is None:
+        return None, b"", ""
+    spec = train.init_from if not isinstance(train.init_from, str) else InitFromConfig(path=train.init_from)
+    model, content = read_init_model(spec.path, spec.rev)
+    return model, content, f"train.init_from ({spec.path}{'@' + spec.rev if spec.rev else ''})"
+
+
+def _resumes(checkpoints: Path, run: str, resume: bool) -> bool:
+    """Whether the run of fingerprint ``run`` continues from ``checkpoints/last.ckpt``; when it does not,
+    the directory is emptied and the new fingerprint written to it."""
+    last = checkpoints / "last.ckpt"
+    recorded = (
+        json.loads((checkpoints / FINGERPRINT).read_text()).get("fingerprint")
+        if (checkpoints / FINGERPRINT).is_file()
+        else None
+    )
+    if resume and last.is_file() and recorded == run:
+        print(f"resuming the interrupted run from {last}", flush=True)
+        return True
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    checkpoints.mkdir(parents=True)
+    write_text_atomically(checkpoints / FINGERPRINT, json.dumps({"fingerprint": run}, indent=2) + "\n")
+    return False
+
+
+def _checkpoint_every_epoch(checkpoints: Path) -> ModelCheckpoint:
+    # last.ckpt is refreshed only when a regular checkpoint is saved, hence one kept per epoch
+    return ModelCheckpoint(
+        dirpath=checkpoints,
+        filename="epoch{epoch}",
+        save_last=True,
+        save_top_k=1,
+        every_n_epochs=1,
+        auto_insert_metric_name=False,
+    )
+
+
+def _split_batches(
+    prebatched: str | os.PathLike,
+    featurised: str | os.PathLike,
+    graphs: str | os.PathLike,
+    datamodule: DataModuleConfig,
+    bootstrap: bool,
+    seed: int,
+) -> tuple[Any, Any]:
+    """The training and validation batches (``None`` for an empty validation split); with ``bootstrap``
+    the training structures weighted by a resample with replacement drawn with ``seed``."""
+    training: Any = load_batches("train", prebatched, featurised, graphs, datamodule)
+    validation: Any = load_batches("validation", prebatched, featurised, graphs, datamodule)
+    if bootstrap:
+        training.structure_weights = bootstrap_weights(training.num_structures, seed)
+    return training, validation if len(validation) else None

@@ -1,7 +1,8 @@
 """The predict and md stages as library calls (the DVC stages are thin wrappers).
 
 Training is :mod:`physicsml.training`, kept apart so that the train stage does
-not depend on prediction and evaluation code.
+not depend on prediction and evaluation code. The prediction tables are written
+by :mod:`physicsml.io.predictions`.
 """
 
 from __future__ import annotations
@@ -12,22 +13,27 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+import ase.io
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+from ase import Atoms
 
-from physicsml.api import Model
-from physicsml.configs import (
-    DataConfig,
-    DataModuleConfig,
-    MDConfig,
-)
+from physicsml.configs import DataConfig, DataModuleConfig, MDConfig
+from physicsml.data.references import edge_columns, reference_values
 from physicsml.data.targets import TARGET_KINDS, selected_columns
 from physicsml.errors import ConfigError, InputError
 from physicsml.evaluate import block_metrics, metrics_table, write_calibration, write_json, write_parity
-from physicsml.io.arrow import read_table, table_metadata, to_numpy, write_table
+from physicsml.featurise import apply_units, featurise_like
+from physicsml.featurise.table import target_kind
+from physicsml.inference.trained import TrainedModel
+from physicsml.io.arrow import read_table, table_metadata
 from physicsml.io.atomic import atomic_output_dir, atomic_output_files, write_text_atomically
+from physicsml.io.predictions import Predicted, list_offsets, write_predictions
+from physicsml.io.structures import file_format, read_structures
+from physicsml.md import BondLengths, MDReport, md_check
 from physicsml.prebatch import load_batches
 
 
@@ -36,14 +42,14 @@ def member_models(model_path: str | os.PathLike, seeds: Sequence[int]) -> list[P
     return [Path(model_path).parent / "members" / f"seed{seed}.pt" for seed in seeds]
 
 
-def load_trained(model_path: str | os.PathLike, members: Sequence[str | os.PathLike] = ()) -> Model:
+def load_trained(model_path: str | os.PathLike, members: Sequence[str | os.PathLike] = ()) -> TrainedModel:
     """The train stage's model, or with ``members`` (their model files) the ensemble of it and them."""
     if not members:
-        return Model.load(model_path)
+        return TrainedModel.load(model_path)
     missing = [str(path) for path in members if not Path(path).is_file()]
     if missing:
         raise InputError(missing[0], None, None, "no such ensemble member: run its member stage (dvc repro)")
-    return Model.ensemble([model_path, *members])
+    return TrainedModel.ensemble([model_path, *members])
 
 
 def predict_stage(
@@ -74,67 +80,71 @@ def predict_stage(
         The metrics per block (``test``, then each labelled file) and target.
     """
     model = load_trained(model_path, members)
-    module = model._require_module()
-    datamodule = module.datamodule_config
+    datamodule = model.datamodule
+    sets = _predicted_sets(model, datamodule, featurised, graphs, prebatched, files or [], data)
+    energy = model.energy_name
+    metrics = {
+        name: block_metrics(s.predictions, s.references, s.stds, s.num_atoms, energy) for name, s in sets.items()
+    }
+    metrics = {name: block for name, block in metrics.items() if block or name == "test"}  # labelled files only
+    _write_results(Path(out), sets, metrics, datamodule, _units(model), energy)
+    for name, block in metrics.items():
+        print(f"{name} metrics ({len(sets[name].num_atoms)} structures)\n{metrics_table(block)}", flush=True)
+    return metrics
+
+
+def _predicted_sets(
+    model: TrainedModel,
+    datamodule: DataModuleConfig,
+    featurised: str | os.PathLike,
+    graphs: str | os.PathLike,
+    prebatched: str | os.PathLike,
+    files: list[str],
+    data: DataConfig | None,
+) -> dict[str, Predicted]:
+    """The predictions of the test split and of each of ``files``, by block name (:func:`_block_names`)."""
     uncertain = model.has_uncertainty
     table = read_table(Path(featurised) / "test.arrow")
     batches = model.adapt_batches(
         load_batches("test", prebatched, featurised, graphs, datamodule), table_metadata(table)
     )
     sets = {"test": _predicted(model, batches, table, datamodule, uncertain)}
-    for name, file in zip(_block_names(files or []), files or []):  # all before anything is written
+    for name, file in zip(_block_names(files), files):  # all before anything is written
         extra = _labelled_table(model, file, datamodule, data)
         sets[name] = _predicted(model, extra, extra, datamodule, uncertain)
-    energy = module.energy_name
-    metrics = {
-        name: block_metrics(s.predictions, s.references, s.stds, s.num_atoms, energy) for name, s in sets.items()
-    }
-    metrics = {name: block for name, block in metrics.items() if block or name == "test"}  # labelled files only
-    out = Path(out)
-    edge_names = _edge_names(datamodule)
+    return sets
+
+
+def _write_results(
+    out: Path,
+    sets: dict[str, Predicted],
+    metrics: dict[str, dict[str, dict[str, float]]],
+    datamodule: DataModuleConfig,
+    units: dict[str, str],
+    energy: str | None,
+) -> None:
+    """``predictions/`` of every set, ``parity/`` and ``calibration/`` of the test split, and ``metrics.json``."""
+    edge_names = edge_columns(datamodule)
     # each output is replaced on its own: files DVC keeps in `out` (its .gitignore) stay
     with atomic_output_dir(out / "predictions") as tmp:
         for name, predicted in sets.items():
-            _write_predictions(predicted, edge_names, tmp, name)
+            write_predictions(predicted, edge_names, tmp, name)
     test = sets["test"]
     with atomic_output_files(out / "parity") as tmp:
-        write_parity(
-            test.predictions, test.references, tmp, units=_units(module), energy=energy, num_atoms=test.num_atoms
-        )
+        write_parity(test.predictions, test.references, tmp, units=units, energy=energy, num_atoms=test.num_atoms)
     with atomic_output_files(out / "calibration") as tmp:
         write_calibration(test.predictions, test.references, test.stds, tmp)
     write_json(metrics, out / "metrics.json")
-    for name, block in metrics.items():
-        print(f"{name} metrics ({len(sets[name].num_atoms)} structures)\n{metrics_table(block)}", flush=True)
-    return metrics
 
 
-class _Predicted(NamedTuple):
-    """The predictions of one set of structures (the test split, an extra file) and its labels."""
-
-    ids: Any
-    predictions: dict[str, Any]
-    references: dict[str, Any]
-    stds: dict[str, Any]
-    edges: list[np.ndarray] | None
-    num_atoms: np.ndarray
-
-
-def _predicted(model: Model, source: Any, table: pa.Table, datamodule: DataModuleConfig, uncertain: bool) -> _Predicted:
+def _predicted(
+    model: TrainedModel, source: Any, table: pa.Table, datamodule: DataModuleConfig, uncertain: bool
+) -> Predicted:
     """``model``'s predictions of ``source`` (batches or a featurised table), with the labels ``table`` has."""
     predictions, stds = _split_stds(model.predict(source, with_std=uncertain))
     edges = predictions.pop("edge_index", None)
-    references = _references(table, datamodule, edges)
-    return _Predicted(table["id"], predictions, references, stds, edges, np.diff(_offsets(table["atomic_numbers"])))
-
-
-def _write_predictions(predicted: _Predicted, edge_names: set[str], directory: Path, name: str) -> None:
-    """``<name>.arrow`` (one row per structure) and, with edge outputs, ``<name>_edges.arrow``."""
-    per_edge = [_parts(values, edge_names) for values in (predicted.predictions, predicted.references, predicted.stds)]
-    write_table(_prediction_table(predicted.ids, *(rest for _, rest in per_edge)), directory / f"{name}.arrow")
-    if predicted.edges is not None:
-        edge_table = _edge_table(predicted.ids, predicted.edges, *(edge for edge, _ in per_edge))
-        write_table(edge_table, directory / f"{name}_edges.arrow")
+    references = reference_values(table, datamodule, edges)
+    return Predicted(table["id"], predictions, references, stds, edges, np.diff(list_offsets(table["atomic_numbers"])))
 
 
 def _block_names(files: Sequence[str | os.PathLike]) -> list[str]:
@@ -153,17 +163,14 @@ def _block_names(files: Sequence[str | os.PathLike]) -> list[str]:
     return names
 
 
-def _labelled_table(model: Model, file: str, datamodule: DataModuleConfig, data: DataConfig | None) -> pa.Table:
+def _labelled_table(model: TrainedModel, file: str, datamodule: DataModuleConfig, data: DataConfig | None) -> pa.Table:
     """``file`` featurised like the model's training data, with a column of every selected target its
     records carry, read under ``data``'s keys and units (a featurised table is taken as it is)."""
-    from physicsml.featurise import apply_units, featurise_like
-    from physicsml.io.structures import read_structures
-
     if data is None or _is_featurised(file):
-        return model._table(file)  # a featurised table's target columns are its labels
+        return model.table(file)  # a featurised table's target columns are its labels
     keys = _label_keys(file, datamodule, data)
     if not keys:
-        return model._table(file)
+        return model.table(file)
     edge_targets = {name: kind for name, kind in data.edge_targets.items() if name in keys}
     structures = read_structures(file, keys, allow_missing=list(keys), edge_targets=edge_targets)
     labelled = _check_labels(structures, keys, datamodule, data.allow_missing)
@@ -174,16 +181,12 @@ def _labelled_table(model: Model, file: str, datamodule: DataModuleConfig, data:
 def _label_keys(file: str, datamodule: DataModuleConfig, data: DataConfig) -> dict[str, str]:
     """Target name -> key in ``file`` of every selected target that ``data.targets`` maps and the
     file's format can hold (pair labels: extxyz and SDF; tables: the columns they have)."""
-    from physicsml.io.structures import file_format
-
     selected = {name for names in selected_columns(datamodule).values() for name in names}
     keys = {name: key for name, key in data.targets.items() if name in selected}
     fmt = file_format(Path(file), None)
     if fmt in ("hdf5", "parquet", "arrow"):
         keys = {name: key for name, key in keys.items() if name not in data.edge_targets}
     if fmt in ("parquet", "arrow") and Path(file).is_file():
-        import pyarrow.parquet as pq
-
         columns = set(pq.read_schema(file).names if fmt == "parquet" else read_table(file).column_names)
         keys = {name: key for name, key in keys.items() if key in columns}
     return keys
@@ -191,8 +194,6 @@ def _label_keys(file: str, datamodule: DataModuleConfig, data: DataConfig) -> di
 
 def _is_featurised(file: str) -> bool:
     """Whether ``file`` is a featurised table (an Arrow file with an element list), read as it is."""
-    from physicsml.io.structures import file_format
-
     return (
         file_format(Path(file), None) == "arrow"
         and Path(file).is_file()
@@ -209,8 +210,6 @@ def _check_labels(
     Raises:
         InputError: naming the first record and key whose label is not.
     """
-    from physicsml.featurise.table import target_kind
-
     kinds = {
         name: TARGET_KINDS[key].column_kind for key, names in selected_columns(datamodule).items() for name in names
     }
@@ -233,46 +232,13 @@ def _check_labels(
     return labelled
 
 
-def _offsets(column: Any) -> np.ndarray:
-    """The row offsets of a list column."""
-    _, offsets = to_numpy(column)
-    if offsets is None:
-        raise ValueError("expected a list column")
-    return offsets
-
-
-def _references(table: pa.Table, datamodule: DataModuleConfig, edges: list[np.ndarray] | None = None) -> dict[str, Any]:
-    """Reference values of the selected targets, shaped like :meth:`Model.predict`'s output; labels of
-    atom pairs on the predicted ``edges`` (NaN on an edge without a label)."""
-    from physicsml.data.collate import pair_values
-
-    references: dict[str, Any] = {}
-    for key, names in selected_columns(datamodule).items():
-        level = TARGET_KINDS[key].level
-        for name in names:
-            if name not in table.column_names:  # a file without this target's labels
-                continue
-            values, offsets = to_numpy(table[name])
-            if level == "edge" and edges is not None and offsets is not None:
-                edge_offsets = np.concatenate([[0], np.cumsum([len(e) for e in edges])])
-                flat_edges = np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
-                aligned, _ = pair_values(flat_edges, edge_offsets, values, offsets, key == "y_edge_scalars")
-                aligned = aligned[:, 0] if key == "y_edge_scalars" else aligned
-                references[name] = np.split(aligned, edge_offsets[1:-1])
-            elif level == "node":
-                references[name] = np.split(values, _offsets(table[name])[1:-1])
-            elif level == "graph":
-                references[name] = values
-    return references
-
-
-def _units(module: Any) -> dict[str, str]:
+def _units(model: TrainedModel) -> dict[str, str]:
     """The units of the targets that have known ones: the energy, forces and stress."""
     units = {}
-    if module.energy_name is not None:
-        units[module.energy_name] = "eV"
-    datamodule = module.datamodule_config
-    if datamodule.y_node_vector and module.config.compute_forces:
+    if model.energy_name is not None:
+        units[model.energy_name] = "eV"
+    datamodule = model.datamodule
+    if datamodule.y_node_vector and model.blueprint is not None and model.blueprint.config.compute_forces:
         units[datamodule.y_node_vector] = "eV/Å"
     if datamodule.y_stress:
         units[datamodule.y_stress] = "eV/Å³"
@@ -280,89 +246,9 @@ def _units(module: Any) -> dict[str, str]:
 
 
 def _split_stds(predicted: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """:meth:`Model.predict`'s output as ``(predictions, stds)``, the stds keyed by their target's name."""
+    """:meth:`TrainedModel.predict`'s output as ``(predictions, stds)``, the stds keyed by their target's name."""
     stds = {name: predicted.pop(f"{name}_std") for name in list(predicted) if f"{name}_std" in predicted}
     return predicted, stds
-
-
-def _prediction_table(
-    ids: Any, predictions: dict[str, Any], references: dict[str, Any], stds: dict[str, Any] | None = None
-) -> pa.Table:
-    """Columns ``id``, ``<target>_predicted``, ``<target>_std`` (with an uncertainty) and ``<target>`` (the reference)."""
-    from physicsml.io.arrow import fixed, ragged
-
-    columns: dict[str, Any] = {"id": ids}
-    named = {
-        **{f"{k}_predicted": v for k, v in predictions.items()},
-        **{f"{k}_std": v for k, v in (stds or {}).items()},
-        **references,
-    }
-    for name, values in named.items():
-        if isinstance(values, list):
-            offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])])
-            flat = np.concatenate(values) if values else np.zeros((0,))
-            columns[name] = ragged(flat.astype(np.float64), offsets)
-        else:
-            columns[name] = fixed(np.asarray(values, dtype=np.float64))
-    return pa.table(columns)
-
-
-def _edge_table(
-    ids: Any,
-    edges: list[np.ndarray],
-    predictions: dict[str, Any],
-    references: dict[str, Any],
-    stds: dict[str, Any] | None = None,
-) -> pa.Table:
-    """One row per edge: ``id``, ``receiver``, ``sender`` and, per edge target, ``<target>_predicted``,
-    ``<target>_std`` (with an uncertainty) and ``<target>`` (the label, NaN where the pair has none)."""
-    from physicsml.io.arrow import fixed
-
-    counts = [len(e) for e in edges]
-    flat = np.concatenate(edges).reshape(-1, 2) if edges else np.zeros((0, 2), np.int64)
-    columns: dict[str, Any] = {
-        "id": pa.array(np.repeat(np.array(ids.to_pylist(), dtype=object), counts).tolist(), pa.string()),
-        "receiver": pa.array(flat[:, 0].astype(np.int32)),
-        "sender": pa.array(flat[:, 1].astype(np.int32)),
-    }
-    named = {
-        **{f"{k}_predicted": v for k, v in predictions.items()},
-        **{f"{k}_std": v for k, v in (stds or {}).items()},
-        **references,
-    }
-    for name, values in named.items():
-        columns[name] = fixed(np.concatenate(values).astype(np.float64) if values else np.zeros((0,)))
-    return pa.table(columns)
-
-
-def _edge_names(datamodule: DataModuleConfig) -> set[str]:
-    """The selected columns that are edge targets."""
-    return {
-        name
-        for key, names in selected_columns(datamodule).items()
-        if TARGET_KINDS[key].level == "edge"
-        for name in names
-    }
-
-
-def _parts(values: dict[str, Any], names: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``values`` split into the entries of ``names`` (edge targets) and the rest."""
-    return {k: v for k, v in values.items() if k in names}, {k: v for k, v in values.items() if k not in names}
-
-
-def _atoms_of(table: pa.Table, rows: int, info_columns: list[str]) -> list[Any]:
-    """The first ``rows`` structures of a featurised table as ``ase.Atoms`` (graph attributes in ``info``)."""
-    from ase import Atoms
-
-    frames = []
-    for row in table.slice(0, rows).to_pylist():
-        cell, pbc = row["cell"], row["pbc"]
-        atoms = Atoms(
-            numbers=row["atomic_numbers"], positions=row["coordinates"], cell=cell, pbc=pbc if cell else False
-        )
-        atoms.info.update({name: row[name] for name in info_columns})
-        frames.append(atoms)
-    return frames
 
 
 def md_stage(
@@ -385,10 +271,6 @@ def md_stage(
     Returns:
         The metrics over all trajectories.
     """
-    import ase.io
-
-    from physicsml.md import BondLengths, md_check
-
     model = load_trained(model_path, members)
     if config.max_force_std is not None and not model.has_uncertainty:
         raise ConfigError(
@@ -400,21 +282,54 @@ def md_stage(
     rows = min(config.structures, table.num_rows)
     if rows == 0:
         raise ConfigError("params.yaml", "md.split", f"the {config.split} split has no structures to start MD from")
-    info_columns = list(model._require_module().datamodule_config.graph_attrs_cols or [])
+    names, structures = _md_starts(model, table, rows)
+    report = md_check(model, structures, config, names, _bond_lengths(config, featurised, structures))
+    each = _write_md(report, Path(out))
+    metrics = report.metrics
+    write_json({"md": metrics}, Path(out) / "metrics.json")
+    for row in each:
+        status = "stable" if row["stable"] else f"failed at {row['time_to_failure_ps']:.3f} ps: {row['failure']}"
+        drift = f"drift {row['drift_meV_per_atom_ps']:+.3f} meV/atom/ps"
+        print(f"{row['id']}: {row['atoms']} atoms, {drift}, {row['bond_events']} bond events, {status}")
+    print("md " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
+    return metrics
+
+
+def _md_starts(model: TrainedModel, table: pa.Table, rows: int) -> tuple[list[str], list[Atoms]]:
+    """The ids and ``ase.Atoms`` of the first ``rows`` structures of a featurised table, with the graph
+    attributes the model reads and the total charge its bonds are perceived with in their ``info``."""
+    info_columns: list[Any] = list(model.datamodule.graph_attrs_cols or [])
     charge = (model.metadata.get("chemistry") or {}).get("total_charge")  # bonds are perceived with it
     if charge in table.column_names and charge not in info_columns:
         info_columns.append(charge)
     names = [str(name) for name in table["id"].to_pylist()[:rows]]
-    structures = _atoms_of(table, rows, info_columns)
-    bond_lengths = None
-    if config.bond_multiplier and any(not atoms.pbc.any() for atoms in structures):
-        train = Path(featurised) / "train.arrow"
-        if not train.is_file():
-            raise InputError(str(train), None, None, "no such file: the longest bonds in training are read from it")
-        bond_lengths = BondLengths.from_arrow(train, config.bond_multiplier, config.bond_structures)
-        print(f"longest bonds in training: {bond_lengths}", flush=True)
-    report = md_check(model, structures, config, names, bond_lengths)
-    out = Path(out)
+    frames = []
+    for row in table.slice(0, rows).to_pylist():
+        cell, pbc = row["cell"], row["pbc"]
+        atoms = Atoms(
+            numbers=row["atomic_numbers"], positions=row["coordinates"], cell=cell, pbc=pbc if cell else False
+        )
+        atoms.info.update({name: row[name] for name in info_columns})
+        frames.append(atoms)
+    return names, frames
+
+
+def _bond_lengths(config: MDConfig, featurised: str | os.PathLike, structures: list[Atoms]) -> BondLengths | None:
+    """The longest bond of each element pair in the train split, when bonds are checked and some of
+    ``structures`` is a molecule; else ``None``."""
+    if not (config.bond_multiplier and any(not atoms.pbc.any() for atoms in structures)):
+        return None
+    train = Path(featurised) / "train.arrow"
+    if not train.is_file():
+        raise InputError(str(train), None, None, "no such file: the longest bonds in training are read from it")
+    bond_lengths = BondLengths.from_arrow(train, config.bond_multiplier, config.bond_structures)
+    print(f"longest bonds in training: {bond_lengths}", flush=True)
+    return bond_lengths
+
+
+def _write_md(report: MDReport, out: Path) -> list[dict[str, Any]]:
+    """``trajectories/``, ``energies/`` and ``trajectories.csv`` of ``report`` in ``out``; returns the rows
+    of ``trajectories.csv``, the metrics of each trajectory."""
     with atomic_output_dir(out / "trajectories") as tmp:
         for k, trajectory in enumerate(report.trajectories):
             ase.io.write(tmp / f"{k:03d}.extxyz", trajectory.frames, format="extxyz")
@@ -430,11 +345,4 @@ def md_stage(
     writer.writeheader()
     writer.writerows(each)
     write_text_atomically(out / "trajectories.csv", table_text.getvalue())
-    metrics = report.metrics
-    write_json({"md": metrics}, out / "metrics.json")
-    for row in each:
-        status = "stable" if row["stable"] else f"failed at {row['time_to_failure_ps']:.3f} ps: {row['failure']}"
-        drift = f"drift {row['drift_meV_per_atom_ps']:+.3f} meV/atom/ps"
-        print(f"{row['id']}: {row['atoms']} atoms, {drift}, {row['bond_events']} bond events, {status}")
-    print("md " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
-    return metrics
+    return each

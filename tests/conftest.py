@@ -212,7 +212,7 @@ def save_tiny_model(name: str, path: Path, graph_attrs_cols=None, dtype=torch.fl
         graph_attrs_cols=graph_attrs_cols,
     )
     model.build(datamodule, len(elements), num_graph_attrs=len(graph_attrs_cols or []))
-    model.module.to(dtype)
+    model.net.to(dtype)
     model.save(path)
     return path
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import torch
 from torch_geometric.data import Batch
+from torch_geometric.utils import to_dense_batch
 
 from physicsml.data import keys as K
 from physicsml.data.targets import TARGET_KINDS
@@ -35,7 +36,7 @@ def make_batch(
 ) -> Batch:
     """Build the batch of :mod:`physicsml.data.keys` from one batch's collated tensors.
 
-    Adds the one-hot ``atomic_numbers`` and ``node_attrs`` (float, width
+    Adds the one-hot ``element_one_hot`` and ``node_attrs`` (float, width
     ``num_elements``), reshapes ``edge_index`` to ``[2, E]`` and ``cell`` to
     ``[G, 3, 3]``, and sets ``num_nodes``/``num_graphs``. With ``elements``, the
     species are first re-indexed into the model's element list. ``weights`` ``[G]``
@@ -43,7 +44,7 @@ def make_batch(
     """
     data = dict(fields)
     float_dtype = data[K.COORDINATES].dtype
-    for key in (K.RAW_ATOMIC_NUMBERS, K.BATCH, K.EDGE_INDEX):  # stored narrow (int32)
+    for key in (K.ELEMENT_INDEX, K.BATCH, K.EDGE_INDEX):  # stored narrow (int32)
         if data[key].dtype != torch.int64:
             data[key] = data[key].long()
     if K.CELL_SHIFT_VECTOR not in data:  # molecules: not stored
@@ -51,18 +52,18 @@ def make_batch(
     if weights is not None:
         given = data.get(K.LOSS_WEIGHT)
         data[K.LOSS_WEIGHT] = weights.to(float_dtype) * (given if given is not None else 1.0)
-    species = data[K.RAW_ATOMIC_NUMBERS]
+    species = data[K.ELEMENT_INDEX]
     if elements is not None:
         species = elements.species[species]
         num_elements = elements.num_elements
-        data[K.RAW_ATOMIC_NUMBERS] = species
+        data[K.ELEMENT_INDEX] = species
         if elements.self_energies is not None:
             per_atom = elements.self_energies.to(float_dtype)[species]
             graphs = len(data[K.PTR]) - 1
             total = per_atom.new_zeros(graphs).index_add_(0, data[K.BATCH], per_atom)
             data[K.TOTAL_ATOMIC_ENERGY] = total
     one_hot = torch.nn.functional.one_hot(species, num_classes=num_elements).to(float_dtype)
-    data[K.ATOMIC_NUMBERS] = one_hot
+    data[K.ELEMENT_ONE_HOT] = one_hot
     data[K.NODE_ATTRS] = one_hot
     data[K.EDGE_INDEX] = data[K.EDGE_INDEX].view(2, -1)
     data[K.CELL] = data[K.CELL].view(-1, 3, 3)
@@ -111,11 +112,9 @@ def padded_batch(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     when present, ``y_graph_scalars`` ``[G, k]`` and ``y_node_vector`` ``[N, 3]``
     (real atoms only, in batch order).
     """
-    from torch_geometric.utils import to_dense_batch
-
     num_graphs = len(data[K.PTR]) - 1
     coordinates, _ = to_dense_batch(data[K.COORDINATES], data[K.BATCH], batch_size=num_graphs)
-    species, _ = to_dense_batch(data[K.RAW_ATOMIC_NUMBERS], data[K.BATCH], fill_value=-1, batch_size=num_graphs)
+    species, _ = to_dense_batch(data[K.ELEMENT_INDEX], data[K.BATCH], fill_value=-1, batch_size=num_graphs)
     out = {K.SPECIES: species, K.COORDINATES: coordinates, K.TOTAL_ATOMIC_ENERGY: data[K.TOTAL_ATOMIC_ENERGY]}
     for key in (K.Y_GRAPH_SCALARS, K.Y_NODE_VECTOR):
         if key in data:

@@ -21,13 +21,14 @@ from tqdm.auto import tqdm
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
+from physicsml.data.pairs import pair_values
 from physicsml.data.targets import GRAPH_ATTR_KINDS, NODE_ATTR_KINDS, TARGET_KINDS, mask_key, presence, selected_columns
 from physicsml.errors import ConfigError
 from physicsml.io.arrow import table_metadata, to_numpy
 
 #: Level of every collated field: which offsets slice it into batches.
 LEVELS = {
-    K.RAW_ATOMIC_NUMBERS: "node",
+    K.ELEMENT_INDEX: "node",
     K.COORDINATES: "node",
     K.BATCH: "node",
     K.EDGE_INDEX: "edge_pair",
@@ -131,44 +132,6 @@ def _columns(
     return np.concatenate(arrays, axis=1)
 
 
-def pair_values(
-    edge_index: np.ndarray,
-    edge_offsets: np.ndarray,
-    labels: np.ndarray,
-    label_offsets: np.ndarray,
-    symmetric: bool,
-) -> tuple[np.ndarray, int]:
-    """Labels of atom pairs (rows ``i, j, value...`` per structure) on the edges of the neighbour list.
-
-    A scalar label (``symmetric``) belongs to both directions of its pair; a vector one to the
-    edge with receiver ``i`` and sender ``j``. Every periodic image of a pair gets its label.
-
-    Returns:
-        ``[E, width]`` values, NaN on edges without a label, and the number of labelled pairs
-        that have no edge (farther apart than the cut-off).
-    """
-    rows = len(edge_offsets) - 1
-    width = labels.shape[1] - 2
-    out = np.full((len(edge_index), width), np.nan)
-    if not len(labels) or not len(edge_index):
-        return out, len(labels)
-    pairs = labels[:, :2].astype(np.int64)
-    n = int(max(edge_index.max(), pairs.max())) + 1
-    label_rows = np.repeat(np.arange(rows), np.diff(label_offsets))
-    edge_rows = np.repeat(np.arange(rows), np.diff(edge_offsets))
-    edges = edge_index.astype(np.int64)
-    if symmetric:
-        pairs, edges = np.sort(pairs, axis=1), np.sort(edges, axis=1)
-    label_keys = (label_rows * n + pairs[:, 0]) * n + pairs[:, 1]
-    edge_keys = (edge_rows * n + edges[:, 0]) * n + edges[:, 1]
-    order = np.argsort(label_keys, kind="stable")
-    position = np.minimum(np.searchsorted(label_keys[order], edge_keys), len(order) - 1)
-    found = label_keys[order][position] == edge_keys
-    out[found] = labels[order[position[found]], 2:]
-    unmatched = int(np.sum(~np.isin(label_keys, edge_keys)))
-    return out, unmatched
-
-
 def _pair_columns(
     table: pa.Table,
     names: Sequence[str],
@@ -217,7 +180,6 @@ def split_arrays(
         raise ConfigError(
             source, "graphs", "graph table rows do not match the featurised table: re-run the graphs stage"
         )
-    kinds = table_metadata(featurised).get("targets", {})
     species, node_offsets = to_numpy(featurised["species"])
     coordinates, _ = to_numpy(featurised["coordinates"])
     edge_index, edge_offsets = to_numpy(graphs["edge_index"])
@@ -227,6 +189,33 @@ def split_arrays(
         if cell is not None:
             cells[row] = cell
     assert node_offsets is not None and edge_offsets is not None
+    targets = _split_fields(featurised, graphs, config, edge_index, edge_offsets, source)
+    return SplitArrays(
+        node_offsets=node_offsets,
+        edge_offsets=edge_offsets,
+        species=species.astype(np.int64),
+        coordinates=coordinates,
+        edge_index=edge_index.reshape(-1, 2),
+        cell_shifts=cell_shifts.reshape(-1, 3),
+        cells=cells,
+        total_atomic_energy=to_numpy(featurised[K.TOTAL_ATOMIC_ENERGY])[0],
+        targets=targets,
+        # from the graph file's bound when it has one, so that every piece of a split agrees
+        periodic=bool(table_metadata(graphs).get("max_cell_shift", int(any_periodic(graphs))) > 0),
+    )
+
+
+def _split_fields(
+    featurised: pa.Table,
+    graphs: pa.Table,
+    config: DataModuleConfig,
+    edge_index: np.ndarray,
+    edge_offsets: np.ndarray,
+    source: str,
+) -> dict[str, np.ndarray]:
+    """:attr:`SplitArrays.targets`: the selected targets and their masks, graph and atom attributes,
+    bond features and loss weights of a split, by batch field (in the order batches store them)."""
+    kinds = table_metadata(featurised).get("targets", {})
     targets: dict[str, np.ndarray] = {}
     selections = {
         **{key: (names, (TARGET_KINDS[key].column_kind,)) for key, names in selected_columns(config).items()},
@@ -261,20 +250,7 @@ def split_arrays(
             targets[field] = np.nan_to_num(targets[field], nan=0.0)
     if K.LOSS_WEIGHT in featurised.column_names:
         targets[K.LOSS_WEIGHT] = to_numpy(featurised[K.LOSS_WEIGHT])[0].astype(np.float64)
-    assert node_offsets is not None and edge_offsets is not None
-    return SplitArrays(
-        node_offsets=node_offsets,
-        edge_offsets=edge_offsets,
-        species=species.astype(np.int64),
-        coordinates=coordinates,
-        edge_index=edge_index.reshape(-1, 2),
-        cell_shifts=cell_shifts.reshape(-1, 3),
-        cells=cells,
-        total_atomic_energy=to_numpy(featurised[K.TOTAL_ATOMIC_ENERGY])[0],
-        targets=targets,
-        # from the graph file's bound when it has one, so that every piece of a split agrees
-        periodic=bool(table_metadata(graphs).get("max_cell_shift", int(any_periodic(graphs))) > 0),
-    )
+    return targets
 
 
 def collate(
@@ -290,8 +266,6 @@ def collate(
     n_rows = stop - start
     node_offsets = arrays.node_offsets[start : stop + 1]
     edge_offsets = arrays.edge_offsets[start : stop + 1]
-    n_atoms = np.diff(node_offsets)
-    n_edges = np.diff(edge_offsets)
 
     graph_batch = np.arange(n_rows) // batch_size  # batch of each structure
     first_graph = np.arange(0, n_rows, batch_size)  # first structure of each batch
@@ -304,37 +278,22 @@ def collate(
     edges = slice(edge_offsets[0], edge_offsets[-1])
     local_graph = np.arange(n_rows) - first_graph[graph_batch]
     node_shift = node_offsets[:-1] - node_offsets[first_graph[graph_batch]]  # atoms before this structure in its batch
-
-    edge_graph = np.repeat(np.arange(n_rows), n_edges)
-    shifted = arrays.edge_index[edges] + node_shift[edge_graph, None]  # int64
-    # per batch, all receivers then all senders, so batch k's slice reshapes to [2, E_k]
-    edge_index = np.empty(2 * len(shifted), dtype=np.int32)
-    for first, last in zip(edge_bounds[:-1], edge_bounds[1:]):
-        edge_index[2 * first : 2 * last].reshape(2, -1)[...] = shifted[first:last].T
-
+    edge_graph = np.repeat(np.arange(n_rows), np.diff(edge_offsets))
     cells = arrays.cells[start:stop]
-    cell_shifts = arrays.cell_shifts[edges]
-    cell_shift_vector = np.zeros((len(cell_shifts), 3))
-    periodic = np.flatnonzero(cell_shifts.any(axis=1))  # molecules have none
-    if len(periodic):
-        cell_shift_vector[periodic] = np.einsum("ek,ekl->el", cell_shifts[periodic], cells[edge_graph[periodic]])
-    ptr = np.concatenate(
-        [node_offsets[a : b + 1] - node_offsets[a] for a, b in zip(graph_bounds[:-1], graph_bounds[1:])]
-    )
 
     # Indices are stored as int32 (a batch has far fewer than 2**31 atoms and edges) and widened
     # when a batch is made; molecules store no cell_shift_vector (all zeros, made with the batch).
     fields = {
-        K.RAW_ATOMIC_NUMBERS: arrays.species[nodes].astype(np.int32),
+        K.ELEMENT_INDEX: arrays.species[nodes].astype(np.int32),
         K.COORDINATES: arrays.coordinates[nodes].astype(dtype),
-        K.BATCH: np.repeat(local_graph, n_atoms).astype(np.int32),
-        K.EDGE_INDEX: edge_index,
+        K.BATCH: np.repeat(local_graph, np.diff(node_offsets)).astype(np.int32),
+        K.EDGE_INDEX: _edge_index(arrays.edge_index[edges] + node_shift[edge_graph, None], edge_bounds),
         K.TOTAL_ATOMIC_ENERGY: arrays.total_atomic_energy[start:stop].astype(dtype),
         K.CELL: cells.astype(dtype),
-        K.PTR: ptr.astype(np.int64),
+        K.PTR: _ptr(node_offsets, graph_bounds).astype(np.int64),
     }
     if arrays.periodic:
-        fields[K.CELL_SHIFT_VECTOR] = cell_shift_vector.astype(dtype)
+        fields[K.CELL_SHIFT_VECTOR] = _cell_shift_vector(arrays.cell_shifts[edges], cells, edge_graph).astype(dtype)
     for field, values in arrays.targets.items():
         level = {"node": nodes, "edge": edges}.get(LEVELS[field], slice(start, stop))
         fields[field] = values[level].astype(dtype)
@@ -346,3 +305,30 @@ def collate(
         "ptr": graph_bounds + np.arange(len(graph_bounds)),
     }
     return Collated(fields={k: np.ascontiguousarray(v) for k, v in fields.items()}, offsets=offsets)
+
+
+def _edge_index(shifted: np.ndarray, edge_bounds: np.ndarray) -> np.ndarray:
+    """``[2 * E]`` int32 edge index of batches whose ``[E, 2]`` edges (``shifted`` to index their batch's
+    nodes) end at ``edge_bounds``: per batch, all receivers then all senders, so that batch k's slice
+    reshapes to ``[2, E_k]``."""
+    edge_index = np.empty(2 * len(shifted), dtype=np.int32)
+    for first, last in zip(edge_bounds[:-1], edge_bounds[1:]):
+        edge_index[2 * first : 2 * last].reshape(2, -1)[...] = shifted[first:last].T
+    return edge_index
+
+
+def _cell_shift_vector(cell_shifts: np.ndarray, cells: np.ndarray, edge_graph: np.ndarray) -> np.ndarray:
+    """``[E, 3]`` Cartesian shifts ``cell_shifts @ cell`` of edges, the cell of each edge's structure
+    (``cells[edge_graph]``), computed for the edges that cross a boundary alone."""
+    cell_shift_vector = np.zeros((len(cell_shifts), 3))
+    periodic = np.flatnonzero(cell_shifts.any(axis=1))  # molecules have none
+    if len(periodic):
+        cell_shift_vector[periodic] = np.einsum("ek,ekl->el", cell_shifts[periodic], cells[edge_graph[periodic]])
+    return cell_shift_vector
+
+
+def _ptr(node_offsets: np.ndarray, graph_bounds: np.ndarray) -> np.ndarray:
+    """torch-geometric's ``ptr`` of every batch, one after the other: each batch's node offsets from 0."""
+    return np.concatenate(
+        [node_offsets[a : b + 1] - node_offsets[a] for a, b in zip(graph_bounds[:-1], graph_bounds[1:])]
+    )

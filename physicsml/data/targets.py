@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
+
 from physicsml.data import keys as K
 
 
@@ -62,8 +64,6 @@ def mask_key(key: str) -> str:
 def presence(key: str, values: Any) -> Any:
     """``[rows, n_columns]`` mask of ``[rows, n_columns * components]`` values: a column of a
     row is present when none of its components is NaN."""
-    import numpy as np
-
     rows = len(values)
     finite = np.isfinite(values).reshape(rows, -1)
     if TARGET_KINDS[key].many:
@@ -74,6 +74,18 @@ def presence(key: str, values: Any) -> Any:
 def compared_whole(key: str) -> bool:
     """Whether errors of ``key`` are taken over each whole row (a vector or tensor) rather than per column."""
     return not TARGET_KINDS[key].many
+
+
+def logged_metrics(columns: dict[str, list[str]], loss_keys: list[str]) -> list[str]:
+    """Every metric training logs (what a scheduler's or callback's ``monitor`` may name): the total and
+    per-target losses, and the MAE and RMSE of every selected column, for the training and validation splits."""
+    names = []
+    for stage in ("train", "val"):
+        names += [f"{stage}/total/loss", *(f"{stage}/{key}/loss" for key in loss_keys)]
+        names += [
+            f"{stage}/{name}/{kind}" for names_ in columns.values() for name in names_ for kind in ("mae", "rmse")
+        ]
+    return names
 
 
 #: Kinds of column a graph attribute (``datamodule.graph_attrs_cols``) may be read from.

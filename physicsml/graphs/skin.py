@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from physicsml.graphs import _calculator, _vesin_edges
+from physicsml.graphs.neighbours import vesin_calculator, vesin_edges
 
 
 class SkinNeighbourList:
@@ -40,7 +40,7 @@ class SkinNeighbourList:
         self.cut_off = float(cut_off)
         self.skin = float(skin)
         self.self_interaction = self_interaction
-        self._calculator = _calculator(self.cut_off + self.skin)
+        self._calculator = vesin_calculator(self.cut_off + self.skin)
         self._key: tuple | None = None
         self._built_at = np.zeros((0, 3))
         self.builds = 0
@@ -52,7 +52,7 @@ class SkinNeighbourList:
         return bool(moved.max(initial=0.0) > (0.5 * self.skin) ** 2)
 
     def _build(self, positions: np.ndarray, cell: np.ndarray | None, pbc: np.ndarray) -> None:
-        i, j, shifts = _vesin_edges(self._calculator, positions, cell, pbc)
+        i, j, shifts = vesin_edges(self._calculator, positions, cell, pbc)
         self._receivers = np.asarray(i, dtype=np.int64)
         self._senders = np.asarray(j, dtype=np.int64)
         self._shifts = np.asarray(shifts, dtype=np.int64).reshape(-1, 3)

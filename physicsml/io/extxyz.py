@@ -6,9 +6,9 @@ field with its own Python call: about 5,000 small molecules per second, the bott
 of the featurise stage. This reader reads the whole file, splits each comment line with
 ``str.split``, converts the atom lines of up to :data:`CHUNK` frames at once with one
 split and one ``float()`` per field straight into numpy, and hands a light stand-in for
-``Atoms`` to :func:`physicsml.io.structures._from_atoms`, so that target look-up, stress
-and shape handling, ``info`` filtering and the missing-target errors are the ASE path's
-own code. What remains is mostly ``float()`` itself and ``_from_atoms``.
+``Atoms`` to :func:`physicsml.io.ase_reader.structure_from_atoms`, so that target look-up,
+stress and shape handling, ``info`` filtering and the missing-target errors are the ASE path's
+own code. What remains is mostly ``float()`` itself and ``structure_from_atoms``.
 
 Every step mirrors ``ase.io.extxyz`` (``read_xyz``, ``_read_xyz_frame``,
 ``key_val_str_to_dict``, ``set_calc_and_arrays``) and ``SinglePointCalculator``; numbers
@@ -22,24 +22,26 @@ What is parsed here:
   ``I`` and ``S`` columns; a missing ``Properties`` (plain XYZ) means species and positions;
 * comment lines of ASCII ``key=value``, ``key="quoted value"`` and bare ``key`` items;
   any other line (escapes, single quotes, brackets, braces, ``key = value``, JSON values,
-  non-ASCII text) goes to ASE's own ``key_val_str_to_dict``, line by line.
+  non-ASCII text) goes to ASE's own ``key_val_str_to_dict``, line by line
+  (:mod:`physicsml.io.extxyz_grammar`).
 
 Everything else makes the whole file, from the first frame not yet yielded, fall back to
-the ASE path (:func:`physicsml.io.structures._read_ase`): compressed files, ``@`` in the
+the ASE path (:func:`physicsml.io.ase_reader.read_with_ase`): compressed files, ``@`` in the
 file name (ASE reads it as an index), ``VEC`` cell lines, ``Z`` or logical (``L``)
 columns, ``move_mask``, ``initial_charges``, atom counts below 1, an atom line with more
 or fewer fields than the ``Properties`` declare, an unknown element, and every malformed
 frame. ASE then raises its own :class:`~physicsml.errors.InputError`, so errors name the
 same file, record and field, with ASE's message, as the ASE path does.
+
+This module converts frames; the byte scan that cuts a file into parts is
+:mod:`physicsml.io.extxyz_scan`, the comment-line grammar :mod:`physicsml.io.extxyz_grammar`.
 """
 
 from __future__ import annotations
 
-import array
 import itertools
 import locale
 import os
-import re
 import types
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -48,51 +50,22 @@ from typing import Any
 import numpy as np
 from ase.calculators.calculator import all_properties
 from ase.data import atomic_numbers
-from ase.io.extxyz import (
-    REV_PROPERTY_NAME_MAP,
-    SPECIAL_3_3_KEYS,
-    UNPROCESSED_KEYS,
-    key_val_str_to_dict,
-    per_config_properties,
-)
+from ase.io.extxyz import REV_PROPERTY_NAME_MAP, per_config_properties
 from ase.io.formats import get_compression
 
-from physicsml.io.structures import Skipped, Structure, _from_atoms, _read_ase, _record
+from physicsml.io.ase_reader import read_with_ase, structure_from_atoms
+from physicsml.io.extxyz_grammar import parse_comment
+from physicsml.io.part import WHOLE_FILE, Part
+from physicsml.io.record import Skipped, Structure, read_or_skip
 
 #: Frames (and at most atoms) whose atom lines are converted together: enough to amortise
 #: the numpy calls, few enough to bound the memory of the token lists.
 CHUNK = 1024
 CHUNK_ATOMS = 200_000
-
-# Delimiters that ``key_val_str_to_dict`` reads outside double quotes, besides whitespace and
-# ``=``: a line that holds one there (or a backslash, or non-ASCII text) goes to that function.
-_ODD = re.compile(r"['\[\]{}]")
-_INT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*")  # exactly the ASCII tokens int() accepts
-_TOKEN = re.compile(r"[^\s,]+")
-_DECIMAL = frozenset("0123456789+-.")
-_NAN_INF = frozenset({"nan", "inf", "infinity"})  # float()'s words, besides signed ones
-# ``key_val_str_to_dict``'s (local) table of booleans.
-_BOOLS = {
-    "T": True,
-    "F": False,
-    "true": True,
-    "false": False,
-    "True": True,
-    "False": False,
-    "TRUE": True,
-    "FALSE": False,
-}
 #: Results that ``SinglePointCalculator`` keeps as given (it casts the others to float arrays).
 _RAW_RESULTS = frozenset({"energy", "magmom", "free_energy"})
 _RESULTS = frozenset(all_properties)
 _CONFIG_RESULTS = frozenset(per_config_properties)
-#: Keys whose values ``key_val_str_to_dict`` does not read as plain numbers: the 3x3 ones, and
-#: every ASCII spelling of the keys it leaves unprocessed (it compares ``key.lower()``).
-_SPECIAL = frozenset(SPECIAL_3_3_KEYS) | {
-    "".join(letters)
-    for key in UNPROCESSED_KEYS
-    for letters in itertools.product(*({c.lower(), c.upper()} for c in key))
-}
 _RESERVED = {"numbers", "initial_charges", "move_mask"}
 
 
@@ -100,111 +73,49 @@ class _Unsupported(Exception):
     """Input that the fast path does not parse (or that is malformed): re-read it with ASE."""
 
 
-class _UseASE(Exception):
-    """A comment line that only ASE's own parser reads correctly."""
-
-
-#: A part of a file: records ``first`` to ``stop`` (exclusive; ``None``: to the end), which lie in
-#: bytes ``start`` to ``end`` (``None``: the whole file).
-Span = tuple[int, "int | None", "int | None", "int | None"]
-WHOLE_FILE: Span = (0, None, None, None)
-
-
 def read_extxyz(
     path: str | os.PathLike,
     targets: Mapping[str, str],
     allow_missing: Collection[str] = (),
     edge_targets: Mapping[str, str] | None = None,
-    span: Span = WHOLE_FILE,
+    part: Part = WHOLE_FILE,
     skip: bool = False,
 ) -> Iterator[Structure | Skipped]:
     """Yield the records of an extxyz/xyz file, exactly as
-    ``_read_ase(path, targets, "extxyz", allow_missing, edge_targets)`` does, several
-    times faster (the records are not validated: :func:`read_structures` does that).
+    ``read_with_ase(path, targets, "extxyz", allow_missing, edge_targets)`` does, several
+    times faster (the records are not validated: :func:`~physicsml.io.structures.read_structures`
+    does that).
 
     What the fast path does not handle (see the module docstring) is read by the ASE path
     from the first record not yet yielded, so the result is the same either way.
 
     Args:
-        span: only the records of this part of the file (from :func:`frame_offsets`), numbered
-            as in the whole file.
+        part: only the records of this part of the file (from
+            :func:`~physicsml.io.extxyz_scan.frame_offsets`), numbered as in the whole file.
         skip: yield a record with a missing or non-numeric target or a bad pair label as its
-            :class:`~physicsml.io.structures.Skipped` rather than raise.
+            :class:`~physicsml.io.record.Skipped` rather than raise.
 
     Raises:
         InputError: for a missing or non-numeric target or a bad pair label (from
-            ``_from_atoms``), or a frame that cannot be parsed (from the ASE path).
+            ``structure_from_atoms``), or a frame that cannot be parsed (from the ASE path).
     """
     path = Path(path)
     edge_targets = dict(edge_targets or {})
-    first, stop, start, end = span
+    first, stop, start, end = part
     done = first
     try:
         for frame in _frames(path, start, end):
-            yield _record(skip, _from_atoms, frame, targets, str(path), done, allow_missing, edge_targets)
+            yield read_or_skip(skip, structure_from_atoms, frame, targets, str(path), done, allow_missing, edge_targets)
             done += 1
     except _Unsupported:
-        yield from itertools.islice(_read_ase(path, targets, "extxyz", allow_missing, edge_targets, skip), done, stop)
+        with_ase = read_with_ase(path, targets, "extxyz", allow_missing, edge_targets, skip)
+        yield from itertools.islice(with_ase, done, stop)
 
 
 def fast_path_applies(path: str | os.PathLike) -> bool:
     """Whether the fast reader may read ``path`` itself (not compressed, no ``@`` in its name)."""
     name = str(path)
     return "@" not in os.path.basename(name) and get_compression(name)[1] is None
-
-
-def frame_offsets(path: str | os.PathLike, block_size: int = 1 << 22) -> Sequence[int] | None:
-    """Byte offset of every frame's atom-count line, then the end of the frames, found as
-    ``read_xyz`` finds frames but reading the file a block at a time, so that a file of any
-    size can be cut into parts (:data:`Span`) that processes read independently.
-
-    Returns ``None`` for whatever is not plain: a carriage return, a count that is not a
-    positive integer, ``VEC`` lines. The whole file is then read as one part, and the
-    reader reports any error as for one file.
-    """
-    offsets = array.array("q")  # 8 bytes an entry: a million frames in 8 MB
-    base = 0  # file offset of data[0]
-    data = b""
-    skip = 0  # lines still to pass before the next atom-count line
-    with open(path, "rb") as handle:
-        while True:
-            block = handle.read(block_size)
-            if b"\r" in block:
-                return None
-            data += block
-            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10).tolist()
-            if not block and (not ends or ends[-1] != len(data) - 1) and data:
-                ends.append(len(data))  # the last line, without a newline
-            line, start = 0, 0  # the current line (index into ends) and where it starts in data
-            while True:
-                if skip:
-                    passed = min(skip, len(ends) - line)
-                    skip -= passed
-                    line += passed
-                    start = ends[line - 1] + 1 if line else start
-                    if skip:
-                        break
-                    if line < len(ends) and data[start : ends[line]].lstrip().startswith(b"VEC"):
-                        return None
-                if line >= len(ends):
-                    break
-                text = data[start : ends[line]]
-                if not text.strip():
-                    offsets.append(base + start)
-                    return offsets
-                try:
-                    natoms = int(text)
-                except ValueError:
-                    return None
-                if natoms < 1:
-                    return None
-                offsets.append(base + start)
-                skip = natoms + 2
-            if not block:
-                offsets.append(base + min(start, len(data)))
-                return offsets
-            data = data[start:]
-            base += start
 
 
 def _frames(path: Path, start: int | None = None, end: int | None = None) -> Iterator[Any]:
@@ -278,7 +189,7 @@ def _chunk(
     for position, (start, _) in enumerate(starts):
         if start + 1 >= len(lines):
             raise _Unsupported("frame without a comment line")
-        info = _comment(lines[start + 1].strip(), strings)
+        info = parse_comment(lines[start + 1].strip(), strings)
         properties = info.pop("Properties", "species:S:1:pos:R:3")
         if not isinstance(properties, str):
             raise _Unsupported(f"Properties={properties!r}")
@@ -392,112 +303,3 @@ def _frame(info: dict[str, Any], columns: dict[str, Any], start: int, stop: int)
         if results
         else None,
     )
-
-
-def _comment(line: str, strings: dict[str, Any]) -> dict[str, Any]:
-    """The comment line as ``key_val_str_to_dict`` reads it.
-
-    A line of ASCII items ``key``, ``key=value`` and ``key="value"`` (a bare ``value`` may
-    hold ``=`` but neither start nor end with it) is split here with ``str.split``, many
-    times faster than that function's loop over characters; any other line goes to
-    ``key_val_str_to_dict`` itself. ``strings`` caches non-numeric values, which repeat
-    from frame to frame (``Properties``, ``pbc``, ``config_type``).
-    """
-    if not line:
-        return {}
-    parts = line.split('"')  # even parts lie outside the quotes, odd parts are quoted values
-    if not line.isascii() or "\\" in line or len(parts) % 2 == 0:
-        return key_val_str_to_dict(line)
-    if _ODD.search(line) and any(_ODD.search(part) for part in parts[::2]):
-        return key_val_str_to_dict(line)  # quotes, brackets or braces outside the double quotes
-    info: dict[str, Any] = {}
-    try:
-        for index in range(0, len(parts), 2):
-            text = parts[index]
-            items = text.split()
-            if index and text and not text[0].isspace():
-                raise _UseASE  # a quoted value runs on: key="a"b
-            quoted = None
-            if index + 1 < len(parts):  # a quoted value follows: the last item must be "key="
-                quoted = items.pop() if items and not text[-1].isspace() else "="
-                if quoted.find("=") != len(quoted) - 1 or len(quoted) == 1 or not parts[index + 1]:
-                    raise _UseASE  # (after an empty value "", ASE runs on into the next item)
-            for item in items:
-                key, equals, value = item.partition("=")
-                if not equals:
-                    info[key] = _value(key, "T", strings)  # a bare key means True
-                    continue
-                if not key or not value or value[-1] == "=":
-                    raise _UseASE  # "key =value", "key= value", "key=a= b": ASE joins the items
-                if "." in value and value[0] in _DECIMAL and key not in _SPECIAL:
-                    try:  # a decimal number, inline, as this loop is the reader's hot spot
-                        info[key] = np.float64(float(value))
-                        continue
-                    except ValueError:
-                        pass
-                info[key] = _value(key, value, strings)
-            if quoted is not None:
-                info[quoted[:-1]] = _value(quoted[:-1], parts[index + 1], strings)
-    except _UseASE:
-        return key_val_str_to_dict(line)
-    return info
-
-
-def _value(key: str, text: str, strings: dict[str, Any]) -> Any:
-    """One value as ``key_val_str_to_dict`` converts it: int64 or float64 (arrays for several
-    numbers), ``Lattice``/``stress``/``virial`` as 3x3 in Fortran order, booleans, else the string."""
-    if key in _SPECIAL:
-        if key not in SPECIAL_3_3_KEYS:
-            return text  # a key ASE leaves unprocessed
-        number = _number(_tokens(text))
-        if not isinstance(number, np.ndarray) or number.shape != (9,):
-            raise ValueError(f"{key}={text!r} is not a 3x3 matrix")
-        return number.reshape((3, 3), order="F")
-    value = strings.get(text)
-    if value is None:
-        tokens = _tokens(text)
-        value = _number(tokens)
-        if value is not None:
-            return value
-        if all(token in _BOOLS for token in tokens):
-            value = _BOOLS[tokens[0]] if len(tokens) == 1 else [_BOOLS[token] for token in tokens]
-        elif text.startswith("_JSON "):
-            raise _UseASE
-        else:
-            value = text
-        strings[text] = value
-    return list(value) if isinstance(value, list) else value
-
-
-def _tokens(text: str) -> list[str]:
-    """The numbers or booleans of a value, split as ``key_val_str_to_dict`` splits them."""
-    return _TOKEN.findall(text) if "," in text else text.split()
-
-
-def _number(tokens: list[str]) -> Any:
-    """``tokens`` as ``np.array(tokens, dtype=int)``, else as ``dtype=float`` (one token: its
-    scalar), else ``None``; as in ASE, an integer beyond int64 makes the value float."""
-    if len(tokens) == 1:
-        return _number1(tokens[0])
-    if all(_INT.fullmatch(token) for token in tokens):
-        try:
-            return np.array([int(token) for token in tokens], dtype=int)
-        except OverflowError:
-            pass
-    try:
-        return np.array([float(token) for token in tokens])
-    except ValueError:
-        return None
-
-
-def _number1(token: str) -> Any:
-    """One ASCII token as ``np.array([token], dtype=int)[0]``, else ``dtype=float``, else ``None``."""
-    if token[0] not in _DECIMAL and token.lower() not in _NAN_INF:
-        return None  # cannot be a number: spares float() its exception
-    try:
-        real = float(token)  # accepts every token int() accepts
-    except ValueError:
-        return None
-    if "." not in token and _INT.fullmatch(token) and -(2**63) <= (integer := int(token)) < 2**63:
-        return np.int64(integer)
-    return np.float64(real)

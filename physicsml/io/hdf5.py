@@ -1,7 +1,7 @@
 """Streaming readers for the HDF5 releases of ANI-1x, ANI-1 and SPICE.
 
-Each conformer becomes one :class:`~physicsml.io.structures.Structure`, validated by
-:func:`~physicsml.io.structures.validate_structure` like the records of the other readers.
+Each conformer becomes one :class:`~physicsml.io.record.Structure`, validated by
+:func:`~physicsml.io.record.validate_structure` like the records of the other readers.
 Three layouts are recognised from the file's groups (:func:`hdf5_layout`):
 
 * ``"ani1x"``: one group per formula (``C2H6O``) with ``atomic_numbers`` ``[N]``,
@@ -36,7 +36,10 @@ Missing values. A NaN value (a property not computed for a conformer) is an
 fully-NaN value is stored as ``None`` and a partly-NaN one is kept with its NaN components,
 as the other readers do. A dataset absent from a group is likewise an error unless allowed
 (``None`` for the group's conformers). With ``skip``, such conformers (every conformer of the
-group, for an absent dataset) come as :class:`~physicsml.io.structures.Skipped` instead.
+group, for an absent dataset) come as :class:`~physicsml.io.record.Skipped` instead.
+
+This module builds the records; finding a file's molecule groups, its layout and the kind of
+each dataset is :mod:`physicsml.io.hdf5_groups`.
 """
 
 from __future__ import annotations
@@ -44,30 +47,29 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Collection, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
 from physicsml.errors import ConfigError, InputError
-from physicsml.io.structures import RecordError, Skipped, Structure, _record, validate_structure
+from physicsml.io.hdf5_groups import (
+    Kind,
+    coordinates_name,
+    dataset_kinds,
+    dataset_text,
+    group_atomic_numbers,
+    layout_of,
+    molecule_groups,
+    open_hdf5,
+)
+from physicsml.io.part import Part
+from physicsml.io.record import RecordError, Skipped, Structure, read_or_skip, validate_structure
 
 #: Hartree in eV (CODATA 2018), the factor for energies from these files in eV.
 HARTREE_TO_EV = 27.211386245988
 #: Bohr radius in Å (CODATA 2018); SPICE coordinates are multiplied by it.
 BOHR_TO_ANGSTROM = 0.529177210903
-
-#: A target dataset's kind: (per atom, trailing shape after the conformer and atom axes).
-Kind = tuple[bool, tuple[int, ...]]
-#: Kind of the usual properties, by the last word of the dataset name.
-_KNOWN_KINDS: dict[str, Kind] = {
-    "energy": (False, ()),
-    "forces": (True, (3,)),
-    "gradient": (True, (3,)),
-    "charges": (True, ()),
-    "dipole": (False, (3,)),
-}
 #: String datasets copied into ``Structure.info``.
 _INFO_DATASETS = ("smiles", "subset")
 
@@ -78,15 +80,15 @@ def hdf5_layout(path: str | os.PathLike) -> str:
     Raises:
         InputError: for a missing or non-HDF5 file, or one with no molecule groups.
     """
-    with _open(path) as handle:
-        return _layout(handle, str(path))
+    with open_hdf5(path) as handle:
+        return layout_of(handle, str(path))
 
 
 def count_hdf5(path: str | os.PathLike) -> int:
     """Number of records (conformers) in ``path``, from the dataset shapes (no coordinates read)."""
-    with _open(path) as handle:
-        _layout(handle, str(path))
-        return sum(group[_coordinates_name(group)].shape[0] for group in _molecule_groups(handle))
+    with open_hdf5(path) as handle:
+        layout_of(handle, str(path))
+        return sum(group[coordinates_name(group)].shape[0] for group in molecule_groups(handle))
 
 
 def hdf5_parts(path: str | os.PathLike, size: int) -> list[tuple[int, int, int, int]]:
@@ -94,11 +96,11 @@ def hdf5_parts(path: str | os.PathLike, size: int) -> list[tuple[int, int, int, 
     first group, stop group)``, from the dataset shapes (no coordinates read)."""
     parts: list[tuple[int, int, int, int]] = []
     first = group_start = records = 0
-    with _open(path) as handle:
-        _layout(handle, str(path))
+    with open_hdf5(path) as handle:
+        layout_of(handle, str(path))
         groups = 0
-        for groups, group in enumerate(_molecule_groups(handle), start=1):
-            records += group[_coordinates_name(group)].shape[0]
+        for groups, group in enumerate(molecule_groups(handle), start=1):
+            records += group[coordinates_name(group)].shape[0]
             if records - first >= size:
                 parts.append((first, records, group_start, groups))
                 first, group_start = records, groups
@@ -112,7 +114,7 @@ def read_hdf5(
     targets: Mapping[str, str],
     allow_missing: Collection[str] = (),
     units: Mapping[str, float] | None = None,
-    part: tuple[int, Any, Any, Any] | None = None,
+    part: Part | None = None,
     skip: bool = False,
 ) -> Iterator[Structure | Skipped]:
     """Stream the validated records of an ANI-1x, ANI-1 or SPICE HDF5 file.
@@ -125,7 +127,7 @@ def read_hdf5(
         units: target name -> factor the file's values are multiplied by (default 1.0).
         part: only these records (from :func:`hdf5_parts`), numbered as in the whole file.
         skip: yield a conformer that fails a check of its own (a NaN label not allowed, an absent
-            dataset, bad coordinates) as its :class:`~physicsml.io.structures.Skipped` rather than raise.
+            dataset, bad coordinates) as its :class:`~physicsml.io.record.Skipped` rather than raise.
 
     Returns:
         An iterator over the records: groups in name order, conformers in file order,
@@ -150,14 +152,14 @@ def _read(
     targets: dict[str, str],
     allow_missing: frozenset[str],
     factors: dict[str, float],
-    part: tuple[int, Any, Any, Any] | None,
+    part: Part | None,
     skip: bool,
 ) -> Iterator[Structure | Skipped]:
     first, _, group_start, group_stop = part if part is not None else (0, None, 0, None)
-    with _open(file) as handle:
-        kinds = _kinds(handle, set(targets.values()))
+    with open_hdf5(file) as handle:
+        kinds = dataset_kinds(handle, set(targets.values()))
         index = first
-        for group in itertools.islice(_molecule_groups(handle), group_start, group_stop):
+        for group in itertools.islice(molecule_groups(handle), group_start, group_stop):
             for record in _read_group(group, file, index, targets, allow_missing, factors, kinds, skip):
                 yield record
                 index += 1
@@ -175,58 +177,21 @@ def _read_group(
 ) -> Iterator[Structure | Skipped]:
     """The validated records of one molecule group; ``first`` is the index of its first record."""
     name = group.name.lstrip("/")
-    numbers = _atomic_numbers(group, file, first)
-    n_atoms = len(numbers)
-    coordinates_name = _coordinates_name(group)
-    shape = group[coordinates_name].shape
-    if len(shape) != 3 or shape[1:] != (n_atoms, 3):
-        raise InputError(
-            file, first, coordinates_name, f"group '{name}': expected shape (C, {n_atoms}, 3), got {shape}"
-        )
-    coordinates = np.asarray(group[coordinates_name][()], dtype=np.float64)
-    if coordinates_name == "conformations":
-        coordinates *= BOHR_TO_ANGSTROM
+    numbers, coordinates = _group_coordinates(group, file, first)
     n_conformers = len(coordinates)
-    values: dict[str, np.ndarray] = {}
-    node_targets = set()
-    absent: list[str] = []  # targets whose dataset the group lacks, not allowed missing
-    for target, dataset in targets.items():
-        if dataset not in group and target in allow_missing:
-            continue  # None in every record of this group
-        if dataset not in group:
-            if not skip:
-                raise _absent(file, first, group, target, dataset)
-            absent.append(target)
-            continue
-        kind = kinds[dataset]
-        values[target] = _read_dataset(group, dataset, kind, (n_conformers, n_atoms), file, first) * factors[target]
-        if kind and kind[0]:
-            node_targets.add(target)
+    sizes = (n_conformers, len(numbers))
+    values, node_targets, absent = _group_targets(
+        group, file, first, targets, allow_missing, factors, kinds, skip, sizes
+    )
     # Conformers with a NaN or infinite label, found once per group rather than per record.
     bad = {target: ~np.isfinite(array.reshape(n_conformers, -1)).all(axis=1) for target, array in values.items()}
-    info = {key: _text(group[key][()]) for key in _INFO_DATASETS if isinstance(group.get(key), h5py.Dataset)}
+    info = {key: dataset_text(group[key][()]) for key in _INFO_DATASETS if isinstance(group.get(key), h5py.Dataset)}
 
     def conformer_record(conformer: int) -> Structure:
         index = first + conformer
         if absent:
             raise _absent(file, index, group, absent[0], targets[absent[0]])
-        record_targets: dict[str, Any] = dict.fromkeys(targets)
-        for target, array in values.items():
-            value = _label(array[conformer])
-            if bad[target][conformer]:
-                infinite = bool(np.isinf(value).any())
-                if target not in allow_missing or infinite:
-                    hint = "" if infinite else "; list it in data.allow_missing to train without it here"
-                    raise RecordError(
-                        file,
-                        index,
-                        targets[target],
-                        f"non-finite value in group '{name}', conformer {conformer} (target '{target}'{hint})",
-                        "infinite label" if infinite else "missing label",
-                    )
-                if np.isnan(value).all():
-                    value = None
-            record_targets[target] = value
+        record_targets = _conformer_targets(values, bad, conformer, targets, allow_missing, file, index, name)
         record = Structure(
             atomic_numbers=numbers.copy(),
             coordinates=coordinates[conformer].copy(),
@@ -242,7 +207,95 @@ def _read_group(
         return record
 
     for conformer in range(n_conformers):
-        yield _record(skip, conformer_record, conformer)
+        yield read_or_skip(skip, conformer_record, conformer)
+
+
+def _group_coordinates(group: h5py.Group, file: str, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """The atomic numbers ``[N]`` and coordinates ``[C, N, 3]`` (in Å) of one molecule group.
+
+    Raises:
+        InputError: for an unknown element or coordinates of the wrong shape.
+    """
+    numbers = group_atomic_numbers(group, file, first)
+    n_atoms = len(numbers)
+    dataset = coordinates_name(group)
+    shape = group[dataset].shape
+    if len(shape) != 3 or shape[1:] != (n_atoms, 3):
+        name = group.name.lstrip("/")
+        raise InputError(file, first, dataset, f"group '{name}': expected shape (C, {n_atoms}, 3), got {shape}")
+    coordinates = np.asarray(group[dataset][()], dtype=np.float64)
+    if dataset == "conformations":
+        coordinates *= BOHR_TO_ANGSTROM
+    return numbers, coordinates
+
+
+def _group_targets(
+    group: h5py.Group,
+    file: str,
+    first: int,
+    targets: dict[str, str],
+    allow_missing: frozenset[str],
+    factors: dict[str, float],
+    kinds: dict[str, Kind | None],
+    skip: bool,
+    sizes: tuple[int, int],
+) -> tuple[dict[str, np.ndarray], set[str], list[str]]:
+    """The target datasets of one molecule group (``sizes`` = conformers, atoms), each multiplied by
+    its factor: the values by target, the per-atom targets, and the targets whose dataset the group
+    lacks and that are not allowed missing (with ``skip``; without, such a dataset raises).
+    """
+    values: dict[str, np.ndarray] = {}
+    node_targets = set()
+    absent: list[str] = []  # targets whose dataset the group lacks, not allowed missing
+    for target, dataset in targets.items():
+        if dataset not in group and target in allow_missing:
+            continue  # None in every record of this group
+        if dataset not in group:
+            if not skip:
+                raise _absent(file, first, group, target, dataset)
+            absent.append(target)
+            continue
+        kind = kinds[dataset]
+        values[target] = _read_dataset(group, dataset, kind, sizes, file, first) * factors[target]
+        if kind and kind[0]:
+            node_targets.add(target)
+    return values, node_targets, absent
+
+
+def _conformer_targets(
+    values: dict[str, np.ndarray],
+    bad: dict[str, np.ndarray],
+    conformer: int,
+    targets: dict[str, str],
+    allow_missing: frozenset[str],
+    file: str,
+    index: int,
+    name: str,
+) -> dict[str, Any]:
+    """The targets of one conformer of group ``name``: ``None`` where the group lacks the dataset
+    (allowed missing) or where the value is NaN throughout (allowed missing).
+
+    Raises:
+        RecordError: for a NaN value of a target not allowed missing, or an infinite value.
+    """
+    record_targets: dict[str, Any] = dict.fromkeys(targets)
+    for target, array in values.items():
+        value = _label(array[conformer])
+        if bad[target][conformer]:
+            infinite = bool(np.isinf(value).any())
+            if target not in allow_missing or infinite:
+                hint = "" if infinite else "; list it in data.allow_missing to train without it here"
+                raise RecordError(
+                    file,
+                    index,
+                    targets[target],
+                    f"non-finite value in group '{name}', conformer {conformer} (target '{target}'{hint})",
+                    "infinite label" if infinite else "missing label",
+                )
+            if np.isnan(value).all():
+                value = None
+        record_targets[target] = value
+    return record_targets
 
 
 def _absent(file: str, record: int, group: h5py.Group, target: str, dataset: str) -> RecordError:
@@ -273,108 +326,3 @@ def _label(value: np.ndarray) -> Any:
     """A per-structure scalar as ``float``, anything else as its own array (not a view, which would
     keep the whole group's array alive)."""
     return float(value) if value.ndim == 0 else value.copy()
-
-
-def _open(path: str | os.PathLike) -> h5py.File:
-    if not Path(path).is_file():
-        raise InputError(str(path), None, None, "file not found")
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise InputError(str(path), None, None, f"not an HDF5 file ({error})") from error
-
-
-def _is_molecule(group: h5py.Group) -> bool:
-    return ("coordinates" in group or "conformations" in group) and ("atomic_numbers" in group or "species" in group)
-
-
-def _molecule_groups(handle: h5py.File) -> Iterator[h5py.Group]:
-    """Groups holding coordinates and elements, at depth 1 or 2, in name order."""
-    for name in sorted(handle):
-        top = handle[name]
-        if not isinstance(top, h5py.Group):
-            continue
-        if _is_molecule(top):
-            yield top
-            continue
-        for sub in sorted(top):
-            child = top[sub]
-            if isinstance(child, h5py.Group) and _is_molecule(child):
-                yield child
-
-
-def _layout(handle: h5py.File, file: str) -> str:
-    for group in _molecule_groups(handle):
-        if "conformations" in group:
-            return "spice"
-        return "ani1" if "species" in group or group.name.count("/") == 2 else "ani1x"
-    found = [f"{key} ({'group' if isinstance(handle[key], h5py.Group) else 'dataset'})" for key in sorted(handle)[:10]]
-    raise InputError(
-        file,
-        None,
-        None,
-        "unknown HDF5 layout: no group with 'coordinates' and 'atomic_numbers' or 'species' (ANI-1x, ANI-1) "
-        f"or 'conformations' and 'atomic_numbers' (SPICE) at depth 1 or 2; top level holds {found or 'nothing'}",
-    )
-
-
-def _coordinates_name(group: h5py.Group) -> str:
-    return "conformations" if "conformations" in group else "coordinates"
-
-
-def _atomic_numbers(group: h5py.Group, file: str, first: int) -> np.ndarray:
-    if "atomic_numbers" in group:
-        return np.asarray(group["atomic_numbers"][()], dtype=np.int64).reshape(-1)
-    from ase.data import atomic_numbers
-
-    symbols = [_text(symbol) for symbol in np.asarray(group["species"][()]).reshape(-1)]
-    unknown = sorted({symbol for symbol in symbols if symbol not in atomic_numbers})
-    if unknown:
-        raise InputError(file, first, "species", f"group '{group.name.lstrip('/')}': unknown elements {unknown}")
-    return np.array([atomic_numbers[symbol] for symbol in symbols], dtype=np.int64)
-
-
-def _text(value: Any) -> str:
-    """A string dataset's value: bytes or str, a scalar, ``[1]``, or (ANI-1 ``smiles``) one character per entry."""
-    if isinstance(value, np.ndarray):
-        return "".join(_text(item) for item in value.reshape(-1))
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _candidates(shape: tuple[int, ...], n_atoms: int) -> list[Kind]:
-    """The kinds a dataset of ``shape`` in a group of ``n_atoms`` atoms can have."""
-    rest = shape[1:]
-    found: list[Kind] = []
-    if rest in ((), (3,), (3, 3)):
-        found.append((False, rest))
-    trailing = () if rest[1:] == (1,) else rest[1:]
-    if rest[:1] == (n_atoms,) and trailing in ((), (3,)):
-        found.append((True, trailing))
-    return found
-
-
-def _kinds(handle: h5py.File, datasets: set[str]) -> dict[str, Kind | None]:
-    """Per-atom or per-structure, and trailing shape, of each dataset, one kind for the whole file.
-
-    The usual properties are known by name; the others take the first group whose shape leaves
-    no doubt (a 3-atom molecule's ``[C, 3]`` could be either), reading dataset shapes only.
-    """
-    kinds: dict[str, Kind | None] = {}
-    unsure: dict[str, Kind | None] = {}
-    for dataset in datasets:
-        word = dataset.replace(".", "_").rsplit("_", 1)[-1]
-        if word in _KNOWN_KINDS:
-            kinds[dataset] = _KNOWN_KINDS[word]
-        else:
-            unsure[dataset] = None
-    for group in _molecule_groups(handle) if unsure else ():
-        n_atoms = group["atomic_numbers" if "atomic_numbers" in group else "species"].shape[0]
-        for dataset in [name for name in unsure if name not in kinds and name in group]:
-            candidates = _candidates(group[dataset].shape, n_atoms)
-            if len(candidates) == 1:
-                kinds[dataset] = candidates[0]
-            elif candidates and unsure[dataset] is None:
-                unsure[dataset] = candidates[0]
-        if len(kinds) == len(datasets):
-            break
-    return {dataset: kinds.get(dataset, unsure.get(dataset)) for dataset in datasets}

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from physicsml.configs import LabelsConfig
 from physicsml.errors import InputError
-from physicsml.io.structures import RecordError, Skipped, Structure, passing, validate_structure
+from physicsml.io.record import RecordError, Skipped, Structure, passing, validate_structure
 
 
 class Labels:
@@ -53,11 +55,7 @@ class Labels:
             raise InputError(str(path), None, None, "labels file not found")
         try:
             if path.suffix.lower() == ".parquet":
-                import pyarrow.parquet as pq
-
                 return pq.read_table(path)
-            import pyarrow.csv as pacsv
-
             return pacsv.read_csv(path)
         except (pa.ArrowInvalid, OSError) as error:
             raise InputError(str(path), None, None, f"not a readable CSV or Parquet table: {error}") from error

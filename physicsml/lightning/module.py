@@ -1,9 +1,10 @@
-"""The LightningModule shared by every model family.
+"""The LightningModule shared by every model family, for training only.
 
-It wraps a family's network and adds, once for all families: forces as
-``-dE/dx`` and stress as ``(1/V) dE/d(strain)`` by autograd, the weighted sum
-of per-target losses, per-target MAE and RMSE every epoch, and the optimizer
-and scheduler built from config.
+It wraps a family's network (built from :func:`physicsml.models.network.blueprint`,
+as a saved model is rebuilt without it) and adds, once for all families: the weighted sum
+of per-target losses on the network's predictions with their derivatives
+(:mod:`physicsml.models.derivatives`), per-target MAE and RMSE every epoch, the
+variant's training behaviour (mean-only epochs) and the optimizer and scheduler built from config.
 """
 
 from __future__ import annotations
@@ -15,88 +16,14 @@ import torch
 import torchmetrics
 from torch_geometric.data import Batch
 
-from physicsml.configs import DataModuleConfig, OptimizerConfig, SchedulerConfig, parse_config
+from physicsml.configs import OptimizerConfig, SchedulerConfig, parse_config
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
 from physicsml.data.targets import TARGET_KINDS, compared_whole, mask_key, selected_columns
-from physicsml.models import ModelConfig, get_family
+from physicsml.models.base import ModelConfig
+from physicsml.models.derivatives import member_predictions, with_derivatives
 from physicsml.models.ensemble import Ensemble, combine
-from physicsml.models.network import build_network
-from physicsml.nn.heads import Outputs
-
-STRESS = K.STRESS
-
-
-def member_predictions(
-    net: torch.nn.Module, data: dict[str, torch.Tensor], forces: bool, stress: bool, create_graph: bool = False
-) -> list[dict[str, torch.Tensor]]:
-    """Each member's predictions (one for a plain network), with its own forces and stress.
-
-    Forces are ``-dE/dx`` (``y_node_vector``) and stress ``(1/V) dE/d(strain)`` of
-    each member's ``energy`` output (the named ``y_graph_scalars`` column). The strain
-    ``eps`` (symmetrised) deforms positions, periodic shift vectors and cells as
-    ``x -> x (1 + eps)``, so the stress is the derivative at ``eps = 0``, in energy per
-    volume (eV/Å^3), ``[G, 3, 3]``, zero for structures without a cell. This is the
-    one place any family gets its forces and stress, in training and in simulations alike.
-
-    Args:
-        create_graph: keep the graph of the derivatives (training on forces needs it).
-    """
-    members = net.member_outputs if isinstance(net, Ensemble) else (lambda batch: [net(batch)])
-    if not (forces or stress):
-        return members(data)
-    data = dict(data)
-    with torch.enable_grad():
-        positions = data[K.COORDINATES].detach().requires_grad_(True)
-        data[K.COORDINATES] = positions
-        inputs = [positions]
-        if stress:
-            strain = torch.zeros_like(data[K.CELL]).requires_grad_(True)
-            inputs.append(strain)
-            symmetric = 0.5 * (strain + strain.transpose(1, 2))
-            edge_graph = data[K.BATCH][data[K.EDGE_INDEX][0]]
-            data[K.COORDINATES] = positions + torch.einsum("ni,nij->nj", positions, symmetric[data[K.BATCH]])
-            data[K.CELL_SHIFT_VECTOR] = data[K.CELL_SHIFT_VECTOR] + torch.einsum(
-                "ei,eij->ej", data[K.CELL_SHIFT_VECTOR], symmetric[edge_graph]
-            )
-            data[K.CELL] = data[K.CELL] + data[K.CELL] @ symmetric
-        outs = members(data)
-        for k, out in enumerate(outs):
-            last = k == len(outs) - 1  # members may share a graph (ANI's AEVs): keep it until the last
-            grads = torch.autograd.grad(
-                out[K.ENERGY].sum(),
-                inputs,
-                create_graph=create_graph,
-                retain_graph=create_graph or not last,
-                allow_unused=True,
-            )
-            if forces:
-                out[K.Y_NODE_VECTOR] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
-            if stress:
-                volume = torch.linalg.det(data[K.CELL].detach()).abs()
-                virial = grads[-1] if grads[-1] is not None else torch.zeros_like(data[K.CELL])
-                out[STRESS] = torch.where(
-                    volume[:, None, None] > 0, virial / volume.clamp_min(1e-12)[:, None, None], torch.zeros_like(virial)
-                )
-    return outs
-
-
-def with_derivatives(
-    net: torch.nn.Module, data: dict[str, torch.Tensor], forces: bool, stress: bool, create_graph: bool = False
-) -> dict[str, torch.Tensor]:
-    """``net(data)`` plus forces and stress (:func:`member_predictions`), an ensemble's members combined."""
-    return combine(member_predictions(net, data, forces, stress, create_graph))
-
-
-def logged_metrics(columns: dict[str, list[str]], loss_keys: list[str]) -> list[str]:
-    """Every metric the module logs (what a scheduler's or callback's ``monitor`` may name)."""
-    names = []
-    for stage in ("train", "val"):
-        names += [f"{stage}/total/loss", *(f"{stage}/{key}/loss" for key in loss_keys)]
-        names += [
-            f"{stage}/{name}/{kind}" for names_ in columns.values() for name in names_ for kind in ("mae", "rmse")
-        ]
-    return names
+from physicsml.models.network import Network, blueprint
 
 
 class PhysicsMLModule(pl.LightningModule):
@@ -111,6 +38,7 @@ class PhysicsMLModule(pl.LightningModule):
         num_elements: width of the one-hot element encoding of the batches.
         num_atom_features: width of their ``atom_features`` (0: none).
         num_graph_attrs: width of their ``graph_attrs`` (0: the model reads none).
+        net: a network built from these (a loaded model's) to train instead of a fresh one.
     """
 
     def __init__(
@@ -123,25 +51,20 @@ class PhysicsMLModule(pl.LightningModule):
         num_elements: int = 0,
         num_atom_features: int = 0,
         num_graph_attrs: int = 0,
+        net: Network | Ensemble | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        family = get_family(model_name)
-        self.config: ModelConfig = parse_config(family.config, model_config, "config", "model.config")
-        self.datamodule_config = parse_config(DataModuleConfig, datamodule_config, "config", "datamodule")
+        self.save_hyperparameters(ignore=["net"])
+        plan = blueprint(self.hparams)
+        self.spec = plan.spec
+        self.config: ModelConfig = plan.config
+        self.datamodule_config = plan.datamodule
         self.optimizer_config = parse_config(OptimizerConfig, optimizer or {}, "config", "optimizer")
         self.scheduler_config = parse_config(SchedulerConfig, scheduler, "config", "scheduler") if scheduler else None
         self.columns = selected_columns(self.datamodule_config)
-        self.outputs = Outputs.select(self.columns, self.config.compute_forces, self.config.energy_target)
-        self.net = build_network(
-            model_name,
-            self.config,
-            self.datamodule_config.cut_off,
-            num_elements,
-            self.outputs,
-            num_atom_features,
-            num_graph_attrs,
-        )
+        self.outputs = plan.outputs
+        self.plan = plan
+        self.net = plan.build() if net is None else net
         self.loss_configs = self.config.loss_configs()
         self.losses = torch.nn.ModuleDict({key: config.build() for key, config in self.loss_configs.items()})
         if not self.losses:
@@ -235,8 +158,7 @@ class PhysicsMLModule(pl.LightningModule):
     def mean_only(self) -> bool:
         """Whether a mean-variance model is in its first ``mean_only_epochs``: the configured losses train
         the mean, and the variance heads learn the spread of its errors without acting on it."""
-        epochs = getattr(self.config, "mean_only_epochs", 0)
-        return epochs is None or self.current_epoch < epochs
+        return self.spec.variant.mean_only(self.config, self.current_epoch)
 
     def _loss(
         self, key: str, loss: torch.nn.Module, out: dict[str, torch.Tensor], data: dict[str, torch.Tensor]

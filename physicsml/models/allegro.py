@@ -33,7 +33,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import GraphModelConfig, check_ready, with_blocks
+from physicsml.models.base import Backbone, GraphModelConfig
 from physicsml.nn import edge_vectors, scatter_sum
 from physicsml.nn.blocks import BesselBasis, PolynomialCutoff, mlp_from_widths
 from physicsml.nn.heads import Outputs
@@ -96,22 +96,19 @@ def weight_irreps(weights: torch.Tensor, harmonics: torch.Tensor, irreps_sh: o3.
     return torch.cat([block.reshape(len(weights), -1) for block in blocks], dim=-1)
 
 
-class Allegro(nn.Module):
+class Allegro(Backbone):
     """The Allegro backbone (see the module docstring)."""
 
-    def __init__(
-        self, config: AllegroConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
-    ) -> None:
-        super().__init__()
-        num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
-        check_ready(config, num_attrs)
+    config: AllegroConfig
+
+    def build(self, cut_off: float, outputs: Outputs) -> None:
+        config, num_attrs = self.config, self.num_attrs
         cutoffs = config.per_layer_cutoffs or [cut_off] * config.num_layers
         if len(cutoffs) != config.num_layers or max(cutoffs) > cut_off or min(cutoffs) <= 0:
             raise ValueError(f"per_layer_cutoffs needs {config.num_layers} values in (0, {cut_off}], got {cutoffs}")
         ratios = config.latent_resnet_update_ratios or [1.0] * config.num_layers
         if len(ratios) != config.num_layers:
             raise ValueError(f"latent_resnet_update_ratios needs {config.num_layers} values, got {ratios}")
-        self.config = config
         m = config.env_embed_multiplicity
         latent = config.two_body_latent_mlp_latent_dimensions[-1]
         self.irreps_sh = o3.Irreps.spherical_harmonics(config.max_ell, p=-1 if config.parity else 1)
@@ -159,7 +156,6 @@ class Allegro(nn.Module):
         self.energy = mlp_from_widths([latent, *config.mlp_latent_dimensions, outputs.num_contributions])
         self.vector_weights = nn.Linear(latent, m) if outputs.vectors else None
         self.num_features, self.num_vectors = latent, (m if outputs.vectors else 0)
-        self.keep_blocks = False
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         config, m = self.config, self.config.env_embed_multiplicity
@@ -207,7 +203,7 @@ class Allegro(nn.Module):
         if self.vector_weights is not None:
             weights = (self.vector_weights(x) * envelope)[:, :, None]  # [E, m, 1]
             out[K.NODE_VECTORS] = scatter_sum(weights * (vectors / lengths)[:, None, :], receiver, len(attrs))
-        return with_blocks(out, blocks) if self.keep_blocks else out
+        return self.finish(out, blocks)
 
 
 def _scale_channels(v: torch.Tensor, weights: torch.Tensor, irreps: o3.Irreps, channels: int) -> torch.Tensor:

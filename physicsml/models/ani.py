@@ -30,7 +30,7 @@ from torch import nn
 
 from physicsml.configs import ANI_RADIAL_CUT_OFFS
 from physicsml.data import keys as K
-from physicsml.models.base import ModelConfig, check_ready, with_blocks
+from physicsml.models.base import Backbone, ModelConfig
 from physicsml.nn import edge_vectors
 from physicsml.nn.heads import Outputs
 
@@ -159,16 +159,15 @@ class AEV(nn.Module):
         return torch.cat([radial.view(n_nodes, -1), angular.view(n_nodes, -1)], dim=-1)
 
 
-class ANI(nn.Module):
+class ANI(Backbone):
     """AEVs and one MLP per element (see the module docstring)."""
 
     to_ani: torch.Tensor
 
-    def __init__(
-        self, config: ANIConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
-    ) -> None:
-        super().__init__()
-        check_ready(config, num_elements + num_extra_attrs)
+    config: ANIConfig
+
+    def build(self, cut_off: float, outputs: Outputs) -> None:
+        config, num_elements, num_extra_attrs = self.config, self.num_elements, self.num_extra_attrs
         parameters = ANI_PARAMETERS[config.which_ani]
         if cut_off < parameters.radial_cut_off:
             raise ValueError(
@@ -182,7 +181,6 @@ class ANI(nn.Module):
             raise ValueError(
                 f"the element list {elements} does not match the {num_elements} element features of the batches"
             )
-        self.config = config
         self.register_buffer("to_ani", torch.tensor([parameters.elements.index(e) for e in elements]))
         self.aev = AEV(parameters)
         n_out = outputs.num_contributions
@@ -197,18 +195,16 @@ class ANI(nn.Module):
         if len(last_hidden) != 1:
             raise ValueError(f"{config.which_ani}: the element networks' last hidden widths differ ({last_hidden})")
         self.n_out = n_out
-        self.num_elements, self.num_extra_attrs = num_elements, num_extra_attrs
         self.num_features, self.num_vectors = last_hidden.pop(), 0
-        self.keep_blocks = False
 
     def environment(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
         """Every atom's AEV ``[N, aev_length]``."""
-        species = self.to_ani[data[K.RAW_ATOMIC_NUMBERS]]
+        species = self.to_ani[data[K.ELEMENT_INDEX]]
         vectors, lengths = edge_vectors(data[K.COORDINATES], data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
         return self.aev(species, vectors, lengths, data[K.EDGE_INDEX])
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        species = self.to_ani[data[K.RAW_ATOMIC_NUMBERS]]
+        species = self.to_ani[data[K.ELEMENT_INDEX]]
         aev = data[K.AEV] if K.AEV in data else self.environment(data)  # an ensemble computes it once
         if self.num_extra_attrs:  # atom features and graph attributes beside the AEV
             aev = torch.cat([aev, data[K.NODE_ATTRS][:, self.num_elements :]], dim=-1)
@@ -222,4 +218,4 @@ class ANI(nn.Module):
                 features = features.index_copy(0, atoms, hidden)
                 atomic = atomic.index_copy(0, atoms, layers[-1](hidden))
         out = {K.NODE_CONTRIBUTIONS: atomic, K.NODE_FEATURES: features}
-        return with_blocks(out, [aev, features]) if self.keep_blocks else out  # blocks: the AEV, the last hidden layer
+        return self.finish(out, [aev, features])  # blocks: the AEV, the last hidden layer

@@ -1,18 +1,9 @@
-"""What every model family shares: its config keys and the interface of its backbone.
+"""What every model family shares: its config keys and its backbone's contract, :class:`Backbone`.
 
 A family is a config class (its hyperparameters, subclassing :class:`ModelConfig`)
-and a backbone, a ``torch.nn.Module`` built as
-``backbone(config, cut_off, num_elements, outputs)`` (``outputs``: the
-:class:`~physicsml.nn.heads.Outputs` to predict, which say how many per-atom
-energy terms to compute and whether vector features are needed). Its
-``forward(data)`` maps a batch dict (:mod:`physicsml.data.keys`) to per-atom
-outputs: ``node_contributions`` ``[N, k]``, ``node_features`` ``[N, F]`` and,
-when asked for, ``node_vectors`` ``[N, C, 3]``; it has attributes
-``num_features`` (``F``) and ``num_vectors`` (``C``, 0 without vectors), and a
-flag ``keep_blocks``: when set, ``forward`` also returns the invariant features
-after every block (:func:`physicsml.data.keys.block_features`, for embeddings). The
-shared heads (:mod:`physicsml.nn.heads`) make the targets of them, and
-:func:`~physicsml.lightning.module.with_derivatives` forces and stress of the
+and a :class:`Backbone` subclass. The shared heads (:mod:`physicsml.nn.heads`) make
+the targets of a backbone's per-atom outputs, and
+:func:`~physicsml.models.derivatives.with_derivatives` forces and stress of the
 energy, never the family.
 """
 
@@ -23,8 +14,10 @@ from typing import Any, Literal
 import pydantic
 import torch
 from pydantic import Field
+from torch import nn
 
 from physicsml.configs import Config, check_kwargs, lookup_class
+from physicsml.data import keys as K
 
 
 class LossConfig(Config):
@@ -118,9 +111,46 @@ def check_ready(config: ModelConfig, num_elements: int) -> None:
         raise ValueError(f"num_node_feats is {given} but the batches carry {num_elements} element features")
 
 
-def with_blocks(out: dict[str, torch.Tensor], blocks: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``out`` with ``blocks[k]`` (invariant per-atom features after block ``k``) under
-    :func:`~physicsml.data.keys.block_features`."""
-    from physicsml.data import keys as K
+class Backbone(nn.Module):
+    """A family's network before the heads.
 
-    return {**out, **{K.block_features(k): block for k, block in enumerate(blocks)}}
+    Built as ``Family(config, cut_off, num_elements, outputs, num_extra_attrs)``: ``outputs``
+    (:class:`~physicsml.nn.heads.Outputs`) says how many per-atom energy terms to compute and
+    whether vector features are needed; the node attributes it reads are ``num_elements``
+    one-hot columns then ``num_extra_attrs`` more (atom features, graph attributes). This
+    constructor checks the config is ready (:func:`check_ready`) and keeps what every family
+    reads; a family builds its layers in :meth:`build`.
+
+    ``forward(data)`` maps a batch dict (:mod:`physicsml.data.keys`) to per-atom outputs:
+    ``node_contributions`` ``[N, k]``, ``node_features`` ``[N, F]`` and, when asked for,
+    ``node_vectors`` ``[N, C, 3]``, passed through :meth:`finish`.
+
+    Attributes:
+        num_features: ``F``, set by :meth:`build`.
+        num_vectors: ``C`` (0 without vectors), set by :meth:`build`.
+        keep_blocks: when set, ``forward`` also returns the invariant features after every
+            block (:func:`physicsml.data.keys.block_features`, for embeddings).
+    """
+
+    num_features: int
+    num_vectors: int
+
+    def __init__(self, config: Any, cut_off: float, num_elements: int, outputs: Any, num_extra_attrs: int = 0) -> None:
+        super().__init__()
+        self.num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
+        check_ready(config, self.num_attrs)
+        self.config = config
+        self.num_elements, self.num_extra_attrs = num_elements, num_extra_attrs
+        self.keep_blocks = False
+        self.build(cut_off, outputs)
+
+    def build(self, cut_off: float, outputs: Any) -> None:
+        """Create the layers from ``self.config`` and set :attr:`num_features` and :attr:`num_vectors`."""
+        raise NotImplementedError
+
+    def finish(self, out: dict[str, torch.Tensor], blocks: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``out``, with ``blocks[k]`` (invariant per-atom features after block ``k``) under
+        :func:`~physicsml.data.keys.block_features` when :attr:`keep_blocks` is set."""
+        if not self.keep_blocks:
+            return out
+        return {**out, **{K.block_features(k): block for k, block in enumerate(blocks)}}

@@ -43,7 +43,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import GraphModelConfig, check_ready, with_blocks
+from physicsml.models.base import Backbone, GraphModelConfig
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, mlp_from_widths, scatter_sum
 from physicsml.nn.heads import Outputs
 
@@ -135,17 +135,14 @@ def _gate_of_ones_if_missing(layer: EGNNLayer, state_dict: dict, prefix: str, *_
         state_dict[prefix + "radial_filter.bias"] = torch.ones_like(gate.bias)
 
 
-class EGNN(nn.Module):
+class EGNN(Backbone):
     """The EGNN backbone (see the module docstring)."""
 
-    def __init__(
-        self, config: EGNNConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
-    ) -> None:
-        super().__init__()
-        num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
+    config: EGNNConfig
+
+    def build(self, cut_off: float, outputs: Outputs) -> None:
+        config, num_attrs = self.config, self.num_attrs
         c = config.c_hidden
-        self.config = config
-        check_ready(config, num_attrs)
         mlp: dict[str, Any] = dict(dropout=config.dropout, mlp_activation=config.mlp_activation)
         self.embed_nodes = make_mlp(num_attrs, c, c, 2, output_activation=config.mlp_output_activation, **mlp)
         self.embed_edges = make_mlp(config.num_edge_feats, c, c, 2, **mlp) if config.num_edge_feats else None
@@ -167,7 +164,6 @@ class EGNN(nn.Module):
         self.vectors = outputs.vectors
         self.num_features = c + config.num_graph_feats
         self.num_vectors = c if outputs.vectors else 0
-        self.keep_blocks = False
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = data[K.COORDINATES]
@@ -197,4 +193,4 @@ class EGNN(nn.Module):
             vectors, _ = edge_vectors(x, data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
             weights = (messages * envelope)[:, :, None]  # [E, c, 1]
             out[K.NODE_VECTORS] = scatter_sum(weights * vectors[:, None, :], receiver, len(h))
-        return with_blocks(out, blocks) if self.keep_blocks else out
+        return self.finish(out, blocks)

@@ -28,7 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import GraphModelConfig, check_ready, with_blocks
+from physicsml.models.base import Backbone, GraphModelConfig
 from physicsml.nn import scatter_sum
 from physicsml.nn.equivariant import (
     RadialEmbedding,
@@ -110,16 +110,13 @@ class MACEProduct(nn.Module):
         return self.linear(self.contraction(a, elements))
 
 
-class MACE(nn.Module):
+class MACE(Backbone):
     """The MACE backbone (see the module docstring)."""
 
-    def __init__(
-        self, config: MACEConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
-    ) -> None:
-        super().__init__()
-        num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
-        check_ready(config, num_attrs)
-        self.config = config
+    config: MACEConfig
+
+    def build(self, cut_off: float, outputs: Outputs) -> None:
+        config, num_attrs = self.config, self.num_attrs
         hidden = o3.Irreps(config.hidden_irreps).simplify()
         channels = {mul for mul, _ in hidden}
         if len(channels) != 1:
@@ -162,7 +159,6 @@ class MACE(nn.Module):
             irreps_in = irreps_out
         self.irreps_out = irreps_in
         self.block_irreps = [hidden] * (config.num_interactions - 1) + [irreps_in]
-        self.keep_blocks = False
         self.num_features, self.num_vectors = irreps_widths(irreps_in)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -179,4 +175,4 @@ class MACE(nn.Module):
                 blocks.append(irreps_outputs(h, self.block_irreps[layer])[K.NODE_FEATURES])
         assert isinstance(atomic, torch.Tensor)
         out = {K.NODE_CONTRIBUTIONS: atomic, **irreps_outputs(h, self.irreps_out)}
-        return with_blocks(out, blocks) if self.keep_blocks else out
+        return self.finish(out, blocks)

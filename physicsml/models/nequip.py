@@ -25,7 +25,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import GraphModelConfig, check_ready, with_blocks
+from physicsml.models.base import Backbone, GraphModelConfig
 from physicsml.nn import scatter_sum
 from physicsml.nn.equivariant import RadialEmbedding, embed_edges, irreps_outputs, irreps_widths, uvu_convolution
 from physicsml.nn.heads import Outputs
@@ -104,16 +104,13 @@ class NequIPLayer(nn.Module):
         return h + out if self.resnet else out
 
 
-class NequIP(nn.Module):
+class NequIP(Backbone):
     """The NequIP backbone (see the module docstring)."""
 
-    def __init__(
-        self, config: NequIPConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
-    ) -> None:
-        super().__init__()
-        num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
-        check_ready(config, num_attrs)
-        self.config = config
+    config: NequIPConfig
+
+    def build(self, cut_off: float, outputs: Outputs) -> None:
+        config, num_attrs = self.config, self.num_attrs
         attrs = o3.Irreps(f"{num_attrs}x0e")
         irreps_sh = o3.Irreps.spherical_harmonics(config.max_ell, p=-1 if config.parity else 1)
         hidden = feature_irreps(config.num_features, config.max_ell, config.parity)
@@ -143,7 +140,6 @@ class NequIP(nn.Module):
             o3.Linear(o3.Irreps(config.mlp_irreps), o3.Irreps(f"{n_out}x0e")),
         )
         self.irreps_out = irreps
-        self.keep_blocks = False
         self.num_features, self.num_vectors = irreps_widths(irreps)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -157,4 +153,4 @@ class NequIP(nn.Module):
             if self.keep_blocks:
                 blocks.append(irreps_outputs(h, layer.irreps_out)[K.NODE_FEATURES])
         out = {K.NODE_CONTRIBUTIONS: self.readout(h), **irreps_outputs(h, self.irreps_out)}
-        return with_blocks(out, blocks) if self.keep_blocks else out
+        return self.finish(out, blocks)

@@ -1,25 +1,32 @@
-"""A model: a family's backbone followed by the shared heads.
+"""A model: a family's backbone followed by the shared heads, built in one place from its spec.
 
->>> net = Network("mace_model", config, cut_off=5.0, num_elements=4,
-...               outputs=Outputs.select({"y_graph_scalars": ["energy"]}, compute_forces=True))
->>> net(batch)["energy"]   # [G]; forces come from with_derivatives(net, batch, ...)
+>>> net = build_network(resolve("mace_model"), config, cut_off=5.0, num_elements=4,
+...                     outputs=Outputs.select({"y_graph_scalars": ["energy"]}, compute_forces=True))
+>>> net(batch)["energy"]   # [G]; forces come from physicsml.models.derivatives.with_derivatives(net, batch, ...)
+
+:func:`blueprint` reads what a saved model's network is built from out of the
+hyperparameters stored with it (the model file's ``hparams``), without any training code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
 import torch
 from torch import nn
 
+from physicsml.configs import DataModuleConfig, parse_config
 from physicsml.data import keys as K
-from physicsml.models import get_family, resolve_name, unsupported_targets
+from physicsml.data.targets import selected_columns
 from physicsml.models.base import ModelConfig
 from physicsml.models.ensemble import Ensemble
+from physicsml.models.spec import ModelSpec, resolve
 from physicsml.nn.heads import Heads, Outputs
-from physicsml.nn.modifiers import MODIFIERS, apply_modifier
 
 
 class Network(nn.Module):
-    """``backbone`` (per-atom outputs of family ``name``) then ``heads`` (the ``y_*`` targets).
+    """``backbone`` (per-atom outputs of the family) then ``heads`` (the ``y_*`` targets).
 
     Every family reads the same node attributes: the element one-hot, then the
     atom features (``atom_features``, from featurise), then the structure's graph
@@ -27,26 +34,27 @@ class Network(nn.Module):
     each of its atoms. So a graph attribute reaches every family, through the
     layers that read ``node_attrs`` (ANI: beside the AEV), by this one mechanism.
 
-    A modified family (``ssf_mace_model``) has its modifier attached to the backbone's
-    linear layers, its parameters under ``modifier`` (:mod:`physicsml.nn.modifiers`);
-    a mean-variance one (``mean_var_mace_model``) has variance heads.
+    The spec's variant changes it (:mod:`physicsml.models.variants`): a modifier
+    (``ssf_mace_model``) is attached to the backbone's linear layers, its parameters
+    under ``modifier``; mean-variance heads (``mean_var_mace_model``) predict variances.
 
     Args:
-        name: registered model name (a family, or a modifier and a family).
+        spec: the resolved model name.
         config: its validated config (numbers, no ``"auto"`` left).
         cut_off: neighbour cut-off in Å the batches were built with.
         num_elements: width of the one-hot element features.
-        outputs: what to predict.
+        outputs: what to predict; its targets must be ones the family supports
+            (:func:`physicsml.models.checks.check_targets` says so before this is built).
         num_atom_features: width of the batches' ``atom_features`` (0: none).
         num_graph_attrs: width of their ``graph_attrs`` (0: none).
 
     Raises:
-        ValueError: for a target the family cannot predict, or a config the backbone cannot be built from.
+        ValueError: for a config the backbone cannot be built from.
     """
 
     def __init__(
         self,
-        name: str,
+        spec: ModelSpec,
         config: ModelConfig,
         cut_off: float,
         num_elements: int,
@@ -55,36 +63,22 @@ class Network(nn.Module):
         num_graph_attrs: int = 0,
     ) -> None:
         super().__init__()
-        missing = unsupported_targets(name, outputs.predicted_keys())
-        if missing:
-            supported = ", ".join(sorted(get_family(name).targets))
-            raise ValueError(f"{name} cannot predict {', '.join(missing)} (it predicts {supported}, forces and stress)")
-        _, variant = resolve_name(name)
-        outputs = outputs._replace(variances=variant == "mean_var")
+        outputs = spec.variant.outputs(outputs)
         self.outputs = outputs
         self.num_atom_features, self.num_graph_attrs = num_atom_features, num_graph_attrs
-        self.backbone = get_family(name).backbone(
+        self.backbone = spec.entry.backbone(
             config, cut_off, num_elements, outputs, num_extra_attrs=num_atom_features + num_graph_attrs
         )
         self.heads = Heads(
             outputs,
-            int(self.backbone.num_features),  # type: ignore[arg-type]  # ints every backbone sets
-            int(self.backbone.num_vectors),  # type: ignore[arg-type]
+            self.backbone.num_features,
+            self.backbone.num_vectors,
             float(config.scaling_std),
             float(config.scaling_mean),
             getattr(config, "pool_type", "sum"),
             num_elements,
         )
-        self.modifier = (
-            apply_modifier(
-                self.backbone,
-                variant,
-                getattr(config, "ratio_adapter_down", 10),
-                getattr(config, "initial_s", 0.01),
-            )
-            if variant in MODIFIERS
-            else None
-        )
+        self.modifier = spec.variant.modify(self.backbone, config)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         data = self.with_node_attrs(data)
@@ -98,7 +92,7 @@ class Network(nn.Module):
         """
         if not (self.num_atom_features or self.num_graph_attrs):
             return data
-        parts = [data[K.ATOMIC_NUMBERS]]
+        parts = [data[K.ELEMENT_ONE_HOT]]
         for key, width in ((K.ATOM_FEATURES, self.num_atom_features), (K.GRAPH_ATTRS, self.num_graph_attrs)):
             if not width:
                 continue
@@ -114,7 +108,7 @@ class Network(nn.Module):
 
 
 def build_network(
-    name: str,
+    spec: ModelSpec,
     config: ModelConfig,
     cut_off: float,
     num_elements: int,
@@ -122,15 +116,76 @@ def build_network(
     num_atom_features: int = 0,
     num_graph_attrs: int = 0,
 ) -> Network | Ensemble:
-    """The network of model ``name``: a :class:`Network`, or for ``ensemble_ani_model``
-    an :class:`~physicsml.models.ensemble.Ensemble` of ``n_models`` ANI networks sharing one AEV computer."""
-    family, variant = resolve_name(name)
-    if variant != "ensemble":
-        return Network(name, config, cut_off, num_elements, outputs, num_atom_features, num_graph_attrs)
+    """The network of ``spec``: a :class:`Network`, or for a variant of several members
+    (``ensemble_ani_model``) an :class:`~physicsml.models.ensemble.Ensemble` of them sharing one AEV computer.
+
+    Raises:
+        ValueError: for targets the family cannot predict, or a config its backbone cannot be built from.
+    """
+    missing = spec.unsupported(outputs.predicted_keys())
+    if missing:
+        supported = ", ".join(sorted(spec.entry.targets))
+        raise ValueError(
+            f"{spec.name} cannot predict {', '.join(missing)} (it predicts {supported}, forces and stress)"
+        )
+    count = spec.variant.members(config)
+    if count == 1:
+        return Network(spec, config, cut_off, num_elements, outputs, num_atom_features, num_graph_attrs)
+    family = resolve(spec.family)
     members = [
         Network(family, config, cut_off, num_elements, outputs, num_atom_features, num_graph_attrs)
-        for _ in range(config.n_models)  # type: ignore[attr-defined]
+        for _ in range(count)
     ]
     for member in members[1:]:
         member.backbone.aev = members[0].backbone.aev
     return Ensemble(members, share_aev=True)
+
+
+class Blueprint(NamedTuple):
+    """Everything a network is built from, validated: the resolved name, its config, the datamodule
+    config (targets, cut-off), the outputs and the widths of the batches' inputs."""
+
+    spec: ModelSpec
+    config: ModelConfig
+    datamodule: DataModuleConfig
+    outputs: Outputs
+    num_elements: int
+    num_atom_features: int = 0
+    num_graph_attrs: int = 0
+
+    def build(self) -> Network | Ensemble:
+        """A network with fresh weights (:func:`build_network`)."""
+        return build_network(
+            self.spec,
+            self.config,
+            self.datamodule.cut_off,
+            self.num_elements,
+            self.outputs,
+            self.num_atom_features,
+            self.num_graph_attrs,
+        )
+
+
+def blueprint(hparams: Mapping[str, Any]) -> Blueprint:
+    """The blueprint of a model from its hyperparameters: ``model_name``, ``model_config``,
+    ``datamodule_config``, ``num_elements``, ``num_atom_features`` and ``num_graph_attrs`` (the
+    ``hparams`` a model file stores; optimizer and scheduler keys are not the network's).
+
+    Raises:
+        ConfigError: naming the key, for a config that does not validate.
+        KeyError: for an unknown model name.
+        ValueError: for an energy target that is not a selected column.
+    """
+    spec = resolve(hparams["model_name"])
+    config = parse_config(spec.config, hparams["model_config"], "config", "model.config")
+    datamodule = parse_config(DataModuleConfig, hparams["datamodule_config"], "config", "datamodule")
+    outputs = Outputs.select(selected_columns(datamodule), config.compute_forces, config.energy_target)
+    return Blueprint(
+        spec,
+        config,
+        datamodule,
+        outputs,
+        int(hparams.get("num_elements") or 0),
+        int(hparams.get("num_atom_features") or 0),
+        int(hparams.get("num_graph_attrs") or 0),
+    )

@@ -100,7 +100,7 @@ def self_energy_warning(batches: Iterable[Any], energy_column: int = 0) -> str |
         if K.Y_GRAPH_SCALARS not in batch:
             return None
         known = _known(batch, K.Y_GRAPH_SCALARS, energy_column)
-        onehot = batch[K.ATOMIC_NUMBERS].double()
+        onehot = batch[K.ELEMENT_ONE_HOT].double()
         counts = torch.zeros(len(batch[K.PTR]) - 1, onehot.shape[1], dtype=torch.float64)
         counts.index_add_(0, batch[K.BATCH].cpu(), onehot.cpu())
         energy = batch[K.Y_GRAPH_SCALARS][:, energy_column].double().cpu() - batch[K.TOTAL_ATOMIC_ENERGY].double().cpu()

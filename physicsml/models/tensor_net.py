@@ -20,7 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import GraphModelConfig, check_ready, with_blocks
+from physicsml.models.base import Backbone, GraphModelConfig
 from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, scatter_sum
 from physicsml.nn.blocks import mlp_from_widths
 from physicsml.nn.heads import Outputs
@@ -102,16 +102,13 @@ class TensorNetInteraction(nn.Module):
         return x + update + update @ update
 
 
-class TensorNet(nn.Module):
+class TensorNet(Backbone):
     """The TensorNet backbone (see the module docstring)."""
 
-    def __init__(
-        self, config: TensorNetConfig, cut_off: float, num_elements: int, outputs: Outputs, num_extra_attrs: int = 0
-    ) -> None:
-        super().__init__()
-        num_attrs = num_elements + num_extra_attrs  # element one-hot, atom features, graph attributes
-        check_ready(config, num_attrs)
-        self.config = config
+    config: TensorNetConfig
+
+    def build(self, cut_off: float, outputs: Outputs) -> None:
+        config, num_attrs = self.config, self.num_attrs
         f = config.num_features
         self.rbf = BesselBasis(cut_off, config.num_radial)
         self.switch = CosineSwitch(cut_off, 0.0)
@@ -125,7 +122,6 @@ class TensorNet(nn.Module):
         self.output_norm = nn.LayerNorm(3 * f)
         self.output = mlp_from_widths([3 * f, *config.scalar_output_mlp_hidden_dims, outputs.num_contributions])
         self.num_features, self.num_vectors = 3 * f, 0
-        self.keep_blocks = False
 
     def invariants(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([norm2(part) for part in decompose(x)], dim=-1)  # [N, 3F]
@@ -159,4 +155,4 @@ class TensorNet(nn.Module):
                 blocks.append(self.invariants(x))
         features = self.output_norm(self.invariants(x))
         out = {K.NODE_CONTRIBUTIONS: self.output(features), K.NODE_FEATURES: features}
-        return with_blocks(out, blocks) if self.keep_blocks else out
+        return self.finish(out, blocks)

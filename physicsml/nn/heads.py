@@ -133,8 +133,8 @@ class Heads(nn.Module):
         num_vectors: ``C``, channels of its ``node_vectors`` (0 when it has none).
         std, mean: scale and per-atom shift of the scalar targets (``scaling_std``, ``scaling_mean``).
         pool: ``"sum"`` (extensive targets) or ``"mean"`` over the atoms of a structure.
-        num_node_attrs: width of the element one-hot at the start of ``node_attrs``, which the variance
-            and edge heads read beside the features.
+        num_elements: width of the element one-hot at the start of ``node_attrs``, which the edge heads
+            (and the variance heads) read beside the features.
     """
 
     def __init__(
@@ -145,25 +145,25 @@ class Heads(nn.Module):
         std: float,
         mean: float,
         pool: str = "sum",
-        num_node_attrs: int = 0,
+        num_elements: int = 0,
     ) -> None:
         super().__init__()
         if outputs.vectors and not num_vectors:
             raise ValueError("vector targets need vector features, which this backbone does not have")
         self.outputs = outputs
         self.std, self.mean, self.pool = std, mean, pool
-        self.num_node_attrs = num_node_attrs if outputs.variances else 0
-        self.num_elements = num_node_attrs
+        self.num_elements = num_elements
+        self.variance_elements = num_elements if outputs.variances else 0  # the element the variance heads read
         f, n = num_features, outputs.node_scalars
         self.node_scalars = mlp_from_widths([f, f, n]) if n else None
         self.node_vector = nn.Linear(num_vectors, 1, bias=False) if outputs.node_vector else None
         self.charges = mlp_from_widths([f, f, 1]) if outputs.graph_vector else None
         self.dipoles = nn.Linear(num_vectors, 1, bias=False) if outputs.graph_vector else None
         k, per_atom_vector = len(outputs.graph_scalars), outputs.node_vector or outputs.forces
-        a = f + num_node_attrs
+        a = f + num_elements
         self.graph_variances = mlp_from_widths([a, f, k]) if outputs.variances and k else None
         edge_outputs = outputs.edge_scalars + int(outputs.edge_vector)
-        pair_width = 2 * f + num_node_attrs + EDGE_BASIS
+        pair_width = 2 * f + num_elements + EDGE_BASIS
         hidden = max(f, 32)  # a pair's label can need more than a narrow backbone's width
         self.edges = mlp_from_widths([pair_width, hidden, hidden, edge_outputs]) if edge_outputs else None
         self.vector_variance = mlp_from_widths([a, f, 1]) if outputs.variances and per_atom_vector else None
@@ -186,8 +186,8 @@ class Heads(nn.Module):
         if self.graph_variances is not None or self.vector_variance is not None:
             features = atomic[K.NODE_FEATURES]
             features = features.detach() if self.detach_variance else features
-            if self.num_node_attrs:
-                features = torch.cat([features, data[K.NODE_ATTRS][:, : self.num_node_attrs]], dim=-1)
+            if self.variance_elements:
+                features = torch.cat([features, data[K.NODE_ATTRS][:, : self.variance_elements]], dim=-1)
             out.update(self.variances(features, data))
         return out
 

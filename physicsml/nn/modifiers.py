@@ -19,11 +19,13 @@
 Either way the modified network predicts exactly what the base network did
 until the modifier's parameters move. Modifiers attach as forward hooks and
 keep their parameters under ``modifier.`` in the network, so the base weights
-keep their names and a base model's state dict loads unchanged.
+keep their names and a base model's state dict loads unchanged. The variants that
+attach them (``ssf_*``, ``adapter_*``) are registered in :mod:`physicsml.models.variants`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -31,7 +33,6 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 from torch import nn
 
-MODIFIERS = ("ssf", "adapter")
 _SCALAR = o3.Irrep("0e")
 
 
@@ -108,19 +109,16 @@ def _sites(backbone: nn.Module, adapters: bool) -> list[tuple[str, nn.Module]]:
     return sites
 
 
-def apply_modifier(
-    backbone: nn.Module, kind: str, ratio_adapter_down: int = 10, initial_s: float = 0.01
-) -> nn.ModuleDict:
-    """Attach modifier ``kind`` (``"ssf"`` or ``"adapter"``) to every linear layer of ``backbone``.
+def attach(backbone: nn.Module, make: Callable[[nn.Module], Any], adapters: bool) -> nn.ModuleDict:
+    """Attach a modifier made by ``make(layer)`` (an :class:`SSF`, an :class:`Adapter`) to every linear
+    layer of ``backbone`` (``adapters``: skipping unbiased ``nn.Linear`` layers), as a forward hook.
 
     Returns:
         The modifier modules, by the layer's module name (dots as ``__``), to keep as a submodule.
     """
-    if kind not in MODIFIERS:
-        raise ValueError(f"unknown modifier {kind!r}; valid: {', '.join(MODIFIERS)}")
     modules = nn.ModuleDict()
-    for name, layer in _sites(backbone, adapters=kind == "adapter"):
-        site = SSF(layer) if kind == "ssf" else Adapter(layer, ratio_adapter_down, initial_s)
+    for name, layer in _sites(backbone, adapters):
+        site = make(layer)
         layer.register_forward_hook(site.hook)
         modules[name.replace(".", "__")] = site
     return modules

@@ -9,11 +9,12 @@ from conftest import ROOT, TINY
 
 from physicsml.api import Model
 from physicsml.configs import DataConfig, FeaturiseConfig
+from physicsml.data.references import reference_values as _references
 from physicsml.errors import InputError
 from physicsml.featurise import featurise
 from physicsml.featurise.chemistry import molecule_from_atoms
 from physicsml.io.arrow import to_numpy
-from physicsml.workflows import _edge_table, _references
+from physicsml.io.predictions import edge_table as _edge_table
 
 pytestmark = pytest.mark.slow  # trains every family on a pair target
 
@@ -68,7 +69,7 @@ def train(tables, name: str, datamodule: dict, losses: dict) -> Model:
 def errors(model: Model, test, name: str) -> tuple[float, float, int]:
     """Test MAE over the labelled edges, the MAE of predicting the labels' mean, and the labelled edge count."""
     predicted = model.predict(test)
-    references = _references(test, model.module.datamodule_config, predicted["edge_index"])
+    references = _references(test, model.datamodule, predicted["edge_index"])
     values, reference = np.concatenate(predicted[name]), np.concatenate(references[name])
     known = np.isfinite(reference).all(axis=-1) if reference.ndim > 1 else np.isfinite(reference)
     values, reference = values[known], reference[known]
@@ -97,7 +98,7 @@ def test_an_edge_vector_is_learnt_and_the_predictions_file_has_one_row_per_edge(
     test = bond_tables["test"]
     predicted = model.predict(test)
     edges = predicted.pop("edge_index")
-    references = _references(test, model.module.datamodule_config, edges)
+    references = _references(test, model.datamodule, edges)
     rows = _edge_table(test["id"], edges, predicted, references)
     assert rows.num_rows == sum(len(e) for e in edges)
     assert rows.column_names == ["id", "receiver", "sender", "bond_vector_predicted", "bond_vector"]

@@ -60,7 +60,7 @@ def test_loaded_model_continues_from_its_weights_and_fresh_does_not(trained, mol
 
 
 def parameters(model: Model) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in model.module.net.named_parameters()}
+    return {name: p.detach().clone() for name, p in model.net.named_parameters()}
 
 
 def test_frozen_parameters_stay_bit_identical_and_the_rest_change(trained, molecules):

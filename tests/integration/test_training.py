@@ -76,7 +76,7 @@ def test_precision_64_end_to_end(molecules):
     model = egnn(c_hidden=8, num_layers=1).train(
         subset, None, DATAMODULE, {"max_epochs": 1, "precision": 64, "accelerator": "cpu"}
     )
-    assert all(p.dtype == torch.float64 for p in model.module.parameters())
+    assert all(p.dtype == torch.float64 for p in model.net.parameters())
     batch = next(iter(model.trainer.train_dataloader))
     assert batch.coordinates.dtype == torch.float64 and batch.y_node_vector.dtype == torch.float64
     assert model.predict(subset)["energy"].dtype == np.float64

@@ -92,12 +92,10 @@ def test_mean_only_epochs_train_the_mean_exactly_as_a_plain_model(noisy_tables):
     """While the mean trains alone, the variance heads learn beside it without touching the backbone."""
     mean_var = train(noisy_tables, "mean_var_egnn_model", epochs=2, mean_only_epochs=2)
     plain = train(noisy_tables, "egnn_model", epochs=2)
-    for (name, after), plain_after in zip(
-        mean_var.module.net.backbone.named_parameters(), plain.module.net.backbone.parameters()
-    ):
+    for (name, after), plain_after in zip(mean_var.net.backbone.named_parameters(), plain.net.backbone.parameters()):
         torch.testing.assert_close(after, plain_after, rtol=1e-5, atol=1e-6, msg=name)  # summation order aside
     start = train(noisy_tables, "mean_var_egnn_model", epochs=0, mean_only_epochs=2)
-    heads, heads_start = mean_var.module.net.heads, start.module.net.heads
+    heads, heads_start = mean_var.net.heads, start.net.heads
     assert any(
         not torch.equal(a, b)
         for a, b in zip(heads.graph_variances.parameters(), heads_start.graph_variances.parameters())

@@ -39,7 +39,7 @@ def test_embeddings_have_their_shapes_and_are_invariant(tiny_models, name):
     structures = frames()
     n_atoms = sum(len(atoms) for atoms in structures)
     nodes = model.embed(structures, level="node")
-    width = model.module.net.backbone.num_features
+    width = model.net.backbone.num_features
     assert nodes.shape == (n_atoms, width) and np.abs(nodes).max() > 0
     np.testing.assert_array_equal(model.embed(structures, level="node"), nodes)  # the same twice
     np.testing.assert_allclose(model.embed(moved(structures, 1), level="node"), nodes, rtol=1e-8, atol=1e-10)
@@ -53,7 +53,7 @@ def test_embeddings_have_their_shapes_and_are_invariant(tiny_models, name):
     assert first.shape[0] == len(structures)
     np.testing.assert_allclose(model.embed(moved(structures, 2), "graph_mean", 0), first, rtol=1e-8, atol=1e-10)
     if name == "ani_model":  # block 0 is the AEV
-        assert first.shape[1] == model.module.net.backbone.aev.length
+        assert first.shape[1] == model.net.backbone.aev.length
     with pytest.raises(ValueError, match=r"embed: block: .* blocks \(0 to"):
         model.embed(structures, block=99)
 

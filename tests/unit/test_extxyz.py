@@ -1,6 +1,6 @@
 """The fast extxyz reader yields what the ASE path yields: the same records, the same errors.
 
-Every test reads a file both ways, ``read_extxyz`` and ``_read_ase(path, ..., "extxyz", ...)``,
+Every test reads a file both ways, ``read_extxyz`` and ``read_with_ase(path, ..., "extxyz", ...)``,
 and compares field by field, types included (``info`` keeps ``np.float64`` but drops ``np.int64``).
 """
 
@@ -17,8 +17,11 @@ from conftest import ROOT, SHARED_DATA
 
 import physicsml.io.extxyz as fast
 from physicsml.errors import InputError
-from physicsml.io.extxyz import frame_offsets, read_extxyz
-from physicsml.io.structures import _read_ase, file_parts, read_structures
+from physicsml.io.ase_reader import read_with_ase
+from physicsml.io.extxyz import read_extxyz
+from physicsml.io.extxyz_grammar import parse_comment
+from physicsml.io.extxyz_scan import frame_offsets
+from physicsml.io.structures import file_parts, read_structures
 
 ENERGY_FORCES = {"energy": "energy", "forces": "forces"}
 #: Every extxyz/xyz file of the project and of the shared data, with targets that it holds,
@@ -75,7 +78,7 @@ def outcome(read):
 def both(path, targets, allow_missing=(), edge_targets=None):
     """The outcome of the fast reader, and that of the ASE path."""
     mine = outcome(lambda: read_extxyz(path, targets, allow_missing, edge_targets))
-    theirs = outcome(lambda: _read_ase(Path(path), targets, "extxyz", allow_missing, edge_targets or {}))
+    theirs = outcome(lambda: read_with_ase(Path(path), targets, "extxyz", allow_missing, edge_targets or {}))
     return mine, theirs
 
 
@@ -86,7 +89,7 @@ def no_fallback(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("fell back to the ASE path")
 
-    monkeypatch.setattr(fast, "_read_ase", fail)
+    monkeypatch.setattr(fast, "read_with_ase", fail)
 
 
 @pytest.mark.parametrize(("path", "targets", "limit"), FILES, ids=[path.name for path, _, _ in FILES])
@@ -94,7 +97,7 @@ def test_every_data_file_reads_as_through_ase(path, targets, limit, no_fallback)
     if not path.is_file():
         pytest.skip(f"{path} not present")
     mine = list(itertools.islice(read_extxyz(path, targets), limit))
-    theirs = list(itertools.islice(_read_ase(path, targets, "extxyz", (), {}), limit))
+    theirs = list(itertools.islice(read_with_ase(path, targets, "extxyz", (), {}), limit))
     assert len(theirs) > 0
     assert_same_records(mine, theirs)
 
@@ -227,7 +230,7 @@ def test_plain_files_take_the_fast_path(tmp_path, monkeypatch, no_fallback):
     path = write(tmp_path, frame("Cubic bulk silicon cell") + columns + H2 + stress + columns + H2 + frame(""))
     targets = {"f": "forces", "q": "charges"}
     mine = list(read_extxyz(path, targets, allow_missing=targets))
-    assert_same_records(mine, list(_read_ase(path, targets, "extxyz", targets, {})))
+    assert_same_records(mine, list(read_with_ase(path, targets, "extxyz", targets, {})))
     assert [len(record.targets["f"]) for record in mine if record.targets["f"] is not None] == [2, 2]
 
 
@@ -235,7 +238,7 @@ def test_fallback_mid_file_continues_with_ase(tmp_path, monkeypatch):
     """A frame the fast path does not read makes ASE read the rest; the records before it stay."""
     calls = []
     monkeypatch.setattr(fast, "CHUNK", 2)
-    monkeypatch.setattr(fast, "_read_ase", lambda *args: calls.append(args) or _read_ase(*args))
+    monkeypatch.setattr(fast, "read_with_ase", lambda *args: calls.append(args) or read_with_ase(*args))
     text = H2 * 4 + H2.replace("0.74", "0.74 extra") + H2
     path = write(tmp_path, text)
     mine, theirs = both(path, {"energy": "energy"})
@@ -273,7 +276,7 @@ COMMENTS = [
 @pytest.mark.parametrize("line", COMMENTS)
 def test_comment_lines_parse_as_ase_parses_them(line):
     """The tokenizer and value conversions against ``key_val_str_to_dict`` itself, types included."""
-    mine, theirs = fast._comment(line, {}), key_val_str_to_dict(line)
+    mine, theirs = parse_comment(line, {}), key_val_str_to_dict(line)
     assert mine.keys() == theirs.keys()
     for key, value in theirs.items():
         assert_same_value(mine[key], value, key)

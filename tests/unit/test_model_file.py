@@ -12,7 +12,7 @@ from conftest import ROOT
 
 from physicsml.api import Model
 from physicsml.errors import InputError
-from physicsml.model_file import FORMAT_VERSION, read_model_file
+from physicsml.inference.model_file import FORMAT_VERSION, read_model_file
 
 DATA = ROOT / "tests" / "data"
 

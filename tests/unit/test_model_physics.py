@@ -16,7 +16,7 @@ from ase.build import bulk, molecule
 from conftest import CUT_OFF, CUT_OFFS, ELEMENTS, NUM_ELEMENTS, TINY, batch_from_atoms
 
 from physicsml.data import keys as K
-from physicsml.lightning.module import STRESS, PhysicsMLModule
+from physicsml.lightning.module import PhysicsMLModule
 from physicsml.models import MODELS
 
 
@@ -70,7 +70,7 @@ def predict(module, frames):
             frames, elements=ELEMENTS.get(family, (1, 6, 7, 8, 13, 28, 29)), cut_off=CUT_OFFS.get(family, CUT_OFF)
         )
     )
-    return out[K.Y_GRAPH_SCALARS][:, 0].detach(), out[K.Y_NODE_VECTOR].detach(), out.get(STRESS)
+    return out[K.Y_GRAPH_SCALARS][:, 0].detach(), out[K.Y_NODE_VECTOR].detach(), out.get(K.STRESS)
 
 
 def random_orthogonal(seed: int, improper: bool) -> np.ndarray:
@@ -229,7 +229,7 @@ def test_energy_is_continuous_when_a_third_atom_crosses_the_cut_off(name):
 def with_pair_attributes(data: dict) -> dict:
     """Edge attributes that depend only on the pair of elements, like bond features of a fixed topology:
     ``(1, (z_i + z_j) / 8, z_i z_j / 16)`` of the element indices, the same for both directions."""
-    z = data[K.RAW_ATOMIC_NUMBERS].double()
+    z = data[K.ELEMENT_INDEX].double()
     receiver, sender = data[K.EDGE_INDEX]
     zi, zj = z[receiver], z[sender]
     return {**data, K.EDGE_ATTRS: torch.stack([torch.ones_like(zi), (zi + zj) / 8, zi * zj / 16], dim=1)}

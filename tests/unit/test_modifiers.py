@@ -9,10 +9,9 @@ from conftest import CUT_OFF, CUT_OFFS, NUM_ELEMENTS, TINY
 from test_model_physics import ethanol, periodic, predict, random_orthogonal
 
 from physicsml.lightning.module import PhysicsMLModule
-from physicsml.models import MODELS, resolve_name
-from physicsml.nn.modifiers import MODIFIERS
+from physicsml.models import MODELS, VARIANTS, resolve
 
-MODIFIED = [f"{kind}_{family}" for kind in MODIFIERS for family in MODELS]
+MODIFIED = [f"{kind}_{family}" for kind in ("ssf", "adapter") for family in MODELS]
 
 
 def build(name: str, family: str, vectors: bool = False) -> PhysicsMLModule:
@@ -32,7 +31,7 @@ def build(name: str, family: str, vectors: bool = False) -> PhysicsMLModule:
 
 
 def modified_from_base(name: str, vectors: bool = False) -> tuple[PhysicsMLModule, PhysicsMLModule]:
-    family, _ = resolve_name(name)
+    family = resolve(name).family
     base = build(family, family, vectors)
     modified = build(name, family, vectors)
     missing, unexpected = modified.load_state_dict(base.state_dict(), strict=False)
@@ -42,9 +41,12 @@ def modified_from_base(name: str, vectors: bool = False) -> tuple[PhysicsMLModul
 
 def test_the_reference_variant_names_are_registered():
     for name in ("ssf_egnn_model", "ssf_mace_model", "ssf_nequip_model"):
-        assert resolve_name(name) == (name.removeprefix("ssf_"), "ssf")
+        spec = resolve(name)
+        assert (spec.family, spec.variant) == (name.removeprefix("ssf_"), VARIANTS["ssf"])
     for name in ("adapter_egnn_model", "adapter_mace_model", "adapter_nequip_model"):
-        assert resolve_name(name) == (name.removeprefix("adapter_"), "adapter")
+        spec = resolve(name)
+        assert (spec.family, spec.variant) == (name.removeprefix("adapter_"), VARIANTS["adapter"])
+        assert spec.config.model_fields["ratio_adapter_down"].default == 10
 
 
 @pytest.mark.parametrize("name", MODIFIED)
@@ -71,7 +73,7 @@ def test_modified_model_stays_invariant_once_its_parameters_move(name):
     turned = atoms.copy()
     turned.positions = atoms.positions @ rotation.T
     energy_r, forces_r, _ = predict(modified, [turned])
-    unchanged, _, _ = predict(build(resolve_name(name)[0], resolve_name(name)[0]), [atoms])
+    unchanged, _, _ = predict(build(resolve(name).family, resolve(name).family), [atoms])
     assert abs(float(energy - unchanged)) > 1e-6  # the modifier does act
     assert float(energy_r) == pytest.approx(float(energy), abs=1e-9)
     np.testing.assert_allclose(forces_r.numpy(), forces.numpy() @ rotation.T, atol=1e-9)

@@ -151,7 +151,9 @@ def fake_batches(energies_by_element, subtracted: bool, elements: int = 3, seed:
             {
                 K.Y_GRAPH_SCALARS: torch.tensor(energy)[:, None],
                 K.TOTAL_ATOMIC_ENERGY: torch.tensor(self_energy if subtracted else np.zeros(10)),
-                K.ATOMIC_NUMBERS: torch.nn.functional.one_hot(torch.tensor(np.concatenate(species)), elements).double(),
+                K.ELEMENT_ONE_HOT: torch.nn.functional.one_hot(
+                    torch.tensor(np.concatenate(species)), elements
+                ).double(),
                 K.BATCH: torch.repeat_interleave(torch.arange(10), torch.tensor(sizes)),
                 K.PTR: torch.tensor(np.concatenate([[0], np.cumsum(sizes)])),
             }

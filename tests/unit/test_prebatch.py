@@ -112,8 +112,8 @@ def test_fields_shapes_and_dtypes(tmp_path):
             K.NODE_ATTRS: ((n, 4), torch_dtype),
             K.COORDINATES: ((n, 3), torch_dtype),
             K.TOTAL_ATOMIC_ENERGY: ((g,), torch_dtype),
-            K.RAW_ATOMIC_NUMBERS: ((n,), torch.int64),
-            K.ATOMIC_NUMBERS: ((n, 4), torch_dtype),
+            K.ELEMENT_INDEX: ((n,), torch.int64),
+            K.ELEMENT_ONE_HOT: ((n, 4), torch_dtype),
             K.CELL: ((g, 3, 3), torch_dtype),
             K.CELL_SHIFT_VECTOR: ((e, 3), torch_dtype),
             K.Y_GRAPH_SCALARS: ((g, 1), torch_dtype),
@@ -124,7 +124,7 @@ def test_fields_shapes_and_dtypes(tmp_path):
         assert set(data) == set(expected)
         for key, (shape, dt) in expected.items():
             assert tuple(data[key].shape) == shape and data[key].dtype == dt, key
-        assert g == 8 and torch.equal(data[K.ATOMIC_NUMBERS].argmax(1), data[K.RAW_ATOMIC_NUMBERS])
+        assert g == 8 and torch.equal(data[K.ELEMENT_ONE_HOT].argmax(1), data[K.ELEMENT_INDEX])
 
 
 def test_hand_built_batch(tmp_path):
@@ -227,7 +227,7 @@ def test_ani_padded_batch_fields_shapes_and_padding(tmp_path):
     assert min(counts) < longest  # the batch mixes sizes, so padding is exercised
     for row, count in enumerate(counts):
         start = int(graph[K.PTR][row])
-        assert torch.equal(padded[K.SPECIES][row, :count], graph[K.RAW_ATOMIC_NUMBERS][start : start + count])
+        assert torch.equal(padded[K.SPECIES][row, :count], graph[K.ELEMENT_INDEX][start : start + count])
         assert torch.all(padded[K.SPECIES][row, count:] == -1)
         assert torch.equal(padded[K.COORDINATES][row, :count], graph[K.COORDINATES][start : start + count])
         assert torch.all(padded[K.COORDINATES][row, count:] == 0)

@@ -45,7 +45,7 @@ def project(tmp_path_factory):
     model.save(root / "models/model.pt")
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for parameter in model.module.parameters():
+        for parameter in model.net.parameters():
             parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
     model.save(root / "models/members/seed1.pt")
     return root

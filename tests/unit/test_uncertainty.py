@@ -13,8 +13,9 @@ from test_model_physics import ethanol, random_orthogonal
 from physicsml.api import Model
 from physicsml.data.datasets import bootstrap_weights
 from physicsml.evaluate import calibration_metrics
-from physicsml.lightning.module import PhysicsMLModule, member_predictions
+from physicsml.lightning.module import PhysicsMLModule
 from physicsml.models import MODELS
+from physicsml.models.derivatives import member_predictions
 from physicsml.models.ensemble import Ensemble, prediction_interval
 
 N = 100_000
@@ -77,7 +78,7 @@ def members(tmp_path_factory):
         model = Model.load(path)
         generator = torch.Generator().manual_seed(k)
         with torch.no_grad():
-            for parameter in model.module.parameters():
+            for parameter in model.net.parameters():
                 parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
         model.save(path)
         paths.append(path)
@@ -126,7 +127,7 @@ def test_ensemble_members_must_share_data_and_std_needs_an_uncertainty(members, 
     other = save_tiny_model("mace_model", tmp_path / "mace.pt")
     assert Model.ensemble([members[0], other]).predict([ethanol(0)], with_std=True)["energy_std"][0] > 0
     cut = Model.load(members[1])
-    cut.module.datamodule_config = cut.module.datamodule_config.model_copy(update={"cut_off": 3.0})
+    cut.blueprint = cut.blueprint._replace(datamodule=cut.datamodule.model_copy(update={"cut_off": 3.0}))
     with pytest.raises(ValueError, match="member 1 has another cut-off than member 0: 3.0 vs 4.0"):
         Model.ensemble([members[0], cut])
     with pytest.raises(ValueError, match="egnn_model predicts no uncertainty"):

@@ -3,7 +3,7 @@
 A model file is one ``torch.save`` of a dict: ``format_version``,
 ``physicsml_version`` (of the package that wrote it), ``name`` (the
 model name), ``config`` (the family config as given), ``hparams`` (everything
-:class:`~physicsml.lightning.module.PhysicsMLModule` is built from),
+the network is built from, :func:`~physicsml.models.network.network_from_hparams`),
 ``metadata`` (element list and self-energies of the featurisation),
 ``state_dict`` and, for an ensemble of separately trained models, ``members``
 (each member's ``name``, ``config`` and ``hparams``; the state dict holds their
@@ -15,6 +15,7 @@ small function per version step, tested against a stored file of that format.
 from __future__ import annotations
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,6 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
 
 def write_model_file(payload: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``payload`` atomically to ``path``, with the format version and the physicsml version that wrote it."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         written_by = version("physicsml")
     except PackageNotFoundError:  # running from a source tree that is not installed

@@ -1,0 +1,76 @@
+"""Forces and stress of a network's energy, by autograd: the one place any family gets them, in training,
+prediction and simulation alike.
+
+Forces are ``-dE/dx`` (``y_node_vector``) and stress ``(1/V) dE/d(strain)`` of the
+``energy`` output (the named ``y_graph_scalars`` column). An ensemble's members are
+differentiated one by one (:func:`member_predictions`), so the spread of their forces is
+the spread of each member's own derivatives.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from physicsml.data import keys as K
+from physicsml.models.ensemble import Ensemble, combine
+
+
+def member_predictions(
+    net: torch.nn.Module, data: dict[str, torch.Tensor], forces: bool, stress: bool, create_graph: bool = False
+) -> list[dict[str, torch.Tensor]]:
+    """Each member's predictions (one for a plain network), with its own forces and stress.
+
+    Forces are ``-dE/dx`` (``y_node_vector``) and stress ``(1/V) dE/d(strain)`` of
+    each member's ``energy`` output (the named ``y_graph_scalars`` column). The strain
+    ``eps`` (symmetrised) deforms positions, periodic shift vectors and cells as
+    ``x -> x (1 + eps)``, so the stress is the derivative at ``eps = 0``, in energy per
+    volume (eV/Å^3), ``[G, 3, 3]``, zero for structures without a cell. This is the
+    one place any family gets its forces and stress, in training and in simulations alike.
+
+    Args:
+        create_graph: keep the graph of the derivatives (training on forces needs it).
+    """
+    members = net.member_outputs if isinstance(net, Ensemble) else (lambda batch: [net(batch)])
+    if not (forces or stress):
+        return members(data)
+    data = dict(data)
+    with torch.enable_grad():
+        positions = data[K.COORDINATES].detach().requires_grad_(True)
+        data[K.COORDINATES] = positions
+        inputs = [positions]
+        if stress:
+            strain = torch.zeros_like(data[K.CELL]).requires_grad_(True)
+            inputs.append(strain)
+            symmetric = 0.5 * (strain + strain.transpose(1, 2))
+            edge_graph = data[K.BATCH][data[K.EDGE_INDEX][0]]
+            data[K.COORDINATES] = positions + torch.einsum("ni,nij->nj", positions, symmetric[data[K.BATCH]])
+            data[K.CELL_SHIFT_VECTOR] = data[K.CELL_SHIFT_VECTOR] + torch.einsum(
+                "ei,eij->ej", data[K.CELL_SHIFT_VECTOR], symmetric[edge_graph]
+            )
+            data[K.CELL] = data[K.CELL] + data[K.CELL] @ symmetric
+        outs = members(data)
+        for k, out in enumerate(outs):
+            last = k == len(outs) - 1  # members may share a graph (ANI's AEVs): keep it until the last
+            grads = torch.autograd.grad(
+                out[K.ENERGY].sum(),
+                inputs,
+                create_graph=create_graph,
+                retain_graph=create_graph or not last,
+                allow_unused=True,
+            )
+            if forces:
+                out[K.Y_NODE_VECTOR] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
+            if stress:
+                volume = torch.linalg.det(data[K.CELL].detach()).abs()
+                virial = grads[-1] if grads[-1] is not None else torch.zeros_like(data[K.CELL])
+                out[K.STRESS] = torch.where(
+                    volume[:, None, None] > 0, virial / volume.clamp_min(1e-12)[:, None, None], torch.zeros_like(virial)
+                )
+    return outs
+
+
+def with_derivatives(
+    net: torch.nn.Module, data: dict[str, torch.Tensor], forces: bool, stress: bool, create_graph: bool = False
+) -> dict[str, torch.Tensor]:
+    """``net(data)`` plus forces and stress (:func:`member_predictions`), an ensemble's members combined."""
+    return combine(member_predictions(net, data, forces, stress, create_graph))
