@@ -27,7 +27,7 @@ Metrics per trajectory, up to its first failure:
 >>> from physicsml.configs import MDConfig
 >>> config = MDConfig(steps=200)
 >>> bond_lengths = BondLengths.from_atoms(training_structures, config.bond_multiplier)
->>> report = md_check("models/model.pt", [atoms1, atoms2], config, bond_lengths=bond_lengths)
+>>> report = md_check(TrainedModel.load("models/model.pt"), [atoms1, atoms2], config, bond_lengths=bond_lengths)
 >>> report.metrics["stable_fraction"], report.metrics["drift_meV_per_atom_ps"]
 
 The parts live by their job: :mod:`~physicsml.md.bonds` (bond lengths, bond graphs and

@@ -13,11 +13,13 @@ from typing import Any, Literal
 
 import pydantic
 import torch
+from e3nn import o3
 from pydantic import Field
 from torch import nn
 
 from physicsml.configs import Config, check_kwargs, lookup_class
 from physicsml.data import keys as K
+from physicsml.nn.equivariant import RadialEmbedding, embed_edges, irreps_widths
 
 
 class LossConfig(Config):
@@ -154,3 +156,25 @@ class Backbone(nn.Module):
         if not self.keep_blocks:
             return out
         return {**out, **{K.block_features(k): block for k, block in enumerate(blocks)}}
+
+
+class EquivariantBackbone(Backbone):
+    """A backbone of e3nn features that embeds each atom's attributes linearly (``embedding``) and each
+    edge as spherical harmonics (``sh``) of its direction and a radial basis (``radial``) of its length
+    (MACE, NequIP); :meth:`build` sets the three and calls :meth:`set_irreps_out`."""
+
+    sh: o3.SphericalHarmonics
+    radial: RadialEmbedding
+    embedding: nn.Module
+
+    def set_irreps_out(self, irreps: o3.Irreps) -> None:
+        """The irreps of the last layer's features, which give :attr:`num_features` and :attr:`num_vectors`."""
+        self.irreps_out = irreps
+        self.num_features, self.num_vectors = irreps_widths(irreps)
+
+    def embedded(self, data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """``(edge_index, sh, radial, node_attrs, h)``: the edges, their harmonics and radial features
+        (:func:`~physicsml.nn.equivariant.embed_edges`), the node attributes and their embedding."""
+        sh, radial = embed_edges(data, self.sh, self.radial, self.config.num_edge_feats)
+        attrs = data[K.NODE_ATTRS]
+        return data[K.EDGE_INDEX], sh, radial, attrs, self.embedding(attrs)

@@ -8,7 +8,7 @@ mace-torch's committees), plus the mean of the members' own predicted
 variances when they are mean-variance models (the law of total variance).
 
 Forces and stress are taken member by member
-(:func:`~physicsml.lightning.module.member_predictions`), so their spread is
+(:func:`~physicsml.models.derivatives.member_predictions`), so their spread is
 the spread of each member's own derivatives.
 
 Two kinds of ensembles use it:

@@ -28,14 +28,12 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import Backbone, GraphModelConfig
+from physicsml.models.base import EquivariantBackbone, GraphModelConfig
 from physicsml.nn import scatter_sum
 from physicsml.nn.equivariant import (
     RadialEmbedding,
     SymmetricContraction,
-    embed_edges,
     irreps_outputs,
-    irreps_widths,
     uvu_convolution,
 )
 from physicsml.nn.heads import Outputs
@@ -110,7 +108,7 @@ class MACEProduct(nn.Module):
         return self.linear(self.contraction(a, elements))
 
 
-class MACE(Backbone):
+class MACE(EquivariantBackbone):
     """The MACE backbone (see the module docstring)."""
 
     config: MACEConfig
@@ -157,15 +155,11 @@ class MACE(Backbone):
             else:
                 self.readouts.append(o3.Linear(irreps_out, n_out))
             irreps_in = irreps_out
-        self.irreps_out = irreps_in
         self.block_irreps = [hidden] * (config.num_interactions - 1) + [irreps_in]
-        self.num_features, self.num_vectors = irreps_widths(irreps_in)
+        self.set_irreps_out(irreps_in)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        edge_index = data[K.EDGE_INDEX]
-        sh, radial = embed_edges(data, self.sh, self.radial, self.config.num_edge_feats)
-        elements = data[K.NODE_ATTRS]
-        h = self.embedding(elements)
+        edge_index, sh, radial, elements, h = self.embedded(data)
         atomic, blocks = 0.0, []
         for layer, (interaction, product, readout) in enumerate(zip(self.interactions, self.products, self.readouts)):
             update = product(interaction(h, elements, sh, radial, edge_index), elements)

@@ -25,9 +25,9 @@ from pydantic import Field
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.base import Backbone, GraphModelConfig
+from physicsml.models.base import EquivariantBackbone, GraphModelConfig
 from physicsml.nn import scatter_sum
-from physicsml.nn.equivariant import RadialEmbedding, embed_edges, irreps_outputs, irreps_widths, uvu_convolution
+from physicsml.nn.equivariant import RadialEmbedding, irreps_outputs, uvu_convolution
 from physicsml.nn.heads import Outputs
 
 Auto = Literal["auto"]
@@ -104,7 +104,7 @@ class NequIPLayer(nn.Module):
         return h + out if self.resnet else out
 
 
-class NequIP(Backbone):
+class NequIP(EquivariantBackbone):
     """The NequIP backbone (see the module docstring)."""
 
     config: NequIPConfig
@@ -139,14 +139,10 @@ class NequIP(Backbone):
             o3.Linear(irreps, o3.Irreps(config.mlp_irreps)),
             o3.Linear(o3.Irreps(config.mlp_irreps), o3.Irreps(f"{n_out}x0e")),
         )
-        self.irreps_out = irreps
-        self.num_features, self.num_vectors = irreps_widths(irreps)
+        self.set_irreps_out(irreps)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        edge_index = data[K.EDGE_INDEX]
-        sh, radial = embed_edges(data, self.sh, self.radial, self.config.num_edge_feats)
-        attrs = data[K.NODE_ATTRS]
-        h = self.embedding(attrs)
+        edge_index, sh, radial, attrs, h = self.embedded(data)
         blocks = []
         for layer in self.layers:
             h = layer(h, attrs, sh, radial, edge_index)
