@@ -269,10 +269,9 @@ class TrainedModel:
         net = Ensemble([blueprint(member["hparams"]).build() for member in members]) if members else plan.build()
         model.members = list(members)
         state = payload["state_dict"]
-        # weights are copied into the network as built (float32), then the network is cast to the file's dtype
-        net.load_state_dict({key.removeprefix("net."): value for key, value in state.items()})
         if any(value.dtype == torch.float64 for value in state.values()):
-            net.double()
+            net.double()  # before the weights are copied in, so that none is rounded to float32 on the way
+        net.load_state_dict({key.removeprefix("net."): value for key, value in state.items()})
         model.adopt(net, plan, payload["hparams"])
         return model
 

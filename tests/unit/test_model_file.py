@@ -8,7 +8,7 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, save_tiny_model
 
 from physicsml.api import Model
 from physicsml.errors import InputError
@@ -49,3 +49,18 @@ def test_a_saved_model_records_its_format_and_the_package_version(tiny_models):
 
     payload = torch.load(tiny_models["egnn_model"], weights_only=True)
     assert payload["format_version"] == FORMAT_VERSION and payload["physicsml_version"] == version("physicsml")
+
+
+def test_a_float64_model_loads_with_every_weight_as_saved(tmp_path):
+    """Weights of a float64 file are not rounded to float32 on their way into the network."""
+    model = Model.load(save_tiny_model("mace_model", tmp_path / "tiny.pt", dtype=torch.float64))
+    with torch.no_grad():
+        for parameter in model.net.parameters():  # values a float32 cannot hold
+            parameter.add_(torch.full_like(parameter, 1e-12))
+    path = tmp_path / "mace.pt"
+    model.save(path)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert any(value.dtype == torch.float64 and value.float().double().ne(value).any() for value in saved.values())
+    loaded = {f"net.{key}": value for key, value in Model.load(path).net.state_dict().items()}
+    assert loaded.keys() == saved.keys()
+    assert all(loaded[key].dtype == value.dtype and torch.equal(loaded[key], value) for key, value in saved.items())

@@ -7,7 +7,9 @@ and a MACE and a mean-variance EGNN predicting every target kind with stress. Ev
 parameter was moved away from its initial value, so an adapter or SSF that is not applied shows. ``predictions.npz``
 holds what each predicted on ``molecules.extxyz`` (and ``bulk.extxyz``, periodic), its
 embeddings and its energy, forces (and stress) through the ASE calculator, all on one thread. Any change
-to how a model is built, loaded or evaluated must keep these bit-identical.
+to how a model is built, loaded or evaluated must keep these bit-identical. (The numbers were written
+again, unchanged in all else, when loading stopped rounding a float64 file's weights to float32 on their
+way in: they moved by at most 1.3e-6 relative.)
 """
 
 from __future__ import annotations
