@@ -3,7 +3,7 @@
     python benchmarks/extxyz_reader.py [--repeats 3] [--files PATH ...]
 
 Per file: ``ase.io.read(path, ":")`` (the parse alone: ``Atoms`` objects), the ASE path of
-the featurise stage (``_read_ase``: the parse plus the ``Structure`` records), the fast
+the featurise stage (``read_with_ase``: the parse plus the ``Structure`` records), the fast
 reader (the same records), and, where the PyPI ``extxyz`` package (a C parser) is installed,
 its ``read_dicts`` (plain dicts, not the same records: a comparison only). Times are the best
 of ``--repeats`` runs, on one thread; the speed-up is against ASE's parse. Prints a Markdown table.
@@ -28,12 +28,12 @@ def compare(path: Path, targets: dict[str, str], repeats: int) -> list[tuple[str
     """``(reader, structures, seconds)`` for each reader of ``path``."""
     import ase.io
 
+    from physicsml.io.ase_reader import read_with_ase
     from physicsml.io.extxyz import read_extxyz
-    from physicsml.io.structures import _read_ase
 
     readers = {
         "ase.io.read": lambda: ase.io.read(path, ":", format="extxyz"),
-        "_read_ase (ASE path)": lambda: list(_read_ase(path, targets, "extxyz", (), {})),
+        "read_with_ase (ASE path)": lambda: list(read_with_ase(path, targets, "extxyz", (), {})),
         "read_extxyz": lambda: list(read_extxyz(path, targets)),
     }
     try:

@@ -64,7 +64,13 @@ def ours(family: str) -> dict:
     from physicsml.lightning.module import PhysicsMLModule
 
     data = batch_from_atoms(ase.io.read(FRAMES, ":32"), elements=(1, 6, 8), cut_off=5.0, dtype=np.float32)
-    config = {**HYPER[family], "compute_forces": True, "avg_num_neighbours": 8.0, "scaling_mean": 0.0, "scaling_std": 1.0}
+    config = {
+        **HYPER[family],
+        "compute_forces": True,
+        "avg_num_neighbours": 8.0,
+        "scaling_mean": 0.0,
+        "scaling_std": 1.0,
+    }
     config |= {"y_graph_scalars_loss_config": {"name": "MSELoss"}, "y_node_vector_loss_config": {"name": "MSELoss"}}
     datamodule = {"cut_off": 5.0, "y_graph_scalars": ["energy"], "y_node_vector": "forces"}
     module = PhysicsMLModule(f"{family}_model", config, datamodule, num_elements=3).train()

@@ -57,9 +57,6 @@ __all__ = [
 #: File suffixes read as tables in the featurised schema rather than through ASE.
 TABLE_FORMATS = {".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow"}
 
-#: The ASE reader under its former name, which ``benchmarks/extxyz_reader.py`` still imports.
-_read_ase = read_with_ase
-
 
 def file_format(path: Path, format: str | None) -> str | None:
     """The reader of ``path``: ``format`` if given, else from the suffix (``None``: ASE guesses)."""
