@@ -27,17 +27,19 @@ class TargetKind(NamedTuple):
     many: bool
     output: str
     derived: bool = False
+    vectors: bool = False
 
 
 #: Every target kind a batch can carry. ``output`` is the key of the model's
-#: prediction; ``derived`` kinds are derivatives of the energy (never a head).
+#: prediction; ``derived`` kinds are derivatives of the energy (never a head);
+#: ``vectors`` kinds are predicted from vector features, which only some families have.
 TARGET_KINDS: dict[str, TargetKind] = {
     kind.key: kind
     for kind in (
         TargetKind(K.Y_GRAPH_SCALARS, "graph", "graph_scalar", (), True, K.Y_GRAPH_SCALARS),
-        TargetKind(K.Y_GRAPH_VECTOR, "graph", "graph_vector", (3,), False, K.Y_GRAPH_VECTOR),
+        TargetKind(K.Y_GRAPH_VECTOR, "graph", "graph_vector", (3,), False, K.Y_GRAPH_VECTOR, vectors=True),
         TargetKind(K.Y_NODE_SCALARS, "node", "node_scalar", (), True, K.Y_NODE_SCALARS),
-        TargetKind(K.Y_NODE_VECTOR, "node", "node_vector", (3,), False, K.Y_NODE_VECTOR),
+        TargetKind(K.Y_NODE_VECTOR, "node", "node_vector", (3,), False, K.Y_NODE_VECTOR, vectors=True),
         TargetKind(K.Y_EDGE_SCALARS, "edge", "edge_scalar", (), True, K.Y_EDGE_SCALARS),
         TargetKind(K.Y_EDGE_VECTOR, "edge", "edge_vector", (3,), False, K.Y_EDGE_VECTOR),
         TargetKind(K.Y_STRESS, "graph", "graph_tensor", (3, 3), False, K.STRESS, derived=True),
