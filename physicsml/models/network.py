@@ -1,11 +1,12 @@
 """A model: a family's backbone followed by the shared heads, built in one place from its spec.
 
->>> net = build_network(resolve("mace_model"), config, cut_off=5.0, num_elements=4,
-...                     outputs=Outputs.select({"y_graph_scalars": ["energy"]}, compute_forces=True))
+>>> plan = blueprint({"model_name": "mace_model", "model_config": config, "num_elements": 4,
+...                   "datamodule_config": {"cut_off": 5.0, "y_graph_scalars": ["energy"]}})
+>>> net = plan.build()
 >>> net(batch)["energy"]   # [G]; forces come from physicsml.models.derivatives.with_derivatives(net, batch, ...)
 
-:func:`blueprint` reads what a saved model's network is built from out of the
-hyperparameters stored with it (the model file's ``hparams``), without any training code.
+:func:`blueprint` reads what a network is built from out of a model's hyperparameters (the
+model file's ``hparams``, the Lightning module's), without any training code.
 """
 
 from __future__ import annotations
@@ -39,35 +40,26 @@ class Network(nn.Module):
     under ``modifier``; mean-variance heads (``mean_var_mace_model``) predict variances.
 
     Args:
-        spec: the resolved model name.
-        config: its validated config (numbers, no ``"auto"`` left).
-        cut_off: neighbour cut-off in Å the batches were built with.
-        num_elements: width of the one-hot element features.
-        outputs: what to predict; its targets must be ones the family supports
-            (:func:`physicsml.models.checks.check_targets` says so before this is built).
-        num_atom_features: width of the batches' ``atom_features`` (0: none).
-        num_graph_attrs: width of their ``graph_attrs`` (0: none).
+        plan: what it is built from (its config has numbers, no ``"auto"`` left; its targets are
+            ones the family supports, which :meth:`Blueprint.build` checks).
+        spec: the model it is, when not the blueprint's own (an ensemble's members: the family).
 
     Raises:
         ValueError: for a config the backbone cannot be built from.
     """
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        config: ModelConfig,
-        cut_off: float,
-        num_elements: int,
-        outputs: Outputs,
-        num_atom_features: int = 0,
-        num_graph_attrs: int = 0,
-    ) -> None:
+    def __init__(self, plan: Blueprint, spec: ModelSpec | None = None) -> None:
         super().__init__()
-        outputs = spec.variant.outputs(outputs)
+        spec, config, num_elements = spec or plan.spec, plan.config, plan.num_elements
+        outputs = spec.variant.outputs(plan.outputs)
         self.outputs = outputs
-        self.num_atom_features, self.num_graph_attrs = num_atom_features, num_graph_attrs
+        self.num_atom_features, self.num_graph_attrs = plan.num_atom_features, plan.num_graph_attrs
         self.backbone = spec.entry.backbone(
-            config, cut_off, num_elements, outputs, num_extra_attrs=num_atom_features + num_graph_attrs
+            config,
+            plan.datamodule.cut_off,
+            num_elements,
+            outputs,
+            num_extra_attrs=plan.num_atom_features + plan.num_graph_attrs,
         )
         self.heads = Heads(
             outputs,
@@ -107,40 +99,6 @@ class Network(nn.Module):
         return {**data, K.NODE_ATTRS: torch.cat(parts, dim=-1)}
 
 
-def build_network(
-    spec: ModelSpec,
-    config: ModelConfig,
-    cut_off: float,
-    num_elements: int,
-    outputs: Outputs,
-    num_atom_features: int = 0,
-    num_graph_attrs: int = 0,
-) -> Network | Ensemble:
-    """The network of ``spec``: a :class:`Network`, or for a variant of several members
-    (``ensemble_ani_model``) an :class:`~physicsml.models.ensemble.Ensemble` of them sharing one AEV computer.
-
-    Raises:
-        ValueError: for targets the family cannot predict, or a config its backbone cannot be built from.
-    """
-    missing = spec.unsupported(outputs.predicted_keys())
-    if missing:
-        supported = ", ".join(sorted(spec.entry.targets))
-        raise ValueError(
-            f"{spec.name} cannot predict {', '.join(missing)} (it predicts {supported}, forces and stress)"
-        )
-    count = spec.variant.members(config)
-    if count == 1:
-        return Network(spec, config, cut_off, num_elements, outputs, num_atom_features, num_graph_attrs)
-    family = resolve(spec.family)
-    members = [
-        Network(family, config, cut_off, num_elements, outputs, num_atom_features, num_graph_attrs)
-        for _ in range(count)
-    ]
-    for member in members[1:]:
-        member.backbone.aev = members[0].backbone.aev
-    return Ensemble(members, share_aev=True)
-
-
 class Blueprint(NamedTuple):
     """Everything a network is built from, validated: the resolved name, its config, the datamodule
     config (targets, cut-off), the outputs and the widths of the batches' inputs."""
@@ -154,16 +112,25 @@ class Blueprint(NamedTuple):
     num_graph_attrs: int = 0
 
     def build(self) -> Network | Ensemble:
-        """A network with fresh weights (:func:`build_network`)."""
-        return build_network(
-            self.spec,
-            self.config,
-            self.datamodule.cut_off,
-            self.num_elements,
-            self.outputs,
-            self.num_atom_features,
-            self.num_graph_attrs,
-        )
+        """A network with fresh weights: a :class:`Network`, or for a variant of several members
+        (``ensemble_ani_model``) an :class:`~physicsml.models.ensemble.Ensemble` of them sharing one AEV computer.
+
+        Raises:
+            ValueError: for targets the family cannot predict, or a config its backbone cannot be built from.
+        """
+        missing = self.spec.unsupported(self.outputs.predicted_keys())
+        if missing:
+            supported = ", ".join(sorted(self.spec.entry.targets))
+            raise ValueError(
+                f"{self.spec.name} cannot predict {', '.join(missing)} (it predicts {supported}, forces and stress)"
+            )
+        count = self.spec.variant.members(self.config)
+        if count == 1:
+            return Network(self)
+        members = [Network(self, resolve(self.spec.family)) for _ in range(count)]
+        for member in members[1:]:
+            member.backbone.aev = members[0].backbone.aev
+        return Ensemble(members, share_aev=True)
 
 
 def blueprint(hparams: Mapping[str, Any]) -> Blueprint:
