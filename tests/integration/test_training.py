@@ -175,6 +175,25 @@ def test_restart_from_a_given_checkpoint(molecules, tmp_path):
     assert again.trainer.current_epoch == 4 and again.trainer.global_step == 12  # continued, not restarted
 
 
+def test_a_loaded_model_resumes_training_from_a_checkpoint(molecules, tmp_path):
+    """A model read from its file trains the network it holds, continued from the checkpoint's state."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    subset = molecules["train"].slice(0, 96)  # 3 batches per epoch
+    trainer = {"max_epochs": 2, "accelerator": "cpu"}
+    first = egnn(c_hidden=8, num_layers=1).train(
+        subset, None, DATAMODULE, trainer, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)]
+    )
+    first.save(tmp_path / "model.pt")
+    loaded = Model.load(tmp_path / "model.pt")
+    assert loaded.module is None  # loading builds no LightningModule
+    before = {name: p.detach().clone() for name, p in loaded.net.named_parameters()}
+    loaded.train(subset, None, DATAMODULE, {**trainer, "max_epochs": 3}, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert loaded.trainer.current_epoch == 3 and loaded.trainer.global_step == 9  # continued, not restarted
+    assert loaded.module is not None and loaded.module.net is loaded.net
+    assert any(not torch.equal(p, before[name]) for name, p in loaded.net.named_parameters())
+
+
 def test_a_reference_style_model_dict_trains_unchanged(molecules):
     """The whole dict a reference user writes, datamodule and trainer inside the model config."""
     spec = {
