@@ -18,6 +18,7 @@ from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
 from physicsml.data.targets import mask_key
 from physicsml.errors import InputError
+from physicsml.inference.model_file import file_state, net_state
 from physicsml.inference.trained import TrainedModel
 from physicsml.models.spec import resolve
 
@@ -49,7 +50,7 @@ def check_same_family(name: str, start: StartingPoint) -> None:
 
 def starting_point(model: TrainedModel, source: str) -> StartingPoint:
     """What a model started from ``model`` takes from it; ``source`` names it in errors."""
-    state = {f"net.{key}": value.detach().clone() for key, value in model.net.state_dict().items()}
+    state = {key: value.detach().clone() for key, value in file_state(model.net).items()}
     return StartingPoint(model.name, dict(model.config), dict(model.metadata), state, source)
 
 
@@ -63,7 +64,7 @@ def load_starting_weights(net: torch.nn.Module, start: StartingPoint, config: di
         ValueError: when a weight's shape differs or a backbone weight is missing,
             naming the weight and the config keys that differ from the base model's.
     """
-    own = {f"net.{key}": value for key, value in net.state_dict().items()}
+    own = file_state(net)
     problems = [
         f"{key}: saved {tuple(value.shape)}, built {tuple(own[key].shape)}"
         for key, value in start.state_dict.items()
@@ -81,8 +82,7 @@ def load_starting_weights(net: torch.nn.Module, start: StartingPoint, config: di
             f"{start.source} has another shape than the model built here ({'; '.join(problems[:3])}). "
             f"Config keys that differ: {'; '.join(differing) or 'none'}"
         )
-    shared = {key.removeprefix("net."): value for key, value in start.state_dict.items() if key in own}
-    net.load_state_dict(shared, strict=False)
+    net.load_state_dict(net_state({key: value for key, value in start.state_dict.items() if key in own}), strict=False)
 
 
 def _backbone(key: str) -> bool:

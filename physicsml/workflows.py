@@ -238,7 +238,7 @@ def _units(model: TrainedModel) -> dict[str, str]:
     if model.energy_name is not None:
         units[model.energy_name] = "eV"
     datamodule = model.datamodule
-    if datamodule.y_node_vector and model.blueprint is not None and model.blueprint.config.compute_forces:
+    if datamodule.y_node_vector and model.built()[1].config.compute_forces:
         units[datamodule.y_node_vector] = "eV/Å"
     if datamodule.y_stress:
         units[datamodule.y_stress] = "eV/Å³"

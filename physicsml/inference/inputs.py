@@ -65,9 +65,15 @@ def as_table(data: Any, metadata: Mapping[str, Any]) -> pa.Table:
 
 
 def table_batches(
-    table: pa.Table, datamodule: DataModuleConfig, batch_size: int, dtype: Any, labelled: bool, training: bool
+    table: pa.Table,
+    datamodule: DataModuleConfig,
+    batch_size: int,
+    dtype: Any,
+    num_elements: int,
+    labelled: bool,
+    training: bool,
 ) -> InMemoryBatches:
-    """Batches of a featurised ``table``, with graphs built at the model's cut-off.
+    """Batches of a featurised ``table`` (``num_elements`` wide one-hot), with graphs built at the model's cut-off.
 
     With ``labelled=False`` (prediction) targets the table does not carry are left out; with
     ``training`` the rows are batched in :func:`~physicsml.data.collate.training_order`, as the
@@ -77,9 +83,7 @@ def table_batches(
         table = table.take(training_order(table.num_rows))
     if not labelled:
         datamodule = without_missing_targets(datamodule, table.column_names)
-    metadata = featurisation(table_metadata(table))
     graphs = build_graphs(table, datamodule.cut_off, datamodule.pbc, datamodule.cell, datamodule.self_interaction)
-    num_elements = datamodule.num_elements or len(metadata.get("elements", []))
     return InMemoryBatches(split_arrays(table, graphs, datamodule, "config"), batch_size, num_elements, dtype)
 
 

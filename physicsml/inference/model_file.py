@@ -15,6 +15,7 @@ small function per version step, tested against a stored file of that format.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,16 @@ def _upgrade_2_to_3(payload: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 UPGRADES = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
+
+
+def file_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``net``'s state dict with the names a model file gives it: each under ``net.``."""
+    return {f"net.{key}": value for key, value in net.state_dict().items()}
+
+
+def net_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model file's state dict (or part of it) with the names the network gives it (``net.`` removed)."""
+    return {key.removeprefix("net."): value for key, value in state.items()}
 
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from physicsml.data.datasets import make_dataloader
 from physicsml.data.targets import selected_columns
 from physicsml.errors import ConfigError
 from physicsml.inference.inputs import as_table, element_map, featurisation, table_batches
-from physicsml.inference.model_file import read_model_file, write_model_file
+from physicsml.inference.model_file import file_state, net_state, read_model_file, write_model_file
 from physicsml.inference.unpack import by_name, collect
 from physicsml.io.arrow import table_metadata
 from physicsml.models.derivatives import with_derivatives
@@ -64,27 +64,26 @@ class TrainedModel:
         """Hold ``net``, built from ``plan`` (itself read from ``hparams``)."""
         self._net, self.blueprint, self.hparams = net, plan, dict(hparams)
 
+    def built(self) -> tuple[Network | Ensemble, Blueprint]:
+        """The network and its blueprint (raises ``RuntimeError`` before the model is built, trained or loaded)."""
+        if self._net is None or self.blueprint is None:
+            raise RuntimeError("the model has no weights yet: train it or load a saved one")
+        return self._net, self.blueprint
+
     @property
     def net(self) -> Network | Ensemble:
-        """The network (raises ``RuntimeError`` before the model is built, trained or loaded)."""
-        if self._net is None:
-            raise RuntimeError("the model has no weights yet: train it or load a saved one")
-        return self._net
-
-    def _plan(self) -> Blueprint:
-        self.net  # noqa: B018 (raises the same error as a missing network)
-        assert self.blueprint is not None
-        return self.blueprint
+        """The network."""
+        return self.built()[0]
 
     @property
     def datamodule(self) -> DataModuleConfig:
         """The datamodule config it was trained with: target selections, cut-off, graph attributes."""
-        return self._plan().datamodule
+        return self.built()[1].datamodule
 
     @property
     def energy_name(self) -> str | None:
         """The column name of the energy (``None`` when no graph scalar is predicted)."""
-        outputs = self._plan().outputs
+        outputs = self.built()[1].outputs
         return outputs.graph_scalars[outputs.energy] if outputs.energy is not None else None
 
     @property
@@ -123,7 +122,8 @@ class TrainedModel:
         metadata = featurisation(table_metadata(table))
         if metadata.get("elements") and not self.metadata:
             self.metadata = metadata
-        batches = table_batches(table, datamodule, batch_size, dtype, labelled, training)
+        num_elements = datamodule.num_elements or len(metadata.get("elements", []))
+        batches = table_batches(table, datamodule, batch_size, dtype, num_elements, labelled, training)
         return self.adapt_batches(batches, metadata)
 
     def adapt_batches(self, batches: Dataset, data_metadata: Mapping[str, Any]) -> Dataset:
@@ -160,7 +160,7 @@ class TrainedModel:
         Raises:
             ValueError: ``with_std`` for a model without an uncertainty, or a confidence outside (0, 1).
         """
-        net, plan = self.net, self._plan()
+        net, plan = self.built()
         if with_std and not self.has_uncertainty:
             raise ValueError(
                 f"{self.name} predicts no uncertainty: train a mean_var_* model or combine several with Model.ensemble"
@@ -248,7 +248,7 @@ class TrainedModel:
             "config": self.config,
             "hparams": dict(self.hparams),
             "metadata": self.metadata,
-            "state_dict": {f"net.{key}": value for key, value in self.net.state_dict().items()},
+            "state_dict": file_state(self.net),
         }
         if self.members:
             payload["members"] = self.members
@@ -271,7 +271,7 @@ class TrainedModel:
         state = payload["state_dict"]
         if any(value.dtype == torch.float64 for value in state.values()):
             net.double()  # before the weights are copied in, so that none is rounded to float32 on the way
-        net.load_state_dict({key.removeprefix("net."): value for key, value in state.items()})
+        net.load_state_dict(net_state(state))
         model.adopt(net, plan, payload["hparams"])
         return model
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Collection, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -147,6 +147,18 @@ def read_hdf5(
     return _read(str(path), dict(targets), frozenset(allow_missing), factors, part, skip)
 
 
+class _Reading(NamedTuple):
+    """What every group of one file is read with: the file's name, target -> dataset, the targets
+    allowed missing, each target's unit factor, each dataset's kind, and whether a bad record is skipped."""
+
+    file: str
+    targets: dict[str, str]
+    allow_missing: frozenset[str]
+    factors: dict[str, float]
+    kinds: dict[str, Kind | None]
+    skip: bool
+
+
 def _read(
     file: str,
     targets: dict[str, str],
@@ -157,32 +169,21 @@ def _read(
 ) -> Iterator[Structure | Skipped]:
     first, _, group_start, group_stop = part if part is not None else (0, None, 0, None)
     with open_hdf5(file) as handle:
-        kinds = dataset_kinds(handle, set(targets.values()))
+        reading = _Reading(file, targets, allow_missing, factors, dataset_kinds(handle, set(targets.values())), skip)
         index = first
         for group in itertools.islice(molecule_groups(handle), group_start, group_stop):
-            for record in _read_group(group, file, index, targets, allow_missing, factors, kinds, skip):
+            for record in _read_group(group, index, reading):
                 yield record
                 index += 1
 
 
-def _read_group(
-    group: h5py.Group,
-    file: str,
-    first: int,
-    targets: dict[str, str],
-    allow_missing: frozenset[str],
-    factors: dict[str, float],
-    kinds: dict[str, Kind | None],
-    skip: bool,
-) -> Iterator[Structure | Skipped]:
+def _read_group(group: h5py.Group, first: int, reading: _Reading) -> Iterator[Structure | Skipped]:
     """The validated records of one molecule group; ``first`` is the index of its first record."""
+    file, targets, allow_missing = reading.file, reading.targets, reading.allow_missing
     name = group.name.lstrip("/")
     numbers, coordinates = _group_coordinates(group, file, first)
     n_conformers = len(coordinates)
-    sizes = (n_conformers, len(numbers))
-    values, node_targets, absent = _group_targets(
-        group, file, first, targets, allow_missing, factors, kinds, skip, sizes
-    )
+    values, node_targets, absent = _group_targets(group, first, reading, (n_conformers, len(numbers)))
     # Conformers with a NaN or infinite label, found once per group rather than per record.
     bad = {target: ~np.isfinite(array.reshape(n_conformers, -1)).all(axis=1) for target, array in values.items()}
     info = {key: dataset_text(group[key][()]) for key in _INFO_DATASETS if isinstance(group.get(key), h5py.Dataset)}
@@ -207,7 +208,7 @@ def _read_group(
         return record
 
     for conformer in range(n_conformers):
-        yield read_or_skip(skip, conformer_record, conformer)
+        yield read_or_skip(reading.skip, conformer_record, conformer)
 
 
 def _group_coordinates(group: h5py.Group, file: str, first: int) -> tuple[np.ndarray, np.ndarray]:
@@ -230,15 +231,7 @@ def _group_coordinates(group: h5py.Group, file: str, first: int) -> tuple[np.nda
 
 
 def _group_targets(
-    group: h5py.Group,
-    file: str,
-    first: int,
-    targets: dict[str, str],
-    allow_missing: frozenset[str],
-    factors: dict[str, float],
-    kinds: dict[str, Kind | None],
-    skip: bool,
-    sizes: tuple[int, int],
+    group: h5py.Group, first: int, reading: _Reading, sizes: tuple[int, int]
 ) -> tuple[dict[str, np.ndarray], set[str], list[str]]:
     """The target datasets of one molecule group (``sizes`` = conformers, atoms), each multiplied by
     its factor: the values by target, the per-atom targets, and the targets whose dataset the group
@@ -247,16 +240,16 @@ def _group_targets(
     values: dict[str, np.ndarray] = {}
     node_targets = set()
     absent: list[str] = []  # targets whose dataset the group lacks, not allowed missing
-    for target, dataset in targets.items():
-        if dataset not in group and target in allow_missing:
+    for target, dataset in reading.targets.items():
+        if dataset not in group and target in reading.allow_missing:
             continue  # None in every record of this group
         if dataset not in group:
-            if not skip:
-                raise _absent(file, first, group, target, dataset)
+            if not reading.skip:
+                raise _absent(reading.file, first, group, target, dataset)
             absent.append(target)
             continue
-        kind = kinds[dataset]
-        values[target] = _read_dataset(group, dataset, kind, sizes, file, first) * factors[target]
+        kind = reading.kinds[dataset]
+        values[target] = _read_dataset(group, dataset, kind, sizes, reading.file, first) * reading.factors[target]
         if kind and kind[0]:
             node_targets.add(target)
     return values, node_targets, absent
