@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from physicsml.ase import PhysicsMLCalculator
 from physicsml.configs import DataModuleConfig, TrainerConfig, parse_config
+from physicsml.data import keys as K
 from physicsml.finetune import (
     StartingPoint,
     check_same_family,
@@ -41,6 +42,7 @@ from physicsml.lightning.module import PhysicsMLModule
 from physicsml.lightning.trainer import build_trainer
 from physicsml.models.spec import resolve
 from physicsml.models.statistics import resolve_auto
+from physicsml.targets import selected_columns
 
 __all__ = ["EMBEDDING_LEVELS", "Model", "attribute_widths", "with_edge_width"]
 
@@ -234,7 +236,7 @@ class Model(TrainedModel):
             self.config = inherit_statistics(self.config, start.config)
         if "elements" in fields and self.config.get("elements") is None and self.metadata.get("elements"):
             self.config = {**self.config, "elements": list(self.metadata["elements"])}
-        graph = datamodule.y_graph_scalars or []
+        graph = selected_columns(datamodule).get(K.Y_GRAPH_SCALARS, [])
         energy_column = graph.index(self.config["energy_target"]) if self.config.get("energy_target") in graph else 0
         self.config = resolve_auto(self.config, train, fields, energy_column)  # type: ignore[arg-type]
         atom_width, graph_width, edge_width = attribute_widths(train)

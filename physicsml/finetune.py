@@ -16,11 +16,11 @@ import torch
 
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
-from physicsml.data.targets import mask_key
 from physicsml.errors import InputError
 from physicsml.inference.model_file import file_state, net_state
 from physicsml.inference.trained import TrainedModel
 from physicsml.models.spec import resolve
+from physicsml.targets import mask_key
 
 #: Config keys set from the training data when ``"auto"`` (or unset); a fine-tuned model keeps the base's.
 STATISTICS = ("scaling_mean", "scaling_std", "avg_num_neighbours", "elements")

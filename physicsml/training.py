@@ -33,6 +33,7 @@ from physicsml.configs import (
     TrainConfig,
     TrainerConfig,
 )
+from physicsml.data import keys as K
 from physicsml.data.datasets import bootstrap_weights
 from physicsml.errors import ConfigError
 from physicsml.finetune import (
@@ -52,6 +53,7 @@ from physicsml.models.checks import section_config
 from physicsml.models.spec import resolve
 from physicsml.models.statistics import self_energy_warning
 from physicsml.prebatch import load_batches
+from physicsml.targets import selected_columns
 
 FINGERPRINT = "fingerprint.json"
 
@@ -149,7 +151,7 @@ def warn_about_self_energies(
     training: Any, metadata: dict[str, Any], datamodule: DataModuleConfig, config: dict[str, Any]
 ) -> None:
     """Print a warning when an energy is trained without self-energies although they dominate it."""
-    graph = datamodule.y_graph_scalars or []
+    graph = selected_columns(datamodule).get(K.Y_GRAPH_SCALARS, [])
     if not graph or any(float(value) for value in (metadata.get("atomic_energies") or {}).values()):
         return
     column = graph.index(config["energy_target"]) if config.get("energy_target") in graph else 0

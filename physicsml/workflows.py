@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 from ase import Atoms
 
 from physicsml.configs import DataConfig, DataModuleConfig, MDConfig
+from physicsml.data import keys as K
 from physicsml.data.references import edge_columns, reference_values
-from physicsml.data.targets import TARGET_KINDS, selected_columns
 from physicsml.errors import ConfigError, InputError
 from physicsml.evaluate import block_metrics, metrics_table, write_calibration, write_json, write_parity
 from physicsml.featurise import apply_units, featurise_like
@@ -35,6 +35,7 @@ from physicsml.io.predictions import Predicted, list_offsets, write_predictions
 from physicsml.io.structures import file_format, read_structures
 from physicsml.md import BondLengths, MDReport, md_check
 from physicsml.prebatch import load_batches
+from physicsml.targets import TARGET_KINDS, selected_columns
 
 
 def member_models(model_path: str | os.PathLike, seeds: Sequence[int]) -> list[Path]:
@@ -233,15 +234,13 @@ def _check_labels(
 
 
 def _units(model: TrainedModel) -> dict[str, str]:
-    """The units of the targets that have known ones: the energy, forces and stress."""
-    units = {}
+    """The units of the targets that have known ones: the energy, the forces and the kinds with a unit (stress)."""
+    columns = selected_columns(model.datamodule)
+    units = {name: kind.unit for key, kind in TARGET_KINDS.items() if kind.unit for name in columns.get(key, ())}
     if model.energy_name is not None:
         units[model.energy_name] = "eV"
-    datamodule = model.datamodule
-    if datamodule.y_node_vector and model.built()[1].config.compute_forces:
-        units[datamodule.y_node_vector] = "eV/Å"
-    if datamodule.y_stress:
-        units[datamodule.y_stress] = "eV/Å³"
+    if model.built()[1].outputs.forces:
+        units[columns[K.Y_NODE_VECTOR][0]] = "eV/Å"
     return units
 
 

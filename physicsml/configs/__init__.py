@@ -13,7 +13,7 @@ params file. Every public name is re-exported here, so ``from physicsml.configs 
 is the one import to use.
 """
 
-from physicsml.configs.base import Config, check_kwargs, lookup_class, parse_config, unknown_key
+from physicsml.configs.base import Config, check_kwargs, lookup_class, parse_config, unknown_key, with_fields
 from physicsml.configs.data import (
     AtomicEnergiesConfig,
     BatchSizeConfig,
@@ -49,6 +49,7 @@ __all__ = [
     "Config",
     "DataConfig",
     "DataModuleConfig",
+    "with_fields",
     "EnsembleConfig",
     "FeaturiseConfig",
     "InitFromConfig",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
@@ -22,6 +23,31 @@ class Config(BaseModel):
     """Base of every config: unknown keys are errors, defaults are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+ConfigClass = TypeVar("ConfigClass", bound=type[Config])
+
+
+def with_fields(fields: dict[str, Any]) -> Callable[[ConfigClass], ConfigClass]:
+    """A class decorator adding ``fields`` (name -> ``(type, Field(...))``) to a config class.
+
+    For fields made from a registry rather than written out (one per target kind,
+    :mod:`physicsml.targets`): the class keeps its name, module, docstring and validators,
+    and gains the fields as if they were declared in its body.
+    """
+
+    def extended(cls: ConfigClass) -> ConfigClass:
+        made = pydantic.create_model(
+            cls.__name__,
+            __base__=cast(type[Config], cls),
+            __module__=cls.__module__,
+            __doc__=cls.__doc__,
+            __qualname__=cls.__qualname__,
+            **fields,
+        )
+        return cast(ConfigClass, made)
+
+    return extended
 
 
 def check_kwargs(target: Any, kwargs: dict[str, Any], what: str) -> None:

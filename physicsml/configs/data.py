@@ -12,7 +12,8 @@ from typing import Any, Literal
 import pydantic
 from pydantic import Field
 
-from physicsml.configs.base import Config
+from physicsml.configs.base import Config, with_fields
+from physicsml.targets import TARGET_KINDS, field_type
 
 
 class WeightsConfig(Config):
@@ -184,8 +185,15 @@ def _batches_of(size: int) -> Any:
     return lambda: BatchSizeConfig(batch_size=size)
 
 
+def _target_fields() -> dict[str, Any]:
+    """One ``datamodule`` key per target kind selecting its columns (:data:`physicsml.targets.TARGET_KINDS`)."""
+    return {kind.key: (field_type(kind), Field(None, description=kind.description)) for kind in TARGET_KINDS.values()}
+
+
+@with_fields(_target_fields())
 class DataModuleConfig(Config):
-    """``datamodule``: graphs and batches (the reference's datamodule config)."""
+    """``datamodule``: graphs and batches (the reference's datamodule config); with one key per target
+    kind (``y_graph_scalars``, ``y_node_vector``, ...: :mod:`physicsml.targets`) naming its columns."""
 
     train: BatchSizeConfig = Field(default_factory=_batches_of(32))
     validation: BatchSizeConfig = Field(default_factory=_batches_of(64))  # no gradients kept: larger batches fit
@@ -206,17 +214,6 @@ class DataModuleConfig(Config):
         description="Per-structure columns (e.g. a total charge) concatenated into graph_attrs, which every "
         "family reads beside the element of each atom.",
     )
-    y_node_scalars: list[str] | None = None
-    y_node_vector: str | None = None
-    y_edge_scalars: list[str] | None = Field(
-        None, description="Per-pair scalar columns (data.edge_targets), labels of both directions of an edge."
-    )
-    y_edge_vector: str | None = Field(
-        None, description="A per-pair vector column (data.edge_targets), the label of the edge i -> j as listed."
-    )
-    y_graph_scalars: list[str] | None = None
-    y_graph_vector: str | None = None
-    y_stress: str | None = Field(None, description="A 3x3 per-structure column (stress, eV/Å^3) to train stress on.")
     cut_off: float = Field(
         5.2, gt=0, description="Neighbour cut-off radius in Å; 5.2 covers every family, ANI's radial cut-off included."
     )

@@ -10,7 +10,7 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import to_dense_batch
 
 from physicsml.data import keys as K
-from physicsml.data.targets import TARGET_KINDS
+from physicsml.targets import TARGET_KINDS
 
 
 class ElementMap(NamedTuple):

@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.data.pairs import pair_values
-from physicsml.data.targets import GRAPH_ATTR_KINDS, NODE_ATTR_KINDS, TARGET_KINDS, mask_key, presence, selected_columns
 from physicsml.errors import ConfigError
 from physicsml.io.arrow import table_metadata, to_numpy
+from physicsml.targets import GRAPH_ATTR_KINDS, NODE_ATTR_KINDS, TARGET_KINDS, mask_key, presence, selected_columns
 
 #: Level of every collated field: which offsets slice it into batches.
 LEVELS = {

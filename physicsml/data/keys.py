@@ -35,7 +35,7 @@ Y_GRAPH_VECTOR = "y_graph_vector"  # [G, 3] float
 Y_EDGE_VECTOR = "y_edge_vector"  # [E, 3] float
 Y_NODE_VECTOR = "y_node_vector"  # [N, 3] float
 Y_STRESS = "y_stress"  # [G, 3, 3] float, reference stress (datamodule.y_stress)
-# y_*_mask: [rows, n_columns] float, 1 where the label is known (physicsml.data.targets.mask_key)
+# y_*_mask: [rows, n_columns] float, 1 where the label is known (physicsml.targets.mask_key)
 LOSS_WEIGHT = "loss_weight"  # [G] float, the structure's weight in every loss (data.weights)
 
 # Outputs of a backbone (a family's network before the heads, physicsml.nn.heads)

@@ -10,9 +10,9 @@ import pyarrow as pa
 
 from physicsml.configs import DataModuleConfig
 from physicsml.data.pairs import pair_values
-from physicsml.data.targets import TARGET_KINDS, selected_columns
 from physicsml.io.arrow import to_numpy
 from physicsml.io.predictions import list_offsets
+from physicsml.targets import TARGET_KINDS, selected_columns
 
 
 def reference_values(
@@ -30,8 +30,9 @@ def reference_values(
             if level == "edge" and edges is not None and offsets is not None:
                 edge_offsets = np.concatenate([[0], np.cumsum([len(e) for e in edges])])
                 flat_edges = np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
-                aligned, _ = pair_values(flat_edges, edge_offsets, values, offsets, key == "y_edge_scalars")
-                aligned = aligned[:, 0] if key == "y_edge_scalars" else aligned
+                scalar = TARGET_KINDS[key].shape == ()
+                aligned, _ = pair_values(flat_edges, edge_offsets, values, offsets, scalar)
+                aligned = aligned[:, 0] if scalar else aligned
                 references[name] = np.split(aligned, edge_offsets[1:-1])
             elif level == "node":
                 references[name] = np.split(values, list_offsets(table[name])[1:-1])

@@ -16,11 +16,11 @@ from physicsml.data import keys as K
 from physicsml.data.batch import ElementMap
 from physicsml.data.collate import split_arrays, training_order
 from physicsml.data.datasets import InMemoryBatches
-from physicsml.data.targets import selected_columns
 from physicsml.featurise import featurise_like
 from physicsml.graphs import build_graphs
 from physicsml.io.arrow import read_table, table_metadata
 from physicsml.io.structures import read_structures, structures_from_atoms
+from physicsml.targets import selected_columns
 
 
 def featurisation(metadata: Mapping[str, Any]) -> dict[str, Any]:

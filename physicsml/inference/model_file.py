@@ -15,6 +15,7 @@ small function per version step, tested against a stored file of that format.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 
 from physicsml.errors import InputError
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def _upgrade_1_to_2(payload: dict[str, Any], path: str) -> dict[str, Any]:
@@ -57,7 +58,47 @@ def _upgrade_2_to_3(payload: dict[str, Any], path: str) -> dict[str, Any]:
     return {**payload, "format_version": 3}
 
 
-UPGRADES = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
+#: Format 3's names of the shared heads' modules -> format 4's (one head module per target kind).
+_HEADS_3_TO_4 = {
+    "node_scalars": "targets.y_node_scalars.mlp",
+    "node_vector": "targets.y_node_vector.linear",
+    "charges": "targets.y_graph_vector.charges",
+    "dipoles": "targets.y_graph_vector.dipoles",
+    "graph_variances": "variances.graph",
+    "vector_variance": "variances.vector",
+}
+
+
+#: A format-3 key of the shared heads: its prefix (``net.`` or an ensemble member's), module name and the rest.
+_HEAD_KEY = re.compile(r"^(net\.(?:members\.\d+\.)?heads\.)([a-z_]+)\.(.+)$")
+
+
+def _upgrade_3_to_4(payload: dict[str, Any], path: str) -> dict[str, Any]:
+    """Format 4 has one head module per target kind (``heads.targets.<key>``) and the variance heads
+    under ``heads.variances``. Format 3's one pair MLP for ``y_edge_scalars`` (its first ``k``
+    outputs) and ``y_edge_vector`` (its last) becomes one MLP each: the hidden layers copied to
+    both and the rows of the last layer (``4``: Linear, SiLU, Linear, SiLU, Linear) shared out, so
+    each predicts what it did."""
+    datamodule = payload["hparams"]["datamodule_config"]
+    scalars = len(datamodule.get("y_edge_scalars") or ())
+    edge_rows = {"y_edge_scalars": slice(0, scalars)} if scalars else {}
+    if datamodule.get("y_edge_vector"):
+        edge_rows["y_edge_vector"] = slice(scalars, scalars + 1)
+    state: dict[str, Any] = {}
+    for key, value in payload["state_dict"].items():
+        match = _HEAD_KEY.match(key)
+        if match is None or match[2] not in (*_HEADS_3_TO_4, "edges"):
+            state[key] = value
+        elif match[2] in _HEADS_3_TO_4:
+            state[f"{match[1]}{_HEADS_3_TO_4[match[2]]}.{match[3]}"] = value
+        else:
+            last = match[3].startswith("4.")
+            for target, rows in edge_rows.items():
+                state[f"{match[1]}targets.{target}.mlp.{match[3]}"] = value[rows] if last else value
+    return {**payload, "state_dict": state, "format_version": 4}
+
+
+UPGRADES = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4}
 
 
 def file_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -24,7 +24,6 @@ from physicsml.configs import DataModuleConfig
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
 from physicsml.data.datasets import make_dataloader
-from physicsml.data.targets import selected_columns
 from physicsml.errors import ConfigError
 from physicsml.inference.inputs import as_table, element_map, featurisation, table_batches
 from physicsml.inference.model_file import file_state, net_state, read_model_file, write_model_file
@@ -33,6 +32,7 @@ from physicsml.io.arrow import table_metadata
 from physicsml.models.derivatives import with_derivatives
 from physicsml.models.ensemble import Ensemble, has_uncertainty, prediction_interval
 from physicsml.models.network import Blueprint, Network, blueprint
+from physicsml.targets import selected_columns
 
 #: Where :meth:`TrainedModel.embed` takes embeddings: each atom, or summed or averaged per structure.
 EMBEDDING_LEVELS = ("node", "graph_sum", "graph_mean")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from physicsml.data import keys as K
-from physicsml.data.targets import TARGET_KINDS
+from physicsml.targets import TARGET_KINDS
 
 
 def outputs_edges(out: Mapping[str, Any]) -> bool:

@@ -19,11 +19,11 @@ from torch_geometric.data import Batch
 from physicsml.configs import OptimizerConfig, SchedulerConfig, parse_config
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
-from physicsml.data.targets import TARGET_KINDS, compared_whole, mask_key, selected_columns
 from physicsml.models.base import ModelConfig
 from physicsml.models.derivatives import member_predictions, with_derivatives
 from physicsml.models.ensemble import Ensemble, combine
 from physicsml.models.network import Network, blueprint
+from physicsml.targets import TARGET_KINDS, compared_whole, mask_key, selected_columns
 
 
 class PhysicsMLModule(pl.LightningModule):
@@ -108,9 +108,9 @@ class PhysicsMLModule(pl.LightningModule):
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         data = batch_as_dict(batch)
-        heads = getattr(self.net, "heads", None)
-        if heads is not None:
-            heads.detach_variance = self.mean_only
+        variances = getattr(getattr(self.net, "heads", None), "variances", None)
+        if variances is not None:
+            variances.detach = self.mean_only
         members = member_predictions(
             self.net, data, self.config.compute_forces, self.config.compute_stress, create_graph=self.training
         )

@@ -17,9 +17,10 @@ from e3nn import o3
 from pydantic import Field
 from torch import nn
 
-from physicsml.configs import Config, check_kwargs, lookup_class
+from physicsml.configs import Config, check_kwargs, lookup_class, with_fields
 from physicsml.data import keys as K
 from physicsml.nn.equivariant import RadialEmbedding, embed_edges, irreps_widths
+from physicsml.targets import TARGET_KINDS
 
 
 class LossConfig(Config):
@@ -52,8 +53,18 @@ class LossConfig(Config):
         return getattr(torch.nn, self.name)(**self.config, reduction="none")
 
 
+def _loss_fields() -> dict[str, Any]:
+    """One ``<key>_loss_config`` per target kind (:data:`physicsml.targets.TARGET_KINDS`)."""
+    return {
+        f"{key}_loss_config": (LossConfig | None, Field(None, description=f"The loss of {key}; null: not trained on."))
+        for key in TARGET_KINDS
+    }
+
+
+@with_fields(_loss_fields())
 class ModelConfig(Config):
-    """Keys every family accepts besides its hyperparameters."""
+    """Keys every family accepts besides its hyperparameters, and a ``<key>_loss_config`` per target kind
+    (``y_graph_scalars_loss_config``, ...: :mod:`physicsml.targets`)."""
 
     compute_forces: bool = Field(
         False, description="Predict y_node_vector as -dE/dx of the energy (see energy_target)."
@@ -71,13 +82,6 @@ class ModelConfig(Config):
     scaling_std: float | Literal["auto"] = Field(
         "auto", description="Scale of the outputs; 'auto': RMS training force component (or per-atom energy std)."
     )
-    y_graph_scalars_loss_config: LossConfig | None = None
-    y_graph_vector_loss_config: LossConfig | None = None
-    y_node_scalars_loss_config: LossConfig | None = None
-    y_node_vector_loss_config: LossConfig | None = None
-    y_edge_scalars_loss_config: LossConfig | None = None
-    y_edge_vector_loss_config: LossConfig | None = None
-    y_stress_loss_config: LossConfig | None = None
 
     def loss_configs(self) -> dict[str, LossConfig]:
         """Target key -> loss config, for the targets that have one."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from physicsml.configs import DataModuleConfig, ModelSection, parse_config, unknown_key
-from physicsml.data.targets import logged_metrics, selected_columns
 from physicsml.errors import ConfigError
 from physicsml.models.families import MODELS
 from physicsml.models.spec import MODEL_NAMES, resolve, unknown_model
 from physicsml.nn.heads import Outputs
+from physicsml.targets import logged_metrics, selected_columns
 
 
 def section_config(section: ModelSection) -> dict:

@@ -2,7 +2,7 @@
 
 The same table validates ``params.yaml``, feeds the CLI's choices, parametrises
 the tests and says which targets each family's heads can predict: every target kind
-(:data:`~physicsml.data.targets.TARGET_KINDS`) but those read from vector features, for
+(:data:`~physicsml.targets.TARGET_KINDS`) but those read from vector features, for
 a family without them (forces and stress, derivatives of the energy, every family has).
 Adding a family is its module (a config class and a :class:`~physicsml.models.base.Backbone`)
 and one row here.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from physicsml.data.targets import TARGET_KINDS
 from physicsml.models.allegro import Allegro, AllegroConfig
 from physicsml.models.ani import ANI, ANIConfig
 from physicsml.models.base import Backbone, ModelConfig
@@ -20,6 +19,7 @@ from physicsml.models.egnn import EGNN, EGNNConfig
 from physicsml.models.mace import MACE, MACEConfig
 from physicsml.models.nequip import NequIP, NequIPConfig
 from physicsml.models.tensor_net import TensorNet, TensorNetConfig
+from physicsml.targets import TARGET_KINDS
 
 
 class Family(NamedTuple):
@@ -35,7 +35,7 @@ class Family(NamedTuple):
     def targets(self) -> frozenset[str]:
         """The target kinds its heads can predict."""
         return frozenset(
-            key for key, kind in TARGET_KINDS.items() if not kind.derived and (self.vectors or not kind.vectors)
+            key for key, kind in TARGET_KINDS.items() if kind.head is not None and (self.vectors or not kind.vectors)
         )
 
 

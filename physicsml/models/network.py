@@ -19,11 +19,11 @@ from torch import nn
 
 from physicsml.configs import DataModuleConfig, parse_config
 from physicsml.data import keys as K
-from physicsml.data.targets import selected_columns
 from physicsml.models.base import ModelConfig
 from physicsml.models.ensemble import Ensemble
 from physicsml.models.spec import ModelSpec, resolve
-from physicsml.nn.heads import Heads, Outputs
+from physicsml.nn.heads import HeadInputs, Heads, Outputs
+from physicsml.targets import selected_columns
 
 
 class Network(nn.Module):
@@ -61,15 +61,16 @@ class Network(nn.Module):
             outputs,
             num_extra_attrs=plan.num_atom_features + plan.num_graph_attrs,
         )
-        self.heads = Heads(
-            outputs,
+        inputs = HeadInputs(
             self.backbone.num_features,
             self.backbone.num_vectors,
+            num_elements,
             float(config.scaling_std),
             float(config.scaling_mean),
             getattr(config, "pool_type", "sum"),
-            num_elements,
+            outputs.energy,
         )
+        self.heads = Heads(outputs, inputs)
         self.modifier = spec.variant.modify(self.backbone, config)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

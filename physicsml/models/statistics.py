@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from physicsml.data import keys as K
-from physicsml.data.targets import mask_key
+from physicsml.targets import mask_key
 
 AUTO = "auto"
 

@@ -14,12 +14,12 @@ from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
 from physicsml.data.collate import split_arrays
 from physicsml.data.datasets import InMemoryBatches
-from physicsml.data.targets import mask_key
 from physicsml.errors import ConfigError, InputError
 from physicsml.featurise import featurise
 from physicsml.graphs import build_graphs
 from physicsml.io.arrow import table_metadata
 from physicsml.lightning.module import PhysicsMLModule
+from physicsml.targets import mask_key
 
 TARGETS = {"energy": "energy", "forces": "forces"}
 ALL_TRAIN = FeaturiseConfig(split={"fractions": [1.0, 0.0, 0.0]}, atomic_energies={"method": "least_squares"})

@@ -98,7 +98,7 @@ def test_mean_only_epochs_train_the_mean_exactly_as_a_plain_model(noisy_tables):
     heads, heads_start = mean_var.net.heads, start.net.heads
     assert any(
         not torch.equal(a, b)
-        for a, b in zip(heads.graph_variances.parameters(), heads_start.graph_variances.parameters())
+        for a, b in zip(heads.variances.graph.parameters(), heads_start.variances.graph.parameters())
     )
 
 
