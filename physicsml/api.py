@@ -262,6 +262,12 @@ class Model(TrainedModel):
         self.start = starting_point(base, source)
         return self
 
-    def calculator(self, device: str = "cpu", dtype: str = "float32", skin: float = 0.5) -> PhysicsMLCalculator:
+    def calculator(
+        self,
+        device: str = "cpu",
+        dtype: str = "float32",
+        skin: float = 0.5,
+        compile: bool = False,  # noqa: A002 (torch's own word for it)
+    ) -> PhysicsMLCalculator:
         """This model as an ASE calculator (:class:`physicsml.ase.PhysicsMLCalculator`)."""
-        return PhysicsMLCalculator(self, device=device, dtype=dtype, skin=skin)
+        return PhysicsMLCalculator(self, device=device, dtype=dtype, skin=skin, compile=compile)

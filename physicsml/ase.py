@@ -34,6 +34,8 @@ class PhysicsMLCalculator(Calculator):
         dtype: ``"float32"`` (fast) or ``"float64"`` (for energy conservation and finite differences).
         skin: neighbour-list skin in Å: the list is rebuilt only once an atom has moved more
             than ``skin / 2``, and gives exactly the forces of a list rebuilt every step.
+        compile: evaluate the network through ``torch.compile``: the first calculation compiles
+            (seconds to a minute), later ones are faster (:mod:`physicsml.models.compiled`).
 
     Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å), ``energies``
     (eV per atom, summing to the energy), ``stress`` (eV/Å^3, Voigt order
@@ -55,11 +57,12 @@ class PhysicsMLCalculator(Calculator):
         device: str = "cpu",
         dtype: str = "float32",
         skin: float = 0.5,
+        compile: bool = False,  # noqa: A002 (torch's own word for it)
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         model = model_path if isinstance(model_path, TrainedModel) else TrainedModel.load(model_path)
-        self.potential = Potential(model, device=device, dtype=dtype, skin=skin)
+        self.potential = Potential(model, device=device, dtype=dtype, skin=skin, compile=compile)
         if self.potential.has_uncertainty:
             self.implemented_properties = [*self.implemented_properties, "energy_std", "forces_std"]
 

@@ -18,7 +18,7 @@ family's e3nn layers support, and no compiled plugin tied to one torch build
 
 Keyword arguments of ``MLPotential("physicsml", ...)``: ``modelPath`` (required),
 ``device`` (``"cpu"``), ``dtype`` (``"float32"`` or ``"float64"``), ``skin`` (Å,
-neighbour-list skin). ``createSystem``/``createMixedSystem`` take ``info``: graph
+neighbour-list skin), ``compile`` (evaluate the network through ``torch.compile``). ``createSystem``/``createMixedSystem`` take ``info``: graph
 attributes the model was trained with, e.g. ``info={"charge": 0}``.
 """
 
@@ -64,12 +64,19 @@ class PhysicsMLPotentialImpl(MLPotentialImpl):
 
     Args:
         modelPath: the saved model (``models/model.pt``).
-        device, dtype, skin: as for :class:`physicsml.potential.Potential`.
+        device, dtype, skin, compile: as for :class:`physicsml.potential.Potential`.
     """
 
-    def __init__(self, modelPath: str, device: str = "cpu", dtype: str = "float32", skin: float = 0.5) -> None:  # noqa: N803
+    def __init__(
+        self,
+        modelPath: str,  # noqa: N803 (openmm-ml's name)
+        device: str = "cpu",
+        dtype: str = "float32",
+        skin: float = 0.5,
+        compile: bool = False,  # noqa: A002 (torch's own word for it)
+    ) -> None:
         self.model = TrainedModel.load(modelPath)  # read once; a bad file fails here, not in createSystem
-        self.device, self.dtype, self.skin = device, dtype, skin
+        self.device, self.dtype, self.skin, self.compile = device, dtype, skin, compile
 
     def addForces(  # noqa: N802 (openmm-ml's name)
         self,
@@ -87,7 +94,7 @@ class PhysicsMLPotentialImpl(MLPotentialImpl):
             raise StructureError("every atom of the topology needs an element")
         numbers = np.array([atom.element.atomic_number for atom in included])
         periodic = topology.getPeriodicBoxVectors() is not None
-        potential = Potential(self.model, device=self.device, dtype=self.dtype, skin=self.skin)
+        potential = Potential(self.model, device=self.device, dtype=self.dtype, skin=self.skin, compile=self.compile)
         potential.atom_fields(numbers)  # an unknown element fails now, not at the first step
         info = dict(args.get("info") or {})
 

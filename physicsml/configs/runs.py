@@ -38,6 +38,11 @@ class MDConfig(Config):
     )
     friction_per_fs: float = Field(0.01, gt=0, description="Langevin friction in 1/fs.")
     dtype: Literal["float32", "float64"] = Field("float64", description="Precision of the model during MD.")
+    compile: bool = Field(
+        False,
+        description="Evaluate the model through torch.compile: compiling takes seconds to a minute once, then "
+        "each step is faster (worth it for long runs).",
+    )
     seed: int = Field(0, ge=0, description="Seed of the initial velocities (and Langevin noise).")
     interval: int = Field(
         5, ge=1, description="Record energies, check stability and write a frame every `interval` steps."

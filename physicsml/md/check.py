@@ -52,9 +52,17 @@ def md_check(
     for atoms, name in zip(structures, names):
         check_start(atoms, name, config)
     trajectories = []
+    calculator = PhysicsMLCalculator(
+        model, device=config.device, dtype=config.dtype, skin=config.skin, compile=config.compile
+    )
+    if config.compile and structures:  # compiled once, before any trajectory is timed
+        warm_up = structures[0].copy()
+        warm_up.calc = calculator
+        warm_up.get_forces()
     for k, (atoms, name) in enumerate(tqdm(list(zip(structures, names)), desc="md", unit="trajectory")):
-        # a fresh calculator per trajectory, so every run's speed includes building its neighbour list
-        calculator = PhysicsMLCalculator(model, device=config.device, dtype=config.dtype, skin=config.skin)
+        # a new neighbour list per trajectory, so every run's speed includes building it
+        calculator.reset()
+        calculator.potential.forget()
         try:
             trajectories.append(run_trajectory(atoms, calculator, config, name, config.seed + k, bond_lengths))
         except StructureError as error:

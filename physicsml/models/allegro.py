@@ -89,10 +89,15 @@ class AllegroConfig(GraphModelConfig):
     latent_resnet_update_ratios_learnable: bool = Field(False, description="Learn the update ratios.")
 
 
-def weight_irreps(weights: torch.Tensor, harmonics: torch.Tensor, irreps_sh: o3.Irreps, channels: int) -> torch.Tensor:
-    """``[E, channels * n_blocks]`` weights times ``[E, sh.dim]`` harmonics, in e3nn layout of ``channels x irreps_sh``."""
-    weights = weights.view(len(weights), len(irreps_sh), channels)
-    blocks = [weights[:, b, :, None] * harmonics[:, s][:, None, :] for b, s in enumerate(irreps_sh.slices())]
+def weight_irreps(
+    weights: torch.Tensor, harmonics: torch.Tensor, sh_slices: tuple[tuple[int, int], ...], channels: int
+) -> torch.Tensor:
+    """``[E, channels * n_blocks]`` weights times ``[E, sh.dim]`` harmonics, in e3nn layout of
+    ``channels x irreps_sh`` (whose blocks are ``(start, stop)`` of ``sh_slices``)."""
+    weights = weights.view(len(weights), len(sh_slices), channels)
+    blocks = [
+        weights[:, b, :, None] * harmonics[:, start:stop][:, None, :] for b, (start, stop) in enumerate(sh_slices)
+    ]
     return torch.cat([block.reshape(len(weights), -1) for block in blocks], dim=-1)
 
 
@@ -112,6 +117,7 @@ class Allegro(Backbone):
         m = config.env_embed_multiplicity
         latent = config.two_body_latent_mlp_latent_dimensions[-1]
         self.irreps_sh = o3.Irreps.spherical_harmonics(config.max_ell, p=-1 if config.parity else 1)
+        self.sh_slices = tuple((s.start, s.stop) for s in self.irreps_sh.slices())  # plain ints for forward
         self.sh = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
         self.bessel = BesselBasis(cut_off, config.num_bessel, config.bessel_basis_trainable)
         self.cutoffs = nn.ModuleList(PolynomialCutoff(c, config.num_polynomial_cutoff) for c in [cut_off, *cutoffs])
@@ -127,6 +133,7 @@ class Allegro(Backbone):
         allowed = [
             (ell, p) for ell in range(config.max_ell + 1) for p in ((1, -1) if config.parity else ((-1) ** ell,))
         ]
+        self.mixer_slices: list[tuple[tuple[int, int], ...]] = []
         self.env_weights, self.products, self.mixers, self.latents, self.feature_weights = (
             nn.ModuleList() for _ in range(5)
         )
@@ -149,6 +156,7 @@ class Allegro(Backbone):
             )
             self.products.append(product)
             self.mixers.append(o3.Linear(product.irreps_out, target))
+            self.mixer_slices.append(tuple((s.start, s.stop) for s in target.slices()))  # plain ints for forward
             self.latents.append(mlp_from_widths([latent + m, *config.latent_mlp_latent_dimensions, latent]))
             self.feature_weights.append(nn.Identity() if last else nn.Linear(latent, m * len(target)))
             irreps = target
@@ -170,19 +178,19 @@ class Allegro(Backbone):
         envelope = self.cutoffs[0](lengths)
         x = self.two_body(torch.cat(inputs, dim=-1)) * envelope
         if self.initial_weights is not None:
-            v = weight_irreps(self.initial_weights(x), harmonics, self.irreps_sh, m)
+            v = weight_irreps(self.initial_weights(x), harmonics, self.sh_slices, m)
         else:
             v = weight_irreps(
-                torch.ones(len(x), m * len(self.irreps_sh), dtype=x.dtype, device=x.device),
+                torch.ones(len(x), m * len(self.sh_slices), dtype=x.dtype, device=x.device),
                 harmonics,
-                self.irreps_sh,
+                self.sh_slices,
                 m,
             )
         norm = 1.0 / math.sqrt(float(config.avg_num_neighbours or 0))
         blocks = []
         for layer in range(config.num_layers):
             env_weights = self.env_weights[layer](x) * envelope  # neighbours fade in and out at the cut-off
-            env = scatter_sum(weight_irreps(env_weights, harmonics, self.irreps_sh, m), receiver, len(attrs)) * norm
+            env = scatter_sum(weight_irreps(env_weights, harmonics, self.sh_slices, m), receiver, len(attrs)) * norm
             v = self.mixers[layer](self.products[layer](v, env[receiver]))
             scalars = v[:, :m]  # the 0e channels come first in every target
             update = self.latents[layer](torch.cat([x, scalars], dim=-1)) * self.cutoffs[layer + 1](lengths)
@@ -195,7 +203,7 @@ class Allegro(Backbone):
                 blocks.append(scatter_sum(x * envelope, receiver, len(attrs)))
             if layer < config.num_layers - 1:  # the last layer's features are not needed again
                 weights = self.feature_weights[layer](x)
-                v = _scale_channels(v, weights, self.mixers[layer].irreps_out, m)
+                v = _scale_channels(v, weights, self.mixer_slices[layer], m)
         out = {
             K.NODE_CONTRIBUTIONS: scatter_sum(self.energy(x) * envelope, receiver, len(attrs)),
             K.NODE_FEATURES: scatter_sum(x * envelope, receiver, len(attrs)),
@@ -206,8 +214,12 @@ class Allegro(Backbone):
         return self.finish(out, blocks)
 
 
-def _scale_channels(v: torch.Tensor, weights: torch.Tensor, irreps: o3.Irreps, channels: int) -> torch.Tensor:
-    """Multiply each channel of each irrep block of ``v`` by its own scalar weight."""
-    weights = weights.view(len(v), len(irreps), channels)
-    blocks = [v[:, s].view(len(v), channels, -1) * weights[:, b, :, None] for b, s in enumerate(irreps.slices())]
+def _scale_channels(
+    v: torch.Tensor, weights: torch.Tensor, slices: tuple[tuple[int, int], ...], channels: int
+) -> torch.Tensor:
+    """Multiply each channel of each irrep block (``(start, stop)`` of ``slices``) of ``v`` by its own scalar weight."""
+    weights = weights.view(len(v), len(slices), channels)
+    blocks = [
+        v[:, start:stop].view(len(v), channels, -1) * weights[:, b, :, None] for b, (start, stop) in enumerate(slices)
+    ]
     return torch.cat([block.reshape(len(v), -1) for block in blocks], dim=-1)

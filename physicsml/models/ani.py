@@ -210,6 +210,13 @@ class ANI(Backbone):
             aev = torch.cat([aev, data[K.NODE_ATTRS][:, self.num_elements :]], dim=-1)
         atomic = aev.new_zeros(len(species), self.n_out)
         features = aev.new_zeros(len(species), self.num_features)
+        if torch.compiler.is_compiling():  # no shapes that depend on the data: every network on every atom
+            for index, network in enumerate(self.networks):
+                sequential: Any = network  # its last layer is the energy readout
+                hidden, chosen = sequential[:-1](aev), (species == index)[:, None]
+                features = torch.where(chosen, hidden, features)
+                atomic = torch.where(chosen, sequential[-1](hidden), atomic)
+            return self.finish({K.NODE_CONTRIBUTIONS: atomic, K.NODE_FEATURES: features}, [aev, features])
         for index, network in enumerate(self.networks):
             atoms = torch.nonzero(species == index).squeeze(-1)
             if len(atoms):

@@ -19,7 +19,7 @@ from torch import nn
 
 from physicsml.configs import Config, check_kwargs, lookup_class, with_fields
 from physicsml.data import keys as K
-from physicsml.nn.equivariant import RadialEmbedding, embed_edges, irreps_widths
+from physicsml.nn.equivariant import RadialEmbedding, embed_edges, irreps_widths, output_blocks
 from physicsml.targets import TARGET_KINDS
 
 
@@ -174,6 +174,7 @@ class EquivariantBackbone(Backbone):
     def set_irreps_out(self, irreps: o3.Irreps) -> None:
         """The irreps of the last layer's features, which give :attr:`num_features` and :attr:`num_vectors`."""
         self.irreps_out = irreps
+        self.output_blocks = output_blocks(irreps)
         self.num_features, self.num_vectors = irreps_widths(irreps)
 
     def embedded(self, data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from physicsml.data import keys as K
-from physicsml.models.ensemble import Ensemble, combine
+from physicsml.models.ensemble import combine
 
 
 def member_predictions(
@@ -30,7 +30,7 @@ def member_predictions(
     Args:
         create_graph: keep the graph of the derivatives (training on forces needs it).
     """
-    members = net.member_outputs if isinstance(net, Ensemble) else (lambda batch: [net(batch)])
+    members = getattr(net, "member_outputs", None) or (lambda batch: [net(batch)])  # an ensemble, or compiled
     if not (forces or stress):
         return members(data)
     data = dict(data)

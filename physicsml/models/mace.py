@@ -34,6 +34,7 @@ from physicsml.nn.equivariant import (
     RadialEmbedding,
     SymmetricContraction,
     irreps_outputs,
+    output_blocks,
     uvu_convolution,
 )
 from physicsml.nn.heads import Outputs
@@ -155,7 +156,7 @@ class MACE(EquivariantBackbone):
             else:
                 self.readouts.append(o3.Linear(irreps_out, n_out))
             irreps_in = irreps_out
-        self.block_irreps = [hidden] * (config.num_interactions - 1) + [irreps_in]
+        self.block_outputs = [output_blocks(hidden)] * (config.num_interactions - 1) + [output_blocks(irreps_in)]
         self.set_irreps_out(irreps_in)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -166,7 +167,7 @@ class MACE(EquivariantBackbone):
             h = update + self.skips[layer - 1](h, elements) if layer else update
             atomic = atomic + readout(h)
             if self.keep_blocks:
-                blocks.append(irreps_outputs(h, self.block_irreps[layer])[K.NODE_FEATURES])
+                blocks.append(irreps_outputs(h, self.block_outputs[layer])[K.NODE_FEATURES])
         assert isinstance(atomic, torch.Tensor)
-        out = {K.NODE_CONTRIBUTIONS: atomic, **irreps_outputs(h, self.irreps_out)}
+        out = {K.NODE_CONTRIBUTIONS: atomic, **irreps_outputs(h, self.output_blocks)}
         return self.finish(out, blocks)

@@ -27,7 +27,7 @@ from torch import nn
 from physicsml.data import keys as K
 from physicsml.models.base import EquivariantBackbone, GraphModelConfig
 from physicsml.nn import scatter_sum
-from physicsml.nn.equivariant import RadialEmbedding, irreps_outputs, uvu_convolution
+from physicsml.nn.equivariant import OutputBlocks, RadialEmbedding, irreps_outputs, output_blocks, uvu_convolution
 from physicsml.nn.heads import Outputs
 
 Auto = Literal["auto"]
@@ -120,6 +120,7 @@ class NequIP(EquivariantBackbone):
         )
         self.embedding = o3.Linear(attrs, o3.Irreps(f"{config.num_features}x0e"))
         self.layers = nn.ModuleList()
+        self.block_outputs: list[OutputBlocks] = []  # where each layer's features sit, as plain integers
         scalars = o3.Irreps(f"{config.num_features}x0e")
         last_hidden = hidden if outputs.vectors else scalars
         irreps = scalars
@@ -133,6 +134,7 @@ class NequIP(EquivariantBackbone):
                 config,
             )
             self.layers.append(layer)
+            self.block_outputs.append(output_blocks(layer.irreps_out))
             irreps = layer.irreps_out
         n_out = outputs.num_contributions
         self.readout = nn.Sequential(
@@ -144,9 +146,9 @@ class NequIP(EquivariantBackbone):
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         edge_index, sh, radial, attrs, h = self.embedded(data)
         blocks = []
-        for layer in self.layers:
+        for layer, outputs in zip(self.layers, self.block_outputs):
             h = layer(h, attrs, sh, radial, edge_index)
             if self.keep_blocks:
-                blocks.append(irreps_outputs(h, layer.irreps_out)[K.NODE_FEATURES])
-        out = {K.NODE_CONTRIBUTIONS: self.readout(h), **irreps_outputs(h, self.irreps_out)}
+                blocks.append(irreps_outputs(h, outputs)[K.NODE_FEATURES])
+        out = {K.NODE_CONTRIBUTIONS: self.readout(h), **irreps_outputs(h, self.output_blocks)}
         return self.finish(out, blocks)

@@ -51,6 +51,9 @@ def mlp_from_widths(
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
     """Sum rows of ``src`` ``[E, *]`` into ``dim_size`` rows by ``index`` ``[E]``."""
     out = src.new_zeros((dim_size, *src.shape[1:]))
+    if torch.compiler.is_compiling():  # Inductor's CPU code for index_add_ into a narrow output fails to vectorise
+        expanded = index.view(-1, *[1] * (src.dim() - 1)).expand_as(src)
+        return out.scatter_add_(0, expanded, src)
     return out.index_add_(0, index, src)
 
 

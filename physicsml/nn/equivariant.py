@@ -180,15 +180,26 @@ def embed_edges(
     return harmonics(vectors), features
 
 
-def irreps_outputs(features: torch.Tensor, irreps: o3.Irreps) -> dict[str, torch.Tensor]:
+#: Where a backbone's outputs sit in its e3nn features: ``(key, start, stop, multiplicity)`` per block.
+OutputBlocks = tuple[tuple[str, int, int, int], ...]
+
+
+def output_blocks(irreps: o3.Irreps) -> OutputBlocks:
+    """The ``0e`` blocks of ``irreps`` (``node_features``) and its ``1o`` blocks (``node_vectors``), as plain
+    integers read in ``forward``: a compiled forward then guards on no e3nn object."""
+    keys = {o3.Irrep("0e"): K.NODE_FEATURES, o3.Irrep("1o"): K.NODE_VECTORS}
+    return tuple(
+        (keys[ir], block.start, block.stop, mul) for (mul, ir), block in zip(irreps, irreps.slices()) if ir in keys
+    )
+
+
+def irreps_outputs(features: torch.Tensor, blocks: OutputBlocks) -> dict[str, torch.Tensor]:
     """A backbone's ``node_features`` (the ``0e`` channels, ``[N, n_0e]``) and, when the
-    irreps have ``1o`` channels, ``node_vectors`` (``[N, n_1o, 3]``) of e3nn features."""
+    features have ``1o`` channels, ``node_vectors`` (``[N, n_1o, 3]``) of e3nn features."""
     out: dict[str, list[torch.Tensor]] = {}
-    for (mul, ir), block in zip(irreps, irreps.slices()):
-        if ir == o3.Irrep("0e"):
-            out.setdefault(K.NODE_FEATURES, []).append(features[:, block])
-        elif ir == o3.Irrep("1o"):
-            out.setdefault(K.NODE_VECTORS, []).append(features[:, block].reshape(len(features), mul, 3))
+    for key, start, stop, mul in blocks:
+        part = features[:, start:stop]
+        out.setdefault(key, []).append(part if key == K.NODE_FEATURES else part.reshape(len(features), mul, 3))
     return {key: torch.cat(parts, dim=1) for key, parts in out.items()}
 
 

@@ -1,0 +1,74 @@
+"""A network compiled by ``torch.compile`` for simulations, with the numbers of atoms and edges dynamic.
+
+:func:`compiled` wraps a :class:`~physicsml.models.network.Network` (or an
+:class:`~physicsml.models.ensemble.Ensemble`) so that
+:func:`~physicsml.models.derivatives.with_derivatives` evaluates it through Inductor:
+the forward is one compiled graph, and AOTAutograd compiles its backward, which
+gives the forces and stress. On every call the atom and edge dimensions of the batch
+are marked dynamic, so a neighbour list that changes length at each rebuild, and
+structures of other sizes, reuse the compiled graph instead of recompiling. The
+first call compiles (seconds to a minute on a CPU); later ones run the compiled code.
+
+Compiling changes only the order of floating-point operations: results equal the
+eager network's to float round-off (``tests/unit/test_compiled.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from physicsml.data import keys as K
+from physicsml.models.ensemble import Ensemble, combine
+
+#: The ``torch.compile`` backend: Inductor generates the code; ``"aot_eager"`` traces the same graphs
+#: (forward and backward, dynamic shapes) without generating code, in seconds rather than a minute.
+BACKEND = "inductor"
+
+#: Batch keys with one row per atom, and with one row per edge (``edge_index``: its second dimension).
+NODE_KEYS = (K.COORDINATES, K.ELEMENT_INDEX, K.ELEMENT_ONE_HOT, K.NODE_ATTRS, K.BATCH, K.ATOM_FEATURES)
+EDGE_KEYS = (K.CELL_SHIFT_VECTOR, K.EDGE_ATTRS)
+
+
+class CompiledNetwork(nn.Module):
+    """``net`` evaluated through ``torch.compile``; its parameters are ``net``'s own (``self.net``).
+
+    It has :meth:`member_outputs` as an ensemble has, so that forces and stress are taken
+    member by member as for the eager network.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.outputs = getattr(net, "outputs", None)
+        self.ensemble = isinstance(net, Ensemble)
+        # a compiled bound method, not a module: the parameters stay registered once, under `net`
+        call: Any = net.member_outputs if self.ensemble else net.forward
+        self._compiled: Any = torch.compile(call, backend=BACKEND)
+
+    def member_outputs(self, data: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Each member's outputs for one batch (one member for a plain network)."""
+        mark_dynamic(data)
+        # ANI's angular terms and per-element networks have data-dependent sizes: traced, not graph breaks
+        with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True, capture_scalar_outputs=True):
+            out = self._compiled(data)
+        return list(out) if self.ensemble else [out]
+
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return combine(self.member_outputs(data))
+
+
+def mark_dynamic(data: dict[str, torch.Tensor]) -> None:
+    """Mark the atom and edge dimensions of a batch dynamic for ``torch.compile`` (where the code allows)."""
+    for key in NODE_KEYS + EDGE_KEYS:
+        if key in data and data[key].dim():
+            torch._dynamo.maybe_mark_dynamic(data[key], 0)
+    if K.EDGE_INDEX in data:
+        torch._dynamo.maybe_mark_dynamic(data[K.EDGE_INDEX], 1)
+
+
+def compiled(net: nn.Module) -> CompiledNetwork:
+    """``net`` (a network or an ensemble) compiled for simulation: see the module docstring."""
+    return CompiledNetwork(net)
