@@ -5,9 +5,10 @@ The stored models of ``tests/data/models`` (every family, random weights moved o
 initial values) are evaluated eager and compiled on molecules of three sizes and on a
 periodic cell with stress. Inductor's code generation takes one to three minutes per model
 and precision on two cores, more than the suite can spend, so the tests trace with the
-``aot_eager`` backend: the same forward and backward graphs with dynamic shapes, and the same
-guards that decide recompilation, without generated code. ``benchmarks/compiled_check.py`` runs
-Inductor itself on every family in both precisions and counts its recompilations in MD.
+``aot_eager`` backend (EGNN, ANI, and MACE when slow tests run): the same forward and backward
+graphs with dynamic shapes, and the same guards that decide recompilation, without generated code.
+``benchmarks/compiled_check.py`` runs Inductor itself on every family in both precisions and counts
+its recompilations in MD.
 """
 
 from __future__ import annotations
@@ -77,13 +78,16 @@ def traced(monkeypatch):
 QUICK = ("egnn_model", "ani_model")  # seconds to trace; the e3nn families take 15-35 s each
 
 
-@pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in FAMILIES])
-def test_traced_equals_eager_for_every_family(name, traced):
+#: The suite's time allows tracing these; benchmarks/compiled_check.py runs Inductor on every family.
+TRACED = [*QUICK, pytest.param("mace_model", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name", TRACED)
+def test_traced_equals_eager(name, traced):
     model = TrainedModel.load(DATA / f"{name}.pt")
     assert_close(results(model, "float64", True), results(model, "float64", False), TOLERANCE["float64"])
 
 
-@pytest.mark.slow
 def test_md_with_neighbour_list_rebuilds_compiles_a_bounded_number_of_times(traced):
     """1,000 steps of velocity Verlet in the fcc cell (second neighbours at 4.05 Å, the cut-off 4 Å) with
     a 0.05 Å skin rebuild the neighbour list and change the number of edges many times; the network is
@@ -92,7 +96,7 @@ def test_md_with_neighbour_list_rebuilds_compiles_a_bounded_number_of_times(trac
 
     counters.clear()
     atoms = ase.io.read(DATA / "bulk.extxyz", index=0)
-    model = TrainedModel.load(DATA / "heads_mace_model.pt")
+    model = TrainedModel.load(DATA / "heads_mean_var_egnn_model.pt")
     atoms.calc = PhysicsMLCalculator(model, dtype="float64", skin=0.05, compile=True)
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
     edge_counts = set()
