@@ -42,7 +42,6 @@ class CompiledNetwork(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
-        self.outputs = getattr(net, "outputs", None)
         self.ensemble = isinstance(net, Ensemble)
         # a compiled bound method, not a module: the parameters stay registered once, under `net`
         call: Any = net.member_outputs if self.ensemble else net.forward

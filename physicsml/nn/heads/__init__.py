@@ -110,7 +110,6 @@ class Heads(nn.Module):
 
     def __init__(self, outputs: Outputs, inputs: HeadInputs) -> None:
         super().__init__()
-        self.outputs = outputs
         self.targets = nn.ModuleDict({key: head_class(key)(names, inputs) for key, names in outputs.columns.items()})
         per_atom_vector = outputs.forces or K.Y_NODE_VECTOR in outputs.columns
         self.variances = (
