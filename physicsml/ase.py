@@ -7,6 +7,9 @@
 >>> atoms.get_potential_energy(), atoms.get_forces().shape
 >>> atoms.get_potential_energies()        # per atom, self-energies included; sums to the energy
 
+An exported model file (``python -m physicsml.export``, :mod:`physicsml.export`) works the
+same way: ``PhysicsMLCalculator("model.pt2")``.
+
 Periodic cells (any shape, mixed pbc) give ``stress`` too. Graph attributes the
 model was trained with (``datamodule.graph_attrs_cols``, e.g. a total charge)
 are read from ``atoms.info`` under the same names.
@@ -15,11 +18,12 @@ are read from ``atoms.info`` under the same names.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from physicsml.export.runtime import ExportedPotential, is_exported
 from physicsml.inference.trained import TrainedModel
 from physicsml.potential import Potential
 
@@ -28,8 +32,11 @@ class PhysicsMLCalculator(Calculator):
     """ASE calculator of a model saved by :meth:`physicsml.api.Model.save`.
 
     Args:
-        model_path: the saved model (``models/model.pt``), or a loaded or trained model
-            (:class:`~physicsml.inference.trained.TrainedModel`, such as a :class:`~physicsml.api.Model`).
+        model_path: the saved model (``models/model.pt``), a loaded or trained model
+            (:class:`~physicsml.inference.trained.TrainedModel`, such as a :class:`~physicsml.api.Model`),
+            or an exported model file (``*.pt2``, :class:`~physicsml.export.runtime.ExportedPotential`),
+            which has its own dtype and device and is compiled already: ``device``, ``dtype`` and
+            ``compile`` do not apply to it.
         device: torch device (``"cpu"``, ``"cuda"``).
         dtype: ``"float32"`` (fast) or ``"float64"`` (for energy conservation and finite differences).
         skin: neighbour-list skin in Å: the list is rebuilt only once an atom has moved more
@@ -44,7 +51,7 @@ class PhysicsMLCalculator(Calculator):
     ``forces_std`` (eV/Å, ``[N, 3]``), and for an ensemble ``stress_std`` (Voigt).
 
     Raises:
-        InputError: when ``model_path`` is not a saved model.
+        InputError: when ``model_path`` is not a saved model or an exported model file.
         StructureError: on calculation, for an element the model was not trained on
             (named with the model's elements) or a missing graph attribute.
     """
@@ -61,8 +68,14 @@ class PhysicsMLCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        model = model_path if isinstance(model_path, TrainedModel) else TrainedModel.load(model_path)
-        self.potential = Potential(model, device=device, dtype=dtype, skin=skin, compile=compile)
+        self.potential: Potential
+        if not isinstance(model_path, TrainedModel) and is_exported(model_path):
+            # called as a Potential is (same arguments, same dict); only the MD check, which always
+            # passes a TrainedModel, reaches into Potential's other methods
+            self.potential = cast(Potential, ExportedPotential(model_path, skin=skin))
+        else:
+            model = model_path if isinstance(model_path, TrainedModel) else TrainedModel.load(model_path)
+            self.potential = Potential(model, device=device, dtype=dtype, skin=skin, compile=compile)
         if self.potential.has_uncertainty:
             self.implemented_properties = [*self.implemented_properties, "energy_std", "forces_std"]
 

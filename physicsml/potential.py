@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -215,6 +215,13 @@ class Potential:
         """Whether calls also return ``energy_std`` and ``forces_std`` (mean-variance heads or an ensemble)."""
         return has_uncertainty(self.net)
 
+    def fork(self) -> Potential:
+        """A potential sharing this one's network (compiled or not) with a neighbour list and caches of
+        its own: one per structure of a batch evaluated together (:func:`evaluate_many`)."""
+        other = copy.copy(self)
+        other.forget()
+        return other
+
     def __call__(
         self,
         numbers: np.ndarray,
@@ -234,22 +241,81 @@ class Potential:
             StructureError: an element the model does not know, a graph attribute missing
                 from ``info``, non-finite positions or a singular periodic cell.
         """
-        data = self.batch(numbers, positions, cell, pbc, info)
-        periodic = bool(data[K.CELL].abs().sum() > 0)
-        out = with_derivatives(self.evaluated, data, forces=True, stress=stress and periodic)
-        energy = float(out[K.ENERGY][0].detach().double())
-        result: dict[str, Any] = {
-            "energy": energy,
-            "forces": out[K.Y_NODE_VECTOR].detach().cpu().double().numpy(),
-        }
-        if K.NODE_ENERGIES in out:
-            atomic = out[K.NODE_ENERGIES].detach().cpu().double().numpy()
-            by_atom = self._topology[1].get("self_energies") if self._topology is not None else None
-            result["energies"] = atomic + (by_atom if by_atom is not None else self._self_energy[np.asarray(numbers)])
+        return evaluate_many([self], [Inputs(numbers, positions, cell, pbc, info)], stress)[0]
+
+
+class Inputs(NamedTuple):
+    """One structure as a :class:`Potential` reads it (``atoms.numbers``, ``atoms.positions``,
+    ``atoms.cell.array``, ``atoms.pbc``, ``atoms.info``)."""
+
+    numbers: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray | None = None
+    pbc: Sequence[bool] = (False, False, False)
+    info: Mapping[str, Any] | None = None
+
+
+def join(batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One batch of several one-structure batches (:meth:`Potential.batch`): node, edge and graph rows
+    concatenated, ``edge_index`` offset by each structure's first atom, ``batch`` and ``ptr`` renumbered."""
+    if len(batches) == 1:
+        return batches[0]
+    sizes = torch.tensor([len(batch[K.COORDINATES]) for batch in batches])
+    starts = torch.cumsum(sizes, 0) - sizes
+    renumbered = (K.EDGE_INDEX, K.BATCH, K.PTR, K.NUM_NODES, K.NUM_GRAPHS)
+    data = {key: torch.cat([batch[key] for batch in batches]) for key in batches[0] if key not in renumbered}
+    data[K.EDGE_INDEX] = torch.cat([batch[K.EDGE_INDEX] + int(start) for batch, start in zip(batches, starts)], 1)
+    device = data[K.COORDINATES].device
+    data[K.BATCH] = torch.repeat_interleave(torch.arange(len(batches)), sizes).to(device)
+    data[K.PTR] = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(sizes, 0)]).to(device)
+    data[K.NUM_NODES] = torch.tensor(int(sizes.sum()), dtype=torch.int64)
+    data[K.NUM_GRAPHS] = torch.tensor(len(batches), dtype=torch.int64)
+    return data
+
+
+def evaluate_many(
+    potentials: Sequence[Potential],
+    structures: Sequence[Inputs],
+    stress: bool = False,
+    names: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate several structures as one batch, each with its own potential's neighbour list.
+
+    The potentials share one network (:meth:`Potential.fork`); the results are those of
+    :meth:`Potential.__call__`, one dict per structure, equal to evaluating each alone up to
+    the order of floating-point sums. Batched MD (:mod:`physicsml.md.batched`) evaluates all
+    its trajectories with one call per step. With ``names``, a :class:`StructureError` names
+    the structure it is about.
+    """
+    first = potentials[0]
+    batches = []
+    for k, (p, inputs) in enumerate(zip(potentials, structures)):
+        try:
+            batches.append(p.batch(*inputs))
+        except StructureError as error:
+            if names is None:
+                raise
+            raise StructureError(f"{names[k]}: {error}") from None
+    data = join(batches)
+    periodic = (data[K.CELL].abs().sum((1, 2)) > 0).cpu().numpy()
+    out = with_derivatives(first.evaluated, data, forces=True, stress=stress and bool(periodic.any()))
+    arrays = {key: value.detach().cpu().double().numpy() for key, value in out.items() if value.dim()}
+    ptr = data[K.PTR].cpu().numpy()
+    results = []
+    for g, (p, inputs) in enumerate(zip(potentials, structures)):
+        atoms = slice(ptr[g], ptr[g + 1])
+        result: dict[str, Any] = {"energy": float(arrays[K.ENERGY][g]), "forces": arrays[K.Y_NODE_VECTOR][atoms]}
+        if K.NODE_ENERGIES in arrays:
+            by_atom = p._topology[1].get("self_energies") if p._topology is not None else None
+            own = by_atom if by_atom is not None else p._self_energy[np.asarray(inputs.numbers)]
+            result["energies"] = arrays[K.NODE_ENERGIES][atoms] + own
         if stress:
-            result["stress"] = out[K.STRESS][0].detach().cpu().double().numpy() if periodic else np.zeros((3, 3))
+            result["stress"] = arrays[K.STRESS][g] if periodic[g] else np.zeros((3, 3))
         for name, key in (("energy", K.ENERGY), ("forces", K.Y_NODE_VECTOR), ("stress", K.STRESS)):
-            if K.variance(key) in out and name in result:
-                std = out[K.variance(key)].detach().cpu().double().sqrt().numpy()
-                result[f"{name}_std"] = float(std[0]) if name == "energy" else std[0] if name == "stress" else std
-        return result
+            if K.variance(key) in arrays and name in result and (name != "stress" or periodic[g]):
+                std = np.sqrt(arrays[K.variance(key)])
+                result[f"{name}_std"] = (
+                    float(std[g]) if name == "energy" else std[g] if name == "stress" else std[atoms]
+                )
+        results.append(result)
+    return results

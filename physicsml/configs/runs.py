@@ -43,6 +43,11 @@ class MDConfig(Config):
         description="Evaluate the model through torch.compile: compiling takes seconds to a minute once, then "
         "each step is faster (worth it for long runs).",
     )
+    batch: bool = Field(
+        True,
+        description="Advance all trajectories together, evaluating them as one batch per step (faster for small "
+        "structures; each trajectory's velocities, noise, checks and stop are its own, as when run alone).",
+    )
     seed: int = Field(0, ge=0, description="Seed of the initial velocities (and Langevin noise).")
     interval: int = Field(
         5, ge=1, description="Record energies, check stability and write a frame every `interval` steps."

@@ -30,14 +30,25 @@ Metrics per trajectory, up to its first failure:
 >>> report = md_check(TrainedModel.load("models/model.pt"), [atoms1, atoms2], config, bond_lengths=bond_lengths)
 >>> report.metrics["stable_fraction"], report.metrics["drift_meV_per_atom_ps"]
 
+Many structures at once from Python (all trajectories one batch per step, each with its own
+velocities, noise, checks and stop; ``md.batch`` in the md stage):
+
+>>> from physicsml.md import potential_evaluator, run_batch
+>>> from physicsml.potential import Potential
+>>> evaluate = potential_evaluator(Potential(model, dtype="float64"), starts)
+>>> trajectories = run_batch(starts, evaluate, MDConfig(steps=1000, ensemble="langevin"))
+>>> [t.failure for t in trajectories], trajectories[0].frames[-1].positions
+
 The parts live by their job: :mod:`~physicsml.md.bonds` (bond lengths, bond graphs and
 fragments), :mod:`~physicsml.md.stability` (:class:`StabilityCheck`, :func:`check_start`),
-:mod:`~physicsml.md.trajectory` (velocities, integrator and one run),
+:mod:`~physicsml.md.trajectory` (velocities, integrator and one run), :mod:`~physicsml.md.batched`
+(many runs as one batch per step),
 :mod:`~physicsml.md.report` (:class:`Trajectory`, :class:`MDReport`) and
 :mod:`~physicsml.md.check` (:func:`md_check`). Every public name is re-exported here, so
 ``from physicsml.md import X`` is the one import to use.
 """
 
+from physicsml.md.batched import calculator_evaluator, potential_evaluator, run_batch
 from physicsml.md.bonds import BondLengths, count_fragments, longest_bonds
 from physicsml.md.check import md_check
 from physicsml.md.report import MDReport, Trajectory
@@ -52,6 +63,9 @@ __all__ = [
     "check_start",
     "count_fragments",
     "longest_bonds",
+    "calculator_evaluator",
     "md_check",
+    "potential_evaluator",
+    "run_batch",
     "run_trajectory",
 ]

@@ -1,8 +1,11 @@
 """The MD check itself: :func:`md_check` runs one trajectory per structure with a trained model
 and gathers them into an :class:`~physicsml.md.report.MDReport`.
 
-It checks every start before the first trajectory runs, so a bad structure fails at once,
-and gives each trajectory a fresh :class:`~physicsml.ase.PhysicsMLCalculator`.
+It checks every start before the first trajectory runs, so a bad structure fails at once.
+With ``md.batch`` (the default) all trajectories advance together, one batch through the
+network per step (:mod:`~physicsml.md.batched`); otherwise they run one after the other with
+the ASE calculator (:func:`~physicsml.md.trajectory.run_trajectory`). Either way each
+trajectory starts with a neighbour list of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from physicsml.ase import PhysicsMLCalculator
 from physicsml.configs import MDConfig
 from physicsml.errors import StructureError
 from physicsml.inference.trained import TrainedModel
+from physicsml.md.batched import potential_evaluator, run_batch
 from physicsml.md.bonds import BondLengths
 from physicsml.md.report import MDReport
 from physicsml.md.stability import check_start
@@ -51,18 +55,21 @@ def md_check(
     names = list(names) if names is not None else [f"structure {k}" for k in range(len(structures))]
     for atoms, name in zip(structures, names):
         check_start(atoms, name, config)
-    trajectories = []
     calculator = PhysicsMLCalculator(
         model, device=config.device, dtype=config.dtype, skin=config.skin, compile=config.compile
     )
-    if config.compile and structures:  # compiled once, before any trajectory is timed
-        warm_up = structures[0].copy()
-        warm_up.calc = calculator
-        warm_up.get_forces()
+    potential = calculator.potential
+    if config.compile and structures:  # compiled once (for the whole batch), before any trajectory is timed
+        warm_up = potential_evaluator(potential, structures if config.batch else structures[:1], names)
+        warm_up(range(len(structures) if config.batch else 1), [atoms.positions for atoms in structures])
+    if config.batch:
+        evaluate = potential_evaluator(potential, structures, names)
+        return MDReport(run_batch(structures, evaluate, config, names, None, bond_lengths))
+    trajectories = []
     for k, (atoms, name) in enumerate(tqdm(list(zip(structures, names)), desc="md", unit="trajectory")):
         # a new neighbour list per trajectory, so every run's speed includes building it
         calculator.reset()
-        calculator.potential.forget()
+        potential.forget()
         try:
             trajectories.append(run_trajectory(atoms, calculator, config, name, config.seed + k, bond_lengths))
         except StructureError as error:

@@ -9,6 +9,7 @@ without a model.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ except ImportError:  # ASE < 3.26
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 
 
-def _thermalise(atoms: Atoms, config: MDConfig, rng: np.random.Generator) -> None:
+def thermalise(atoms: Atoms, config: MDConfig, rng: np.random.Generator) -> None:
     """Maxwell–Boltzmann momenta at ``md.temperature_K``, without centre-of-mass motion and, for a
     molecule of more than two atoms, without rotation."""
     thermalize_momenta(atoms, temperature_K=config.temperature_K, rng=rng)
@@ -53,13 +54,13 @@ def _integrator(atoms: Atoms, config: MDConfig, rng: np.random.Generator) -> Mol
     return VelocityVerlet(atoms, timestep)
 
 
-class _Recorder:
+class Recorder:
     """The frames, times, energies and largest predicted force std of a trajectory; each call
     records the current state of ``atoms`` (energies in the frame's ``info``)."""
 
-    def __init__(self, atoms: Atoms, dynamics: MolecularDynamics) -> None:
+    def __init__(self, atoms: Atoms, clock: Callable[[], float]) -> None:
         self.atoms = atoms
-        self.dynamics = dynamics
+        self.clock = clock  # simulated time in ASE units
         self.frames: list[Atoms] = []
         self.times: list[float] = []
         self.potential: list[float] = []
@@ -72,7 +73,7 @@ class _Recorder:
         frame = atoms.copy()
         frame.calc = None
         epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
-        time_ps = self.dynamics.get_time() / (1000 * units.fs)
+        time_ps = self.clock() / (1000 * units.fs)
         frame.info.update(time_ps=time_ps, potential_energy=epot, kinetic_energy=ekin)
         self.frames.append(frame)
         self.times.append(frame.info["time_ps"])
@@ -121,10 +122,10 @@ def run_trajectory(
     check_start(atoms, name, config)
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
-    _thermalise(atoms, config, rng)
+    thermalise(atoms, config, rng)
     dynamics = _integrator(atoms, config, rng)
     check = StabilityCheck(atoms, config, bond_lengths)
-    record = _Recorder(atoms, dynamics)
+    record = Recorder(atoms, dynamics.get_time)
     record().info["bond_events"] = 0
     failure, steps, wall = None, 0, 0.0
     while steps < config.steps and failure is None:

@@ -27,6 +27,17 @@ from physicsml.models.ensemble import Ensemble, combine
 #: (forward and backward, dynamic shapes) without generating code, in seconds rather than a minute.
 BACKEND = "inductor"
 
+#: Inductor settings, given to ``torch.compile`` so that they hold for the backward graph too (a
+#: ``config.patch`` around the call would miss it when AOTAutograd compiles it inside
+#: ``torch.autograd.grad``). One thread for Inductor's own C++ kernels: in torch 2.13 a multi-threaded
+#: kernel that adds rows into a scatter target with atomic adds (the backward of ``x[index]``, a
+#: ``scatter_add``) inside a loop tiled 16 x 16 over edges and channels (chosen when some operands are
+#: contiguous along the edges, others along the channels) offsets the channel index by the tile's
+#: inner counter twice: it adds into the wrong channels and past the end of the target (MACE with 32
+#: channels gave wrong forces or aborted with "double free or corruption"). A one-threaded kernel adds
+#: without atomics and indexes correctly; matrix products still use all of torch's threads.
+INDUCTOR_OPTIONS: dict[str, Any] = {"cpp.threads": 1}
+
 #: Batch keys with one row per atom, and with one row per edge (``edge_index``: its second dimension).
 NODE_KEYS = (K.COORDINATES, K.ELEMENT_INDEX, K.ELEMENT_ONE_HOT, K.NODE_ATTRS, K.BATCH, K.ATOM_FEATURES)
 EDGE_KEYS = (K.CELL_SHIFT_VECTOR, K.EDGE_ATTRS)
@@ -45,7 +56,8 @@ class CompiledNetwork(nn.Module):
         self.ensemble = isinstance(net, Ensemble)
         # a compiled bound method, not a module: the parameters stay registered once, under `net`
         call: Any = net.member_outputs if self.ensemble else net.forward
-        self._compiled: Any = torch.compile(call, backend=BACKEND)
+        options = INDUCTOR_OPTIONS if BACKEND == "inductor" else None
+        self._compiled: Any = torch.compile(call, backend=BACKEND, options=options)
 
     def member_outputs(self, data: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Each member's outputs for one batch (one member for a plain network)."""
