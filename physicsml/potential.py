@@ -33,7 +33,7 @@ from physicsml.data import keys as K
 from physicsml.errors import InputError, StructureError
 from physicsml.featurise import atomic_energies, chemistry_columns
 from physicsml.graphs import edge_features
-from physicsml.graphs.skin import SkinNeighbourList
+from physicsml.graphs.skin import SkinNeighbourList, checked_geometry
 from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import to_numpy
 from physicsml.io.structures import Structure
@@ -152,20 +152,14 @@ class Potential:
         info: Mapping[str, Any] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The one-structure batch dict a model family reads."""
-        positions = np.asarray(positions, dtype=np.float64)
-        if not np.isfinite(positions).all():
-            raise StructureError("non-finite positions")
-        periodic = np.asarray(pbc, dtype=bool).reshape(3)
-        has_cell = cell is not None and bool(periodic.any())
-        if has_cell and abs(np.linalg.det(np.asarray(cell, dtype=np.float64)[periodic][:, periodic])) < 1e-10:
-            raise StructureError(f"singular cell with pbc {periodic.tolist()}")
+        positions, periodic_cell, periodic = checked_geometry(positions, cell, pbc)
         data = dict(self.atom_fields(np.asarray(numbers)))
-        edge_index, shift_vectors = self.neighbours(positions, cell if has_cell else None, periodic)
+        edge_index, shift_vectors = self.neighbours(positions, periodic_cell, periodic)
         dtype, device = self.dtype, self.device
         data[K.COORDINATES] = torch.as_tensor(positions, dtype=dtype, device=device)
         data[K.EDGE_INDEX] = torch.as_tensor(edge_index, device=device)
         data[K.CELL_SHIFT_VECTOR] = torch.as_tensor(shift_vectors, dtype=dtype, device=device)
-        cell_array = np.asarray(cell if has_cell else np.zeros((3, 3)))[None]
+        cell_array = (periodic_cell if periodic_cell is not None else np.zeros((3, 3)))[None]
         data[K.CELL] = torch.as_tensor(cell_array, dtype=dtype, device=device)
         if self.graph_attrs_cols:
             data[K.GRAPH_ATTRS] = self._graph_attrs(info or {})

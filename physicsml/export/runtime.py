@@ -21,7 +21,7 @@ import torch
 
 from physicsml.errors import InputError, StructureError
 from physicsml.export.contract import read_metadata
-from physicsml.graphs.skin import SkinNeighbourList
+from physicsml.graphs.skin import SkinNeighbourList, checked_geometry
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -109,21 +109,15 @@ class ExportedPotential:
         unknown = sorted({int(z) for z in numbers if not (0 <= z < 119 and self._known[z])})
         if unknown:
             raise StructureError(f"element(s) {unknown} not among the model's elements {', '.join(self.elements)}")
-        positions = np.asarray(positions, dtype=np.float64)
-        if not np.isfinite(positions).all():
-            raise StructureError("non-finite positions")
-        periodic = np.asarray(pbc, dtype=bool).reshape(3)
-        has_cell = cell is not None and bool(periodic.any())
-        if has_cell and abs(np.linalg.det(np.asarray(cell, dtype=np.float64)[periodic][:, periodic])) < 1e-10:
-            raise StructureError(f"singular cell with pbc {periodic.tolist()}")
-        edge_index, shift_vectors = self.neighbours(positions, cell if has_cell else None, periodic)
+        positions, periodic_cell, periodic = checked_geometry(positions, cell, pbc)
+        edge_index, shift_vectors = self.neighbours(positions, periodic_cell, periodic)
         floats: dict[str, Any] = {"dtype": self.dtype, "device": self.device}
         return [
             torch.as_tensor(positions, **floats),
             torch.as_tensor(numbers, device=self.device),
             torch.as_tensor(edge_index, dtype=torch.int64, device=self.device),
             torch.as_tensor(shift_vectors, **floats).reshape(-1, 3),
-            torch.as_tensor(np.asarray(cell if has_cell else np.zeros((3, 3)), dtype=np.float64), **floats),
+            torch.as_tensor(periodic_cell if periodic_cell is not None else np.zeros((3, 3)), **floats),
             *self._graph_attrs(info or {}),
         ]
 

@@ -19,7 +19,27 @@ from typing import Any
 
 import numpy as np
 
+from physicsml.errors import StructureError
 from physicsml.graphs.neighbours import vesin_calculator, vesin_edges
+
+
+def checked_geometry(positions: Any, cell: Any | None, pbc: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """A structure's positions (float64), its cell (``None`` without a periodic direction) and
+    periodicity, as a potential hands them to :class:`SkinNeighbourList`.
+
+    Raises:
+        StructureError: non-finite positions, or a cell singular along its periodic directions.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    if not np.isfinite(positions).all():
+        raise StructureError("non-finite positions")
+    periodic = np.asarray(pbc, dtype=bool).reshape(3)
+    if cell is None or not periodic.any():
+        return positions, None, periodic
+    cell = np.asarray(cell, dtype=np.float64)
+    if abs(np.linalg.det(cell[periodic][:, periodic])) < 1e-10:
+        raise StructureError(f"singular cell with pbc {periodic.tolist()}")
+    return positions, cell, periodic
 
 
 class SkinNeighbourList:

@@ -83,8 +83,7 @@ class _System:
 
     def __init__(self, index: int, atoms: Atoms, config: MDConfig, name: str, seed: int) -> None:
         self.index, self.name, self.config = index, name, config
-        self.atoms = atoms.copy()
-        self.atoms.calc = None
+        self.atoms = atoms.copy()  # without a calculator: _sync attaches each state's results
         check_start(self.atoms, name, config)
         self.rng = np.random.default_rng(seed)
         thermalise(self.atoms, config, self.rng)
