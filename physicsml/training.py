@@ -49,6 +49,7 @@ from physicsml.inference.inputs import element_map
 from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import read_table, table_metadata
 from physicsml.io.atomic import write_text_atomically
+from physicsml.lightning.logs import restore_logs
 from physicsml.models.checks import section_config
 from physicsml.models.spec import resolve
 from physicsml.models.statistics import self_energy_warning
@@ -191,6 +192,8 @@ def train_stage(
     )
     checkpoints, logs = Path(checkpoints), Path(logs)
     resume = _resumes(checkpoints, fingerprint(configs, featurised, graphs, prebatched), train.resume)
+    if resume:
+        restore_logs(logs, checkpoints / "last.ckpt")
 
     training, validation = _split_batches(prebatched, featurised, graphs, datamodule, bootstrap, train.seed)
     model = Model(model_section.name, section_config(model_section))

@@ -111,6 +111,7 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(dvc_project,
     process.wait()
     checkpointed = torch.load(dvc_project / "checkpoints/last.ckpt", weights_only=False)["epoch"]  # 0-based, completed
     assert 1 <= checkpointed < 18 and not (dvc_project / "models/model.pt").exists()
+    (dvc_project / "dvclive/metrics.json").write_text('{"train": {')  # as if killed while DVCLive wrote it
 
     resumed = stage(dvc_project, "train")
     assert resumed.returncode == 0, resumed.stderr
@@ -119,6 +120,11 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(dvc_project,
     assert len(epochs_run) == 19 - checkpointed  # it continued after the last checkpoint, not from scratch
     final = final_metrics(dvc_project)
     assert (final["epoch"], final["step"]) == (reference["epoch"], reference["step"])
+    steps = [line.split()[0] for line in losses.read_text().splitlines()]  # no epoch logged twice or lost
+    assert steps == [
+        line.split()[0]
+        for line in (tmp_path / "ref_logs" / losses.relative_to(dvc_project / "dvclive")).read_text().splitlines()
+    ]
     assert (dvc_project / "models/model.pt").exists()
 
     # a finished run with other params starts afresh instead of continuing a stale checkpoint
