@@ -191,9 +191,7 @@ def train_stage(
         model_section, datamodule, optimizer, scheduler, train, init_model, spec_name, data_metadata, source
     )
     checkpoints, logs = Path(checkpoints), Path(logs)
-    resume = _resumes(checkpoints, fingerprint(configs, featurised, graphs, prebatched), train.resume)
-    if resume:
-        restore_logs(logs, checkpoints / "last.ckpt")
+    resume = _resumes(checkpoints, logs, fingerprint(configs, featurised, graphs, prebatched), train.resume)
 
     training, validation = _split_batches(prebatched, featurised, graphs, datamodule, bootstrap, train.seed)
     model = Model(model_section.name, section_config(model_section))
@@ -244,9 +242,10 @@ def _init_model(train: TrainConfig) -> tuple[TrainedModel | None, bytes, str]:
     return model, content, f"train.init_from ({spec.path}{'@' + spec.rev if spec.rev else ''})"
 
 
-def _resumes(checkpoints: Path, run: str, resume: bool) -> bool:
-    """Whether the run of fingerprint ``run`` continues from ``checkpoints/last.ckpt``; when it does not,
-    the directory is emptied and the new fingerprint written to it."""
+def _resumes(checkpoints: Path, logs: Path, run: str, resume: bool) -> bool:
+    """Whether the run of fingerprint ``run`` continues from ``checkpoints/last.ckpt`` (its ``logs`` are
+    then brought back to that checkpoint, :func:`restore_logs`); when it does not, the directory is
+    emptied and the new fingerprint written to it."""
     last = checkpoints / "last.ckpt"
     recorded = (
         json.loads((checkpoints / FINGERPRINT).read_text()).get("fingerprint")
@@ -255,6 +254,7 @@ def _resumes(checkpoints: Path, run: str, resume: bool) -> bool:
     )
     if resume and last.is_file() and recorded == run:
         print(f"resuming the interrupted run from {last}", flush=True)
+        restore_logs(logs, last)
         return True
     shutil.rmtree(checkpoints, ignore_errors=True)
     checkpoints.mkdir(parents=True)

@@ -69,4 +69,26 @@ def restore_logs(logs: Path, checkpoint: Path) -> None:
             last_step = max(last_step, int(rows[-1][0]))
     if last_step >= 0:
         summary["step"] = last_step
-    write_text_atomically(logs / "metrics.json", json.dumps(summary, indent=4) + "\n")
+    write_text_atomically(logs / "metrics.json", json.dumps(_ordered_like(summary, _read(logs)), indent=4) + "\n")
+
+
+def _read(logs: Path) -> dict[str, Any]:
+    """The summary DVCLive last wrote, or nothing when the file is missing or cut short."""
+    try:
+        found = json.loads((logs / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _ordered_like(summary: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with its keys in the order DVCLive wrote them (first logged first), new keys last,
+    so that a resumed run's ``metrics.json`` reads as an uninterrupted run's, to the byte."""
+    keys = [key for key in previous if key in summary] + [key for key in summary if key not in previous]
+    ordered: dict[str, Any] = {}
+    for key in keys:
+        value, before = summary[key], previous.get(key)
+        ordered[key] = (
+            _ordered_like(value, before if isinstance(before, dict) else {}) if isinstance(value, dict) else value
+        )
+    return ordered

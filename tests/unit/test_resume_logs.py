@@ -38,3 +38,15 @@ def test_logs_before_any_epoch_resume_from_nothing(tmp_path):
     restore_logs(logs, tmp_path / "last.ckpt")
     assert json.loads((logs / "metrics.json").read_text()) == {}
     assert not (logs / "plots" / "metrics" / "epoch.tsv").exists()
+
+
+def test_logs_of_a_finished_run_are_left_as_they_were(tmp_path):
+    logs = tmp_path / "dvclive"
+    (logs / "plots" / "metrics" / "val").mkdir(parents=True)
+    (logs / "plots" / "metrics" / "val" / "loss.tsv").write_text("step\tloss\n7\t0.5\n15\t0.25\n")
+    (logs / "plots" / "metrics" / "epoch.tsv").write_text("step\tepoch\n7\t0\n15\t1\n")
+    text = json.dumps({"val": {"loss": 0.25}, "epoch": 1, "step": 15}, indent=4) + "\n"  # DVCLive's own order
+    (logs / "metrics.json").write_text(text)
+    torch.save({"global_step": 16, "epoch": 1}, tmp_path / "last.ckpt")
+    restore_logs(logs, tmp_path / "last.ckpt")
+    assert (logs / "metrics.json").read_text() == text
