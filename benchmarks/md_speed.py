@@ -25,7 +25,7 @@ when asked, so on the Cu box its ASE rows ask for stress every step (the JSON
 also has its forces-only speed). The molecule has no cell: physicsml computes
 forces only, the peers keep their strain derivative (not switchable from
 outside). Neighbour lists: physicsml's calculator keeps a Verlet list (default
-0.5 Å skin); the peers rebuild theirs (matscipy) every step. The compiled row is the same
+0.5 Å skin); the peers rebuild theirs (matscipy) every step. physicsml's compiled column is the same
 calculator with ``compile=True`` (``torch.compile``, Inductor): its compile time (the first call) is
 reported apart, and its steps/s are the steady state after the warm-up steps. OpenMM rows
 (``MLPotential("physicsml")``, CPU platform, ``VerletIntegrator``) compute forces only.
@@ -34,9 +34,20 @@ Peer models: an untrained ``ScaleShiftMACE`` saved with ``torch.save`` and
 loaded by ``MACECalculator(model_paths=...)`` (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``);
 for nequip, an untrained ``NequIPGNNModel`` handed to ``NequIPCalculator`` with
 the transforms ``_from_saved_model`` would add (``basic_transforms``): that path
-minus the file, eager mode. nequip's compiled path is not measured: TorchScript
-is refused on torch >= 2.10 and AOTInductor needs ``nequip-compile`` on a
-trained checkpoint or package.
+minus the file, eager mode. nequip's compiled path is a second nequip row per
+system, "nequip 0.19 compiled (aotinductor)" (``_nequip_compiled.py``):
+``nequip-compile`` reads only a checkpoint or package, so the same model config
+goes through ``nequip-train`` for one step of Adam at learning rate 0 on the
+starting structure (weights unchanged from the eager row's, seed 0; the molecule
+in a padded box, else the compile check compares NaN stresses), then
+``nequip-compile model.ckpt model.nequip.pt2 --mode aotinductor --device cpu
+--target ase`` (TorchScript is refused on torch >= 2.10), loaded with
+``NequIPCalculator.from_compiled_model``. Its bracketed compile seconds are the
+``nequip-compile`` run alone (1.5 to 2 minutes on two cores); the JSON also has the checkpoint,
+load and first-call seconds and the largest force difference from the eager model
+(the same weights: float32 rounding, ~1e-7 eV/Å). Its steps/s follow the same protocol
+as every row; its physicsml columns repeat the eager row's. Other load on the cores
+slows the AOTInductor code far more than eager torch: time it on an idle machine.
 
 ``--profile`` runs cProfile over N physicsml ASE steps: one step split into
 neighbour list, batch, forward, backward, rest; the top 15 cumulative entries
@@ -240,32 +251,24 @@ def mace_torch(args: argparse.Namespace, atoms, steps: int) -> dict:
 
 
 def nequip(args: argparse.Namespace, atoms, steps: int) -> dict:
-    """nequip's calculator on an untrained NequIPGNNModel, radial MLP [64, 64] as in ``equivariant_rmd17.py``."""
-    from ase.data import atomic_numbers
-    from nequip.integrations.ase import NequIPCalculator
-    from nequip.integrations.utils import basic_transforms
-    from nequip.model import NequIPGNNModel
-    from nequip.utils.global_state import set_global_state
+    """nequip's calculator on an untrained NequIPGNNModel at ``HYPER`` (``_nequip_compiled.eager_calculator``)."""
+    from _nequip_compiled import eager_calculator
 
-    set_global_state()  # as NequIPCalculator._from_saved_model does
-    h = HYPER["nequip"]
-    types = sorted(set(atoms.get_chemical_symbols()), key=atomic_numbers.get)
-    model = NequIPGNNModel(
-        **{k: h[k] for k in ("parity", "num_layers", "num_features")},
-        l_max=h["max_ell"],
-        num_bessels=h["num_bessel"],
-        polynomial_cutoff_p=h["num_polynomial_cutoff"],
-        seed=0,
-        model_dtype="float32",
-        type_names=types,
-        r_max=CUT_OFF,
-        avg_num_neighbors=10.0,
-        radial_mlp_depth=2,
-        radial_mlp_width=64,
-    ).eval()
-    transforms = basic_transforms(model.metadata, CUT_OFF, types, {t: t for t in types})
-    calc = NequIPCalculator(model, device="cpu", transforms=transforms)
-    return run_md(atoms, calc, steps, args.repeats)
+    return run_md(atoms, eager_calculator(atoms, CUT_OFF), steps, args.repeats)
+
+
+def nequip_compiled(args: argparse.Namespace, atoms, steps: int) -> dict:
+    """The same model through ``nequip-compile --mode aotinductor --target ase``; stage times apart from the MD."""
+    from _nequip_compiled import compiled_calculator, eager_calculator
+
+    calc, times = compiled_calculator(atoms, CUT_OFF, args.data / f"nequip_aoti_{args.system}")
+    compiled, eager = atoms.copy(), atoms.copy()
+    compiled.calc, eager.calc = calc, eager_calculator(atoms, CUT_OFF)
+    start = time.perf_counter()
+    forces = compiled.get_forces()
+    times["first_call_s"] = time.perf_counter() - start
+    times["max_force_diff_vs_eager"] = float(np.abs(forces - eager.get_forces()).max())  # same weights: ~0
+    return {**run_md(atoms, calc, steps, args.repeats), **times}
 
 
 WORKERS = {
@@ -274,6 +277,7 @@ WORKERS = {
     "ours_openmm": ours_openmm,
     "mace": mace_torch,
     "nequip": nequip,
+    "nequip_compiled": nequip_compiled,
 }
 
 
@@ -301,7 +305,63 @@ def run_worker(python: Path | str, name: str, family: str, system: str, args: ar
 
 
 def cell(row: dict | str) -> str:
-    return f"{row['steps_per_s']:.2f}" if isinstance(row, dict) else f"failed: {row}"
+    """Steps/s, with the compile seconds in brackets for a compiled row, or why the row failed."""
+    if not isinstance(row, dict):
+        return f"failed: {row}"
+    return f"{row['steps_per_s']:.2f}" + (f" ({row['compile_s']:.0f})" if "compile_s" in row else "")
+
+
+def ratio(ours: dict | str, theirs: dict | str) -> float | None:
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return ours["steps_per_s"] / theirs["steps_per_s"]
+    return None
+
+
+def system_rows(system: str, family: str, args: argparse.Namespace, profiles: list) -> list[dict]:
+    """One system's row against a peer; for nequip, a second row against its AOTInductor-compiled model."""
+    peer, python = PEERS[family]
+    ours = run_worker(sys.executable, "ours_ase", family, system, args)
+    theirs = run_worker(python, family, family, system, args)
+    if isinstance(ours, dict) and "profile" in ours:
+        profiles.append((f"{SYSTEMS[system]}, {family}", ours.pop("profile")))
+    compiled = run_worker(sys.executable, "ours_compiled", family, system, args)
+    row = {
+        "system": SYSTEMS[system],
+        "family": family,
+        "physicsml_ase": ours,
+        "physicsml_compiled": compiled,
+        "compiled_ratio": ratio(compiled, theirs),
+        "peer": peer,
+        "peer_result": theirs,
+        "ratio": ratio(ours, theirs),
+        "physicsml_openmm": run_worker(sys.executable, "ours_openmm", family, system, args),
+    }
+    if family != "nequip":
+        return [row]
+    aoti = run_worker(python, "nequip_compiled", family, system, args)
+    peer_compiled = {"peer": f"{peer} compiled (aotinductor)", "peer_result": aoti}
+    return [row, {**row, **peer_compiled, "ratio": ratio(ours, aoti), "compiled_ratio": ratio(compiled, aoti)}]
+
+
+def print_table(results: list[dict], args: argparse.Namespace, load: float) -> None:
+    print(
+        f"\nMD speed (velocity Verlet steps/s), float32, {args.threads} threads, cut-off {CUT_OFF} Å, "
+        f"best of {args.repeats} blocks of {args.steps} (molecule) / {args.box_steps} (Cu) steps after {WARMUP}; "
+        f"MACE {HYPER['mace']}; NequIP {HYPER['nequip']}; load average at start {load:.2f}\n"
+    )
+    print(
+        "| system | family | physicsml ASE | compiled (compile s) | peer | peer steps/s (compile s) "
+        "| ratio ours/peer | compiled/peer | physicsml OpenMM |"
+    )
+    print("|---|---|---:|---:|---|---:|---:|---:|---:|")
+    for row in results:
+        ratio_cell = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        compiled_ratio = "" if row["compiled_ratio"] is None else f"{row['compiled_ratio']:.2f}"
+        print(
+            f"| {row['system']} | {row['family']} | {cell(row['physicsml_ase'])} | {cell(row['physicsml_compiled'])} "
+            f"| {row['peer']} | {cell(row['peer_result'])} | {ratio_cell} | {compiled_ratio} "
+            f"| {cell(row['physicsml_openmm'])} |"
+        )
 
 
 def main() -> None:
@@ -329,53 +389,12 @@ def main() -> None:
     args.data = Path(tempfile.mkdtemp())
     write_systems(args.data)
     load = os.getloadavg()[0]  # other processes on the cores make every row slower, torch's most of all
-    results, profiles = [], []
+    results: list[dict] = []
+    profiles: list[tuple[str, str]] = []
     for system in [args.system] if args.system else SYSTEMS:
         for family in [args.only] if args.only else ["mace", "nequip"]:
-            peer, python = PEERS[family]
-            ours = run_worker(sys.executable, "ours_ase", family, system, args)
-            theirs = run_worker(python, family, family, system, args)
-            both = isinstance(ours, dict) and isinstance(theirs, dict)
-            if isinstance(ours, dict) and "profile" in ours:
-                profiles.append((f"{SYSTEMS[system]}, {family}", ours.pop("profile")))
-            compiled = run_worker(sys.executable, "ours_compiled", family, system, args)
-            results.append(
-                {
-                    "system": SYSTEMS[system],
-                    "family": family,
-                    "physicsml_ase": ours,
-                    "physicsml_compiled": compiled,
-                    "compiled_ratio": (
-                        compiled["steps_per_s"] / theirs["steps_per_s"]
-                        if isinstance(compiled, dict) and isinstance(theirs, dict)
-                        else None
-                    ),
-                    "peer": peer,
-                    "peer_result": theirs,
-                    "ratio": ours["steps_per_s"] / theirs["steps_per_s"] if both else None,
-                    "physicsml_openmm": run_worker(sys.executable, "ours_openmm", family, system, args),
-                }
-            )
-    print(
-        f"\nMD speed (velocity Verlet steps/s), float32, {args.threads} threads, cut-off {CUT_OFF} Å, "
-        f"best of {args.repeats} blocks of {args.steps} (molecule) / {args.box_steps} (Cu) steps after {WARMUP}; "
-        f"MACE {HYPER['mace']}; NequIP {HYPER['nequip']}; load average at start {load:.2f}\n"
-    )
-    print(
-        "| system | family | physicsml ASE | compiled (compile s) | peer | peer steps/s | ratio ours/peer "
-        "| compiled/peer | physicsml OpenMM |"
-    )
-    print("|---|---|---:|---:|---|---:|---:|---:|---:|")
-    for row in results:
-        ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
-        compiled_ratio = "" if row["compiled_ratio"] is None else f"{row['compiled_ratio']:.2f}"
-        compiled = row["physicsml_compiled"]
-        compile_s = f" ({compiled['compile_s']:.0f})" if isinstance(compiled, dict) else ""
-        print(
-            f"| {row['system']} | {row['family']} | {cell(row['physicsml_ase'])} | {cell(compiled)}{compile_s} "
-            f"| {row['peer']} | {cell(row['peer_result'])} | {ratio} | {compiled_ratio} "
-            f"| {cell(row['physicsml_openmm'])} |"
-        )
+            results += system_rows(system, family, args, profiles)
+    print_table(results, args, load)
     if any(row["ratio"] is not None and row["ratio"] < 1.5 for row in results) and not args.profile:
         print("\nphysicsml ASE is below 1.5x the peer in some rows: rerun with --profile for a breakdown.")
     for title, text in profiles:
