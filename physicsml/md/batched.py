@@ -33,7 +33,7 @@ from physicsml.configs import MDConfig
 from physicsml.md.bonds import BondLengths
 from physicsml.md.report import Trajectory
 from physicsml.md.stability import StabilityCheck, check_start
-from physicsml.md.trajectory import Recorder, thermalise
+from physicsml.md.trajectory import NON_FINITE, Recorder, thermalise
 from physicsml.potential import Inputs, Potential, evaluate_many
 
 #: ``evaluate(indices, positions)``: energy and forces (``"energy"``, ``"forces"``, optionally
@@ -158,7 +158,7 @@ class _System:
     def stop_non_finite(self) -> None:
         """Stop at positions that are no longer finite (the forces before them were not); the last
         recorded frame stays the last one, as no model can be evaluated here."""
-        self.failure = "non-finite energy or positions"
+        self.failure = NON_FINITE
 
     def trajectory(self) -> Trajectory:
         return self.record.trajectory(self.name, self.failure, self.wall, self.steps, self.check.events)

@@ -20,9 +20,13 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
 
 from physicsml.configs import MDConfig
+from physicsml.errors import StructureError
 from physicsml.md.bonds import BondLengths
 from physicsml.md.report import Trajectory
 from physicsml.md.stability import StabilityCheck, check_start
+
+#: The failure of a trajectory whose energy or positions are no longer finite numbers.
+NON_FINITE = "non-finite energy or positions"
 
 try:
     from ase.md.velocitydistribution import thermalize_momenta
@@ -87,7 +91,7 @@ class Recorder:
     def failure(self, check: StabilityCheck, config: MDConfig) -> str | None:
         """Why the last recorded state failed (non-finite, too uncertain, or ``check``), or ``None``."""
         if not np.isfinite(self.potential[-1]) or not np.isfinite(self.atoms.positions).all():
-            return "non-finite energy or positions"
+            return NON_FINITE
         if config.max_force_std is not None and self.force_std and self.force_std[-1] > config.max_force_std:
             return f"predicted force std {self.force_std[-1]:.3g} eV/Å above md.max_force_std {config.max_force_std}"
         return check(self.atoms)
@@ -131,7 +135,13 @@ def run_trajectory(
     while steps < config.steps and failure is None:
         chunk = min(config.interval, config.steps - steps)
         start = time.perf_counter()
-        dynamics.run(chunk)
+        try:
+            dynamics.run(chunk)
+        except StructureError:  # a potential refuses non-finite positions: the run blew up
+            if np.isfinite(atoms.positions).all():
+                raise
+            wall += time.perf_counter() - start
+            return record.trajectory(name, NON_FINITE, wall, dynamics.nsteps, check.events)
         wall += time.perf_counter() - start
         steps += chunk
         frame = record()

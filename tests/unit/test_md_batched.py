@@ -88,6 +88,19 @@ def test_a_trajectory_that_turns_non_finite_stops_and_the_others_go_on():
     assert blown.failure == "non-finite energy or positions" and blown.steps == 8 and len(blown.frames) == 2
     assert all(np.isfinite(frame.positions).all() for frame in blown.frames)
     assert fine.failure is None and fine.steps == 40 and len(fine.frames) == 9
+    # one at a time, with a calculator that refuses non-finite positions as a Potential does: the same stop
+    alone = run_trajectory(structures[0], Refusing(carbon_monoxide().positions, after=8), config)
+    assert (alone.failure, alone.steps, len(alone.frames)) == (blown.failure, 8, 2)
+    assert all(np.isfinite(frame.positions).all() for frame in alone.frames)
+
+
+class Refusing(Exploding):
+    """:class:`Exploding`, raising :class:`StructureError` at non-finite positions as a Potential does."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=("positions",)):
+        if not np.isfinite(atoms.positions).all():
+            raise StructureError("non-finite positions")
+        super().calculate(atoms, properties, system_changes)
 
 
 def test_evaluate_many_equals_one_structure_at_a_time():
