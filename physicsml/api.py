@@ -140,6 +140,7 @@ class Model(TrainedModel):
         freeze: Sequence[str] | None = None,
         self_energies: Literal["data", "model"] = "data",
         data_metadata: Mapping[str, Any] | None = None,
+        compile: bool = False,  # noqa: A002 (torch's own word for it)
     ) -> Model:
         """Train on ``train_data`` (validating on ``validation_data``) with Lightning.
 
@@ -160,6 +161,7 @@ class Model(TrainedModel):
                 model's own.
             data_metadata: the featurisation metadata of ``train_data`` when it is a batch
                 dataset (tables carry their own).
+            compile: training steps through :class:`~physicsml.models.compiled.CompiledTraining`.
         """
         pl.seed_everything(seed, workers=True, verbose=False)
         datamodule = _parsed(DataModuleConfig, self._given(datamodule_config, "datamodule"), "datamodule")
@@ -168,22 +170,38 @@ class Model(TrainedModel):
         dtype = np.float64 if int(trainer_cfg.precision) == 64 else np.float32
         start = self._starting_point(init, ckpt_path)
         data_metadata = featurisation(data_metadata or metadata_of(train_data))
+        self._take_metadata(start, data_metadata, self_energies, init)
+        train, validation = self._training_batches(train_data, validation_data, datamodule, dtype, data_metadata)
+        module = self._module_for(
+            train, validation, data_metadata, ckpt_path, (datamodule, optimizer, scheduler, start, self_energies)
+        )
+        apply_freeze(self.net, freeze)
+        module.compile_training = compile
+        self.start = None
+        self.trainer = build_trainer(trainer_cfg, logger=logger, extra_callbacks=callbacks)
+        data = BatchesDataModule(train, validation, datamodule.num_workers, seed)
+        self.trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        return self
+
+    def _take_metadata(self, start: StartingPoint | None, data_metadata: dict, self_energies: str, init: str) -> None:
+        """The model's elements and self-energies: the starting point's with the data's, or the data's
+        for a model that has none yet (or starts fresh)."""
         if start is not None:
             self.metadata = inherit_metadata(start.metadata, data_metadata, self_energies)
         elif data_metadata.get("elements") and (self._net is None or init == "fresh"):
             self.metadata = data_metadata
-        train, validation = self._training_batches(train_data, validation_data, datamodule, dtype, data_metadata)
+
+    def _module_for(
+        self, train: Dataset, validation: Dataset | None, data_metadata: dict, ckpt_path: str | None, build: tuple
+    ) -> PhysicsMLModule:
+        """The LightningModule to fit: built for the data (:meth:`_build_for`), or, for a loaded model
+        resumed from a checkpoint, around the network it holds."""
         if self._net is None or ckpt_path is None:
-            build = (datamodule, optimizer, scheduler, start, self_energies)
             self._build_for(train, validation, data_metadata, *build)
-        elif self.module is None:  # a loaded model resumed from a checkpoint: train the network it holds
+        elif self.module is None:
             self.module = PhysicsMLModule(**self.hparams, net=self.net)
-        apply_freeze(self.net, freeze)
-        self.start = None
-        self.trainer = build_trainer(trainer_cfg, logger=logger, extra_callbacks=callbacks)
-        data = BatchesDataModule(train, validation, datamodule.num_workers, seed)
-        self.trainer.fit(self.module, datamodule=data, ckpt_path=ckpt_path)
-        return self
+        assert self.module is not None  # built above, or given
+        return self.module
 
     def _starting_point(self, init: str, ckpt_path: str | None) -> StartingPoint | None:
         """What training starts from: a base model (:meth:`start_from`), the model's own weights

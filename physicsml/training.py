@@ -214,6 +214,7 @@ def train_stage(
         callbacks=[_checkpoint_every_epoch(checkpoints)],
         seed=train.seed,
         freeze=train.freeze,
+        compile=train.compile,
         self_energies=train.self_energies,
         data_metadata=data_metadata,
     )

@@ -20,6 +20,7 @@ from physicsml.configs import OptimizerConfig, SchedulerConfig, parse_config
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
 from physicsml.models.base import ModelConfig
+from physicsml.models.compiled import CompiledTraining
 from physicsml.models.derivatives import member_predictions, with_derivatives
 from physicsml.models.ensemble import Ensemble, combine
 from physicsml.models.network import Network, blueprint
@@ -72,6 +73,8 @@ class PhysicsMLModule(pl.LightningModule):
         for key, loss_config in self.loss_configs.items():
             if loss_config.per_atom and key != K.Y_GRAPH_SCALARS:
                 raise ValueError(f"{key}_loss_config: per_atom (and WeightedMSELoss) is for y_graph_scalars only")
+        self.compile_training = False  # train.compile: set by Model.train
+        self._compiled: CompiledTraining | None = None
         self.metrics = torch.nn.ModuleDict()
         for stage in ("train", "val"):
             for names in self.columns.values():
@@ -111,9 +114,7 @@ class PhysicsMLModule(pl.LightningModule):
         variances = getattr(getattr(self.net, "heads", None), "variances", None)
         if variances is not None:
             variances.detach = self.mean_only
-        members = member_predictions(
-            self.net, data, self.config.compute_forces, self.config.compute_stress, create_graph=self.training
-        )
+        members = self._member_predictions(data)
         out = combine(members)
         pairs = self._pairs(out, data)
         num_graphs = int(data[K.NUM_GRAPHS])
@@ -153,6 +154,16 @@ class PhysicsMLModule(pl.LightningModule):
                     metric(p.reshape(-1), r.reshape(-1))
                     self.log(f"{stage}/{name}/{kind}", metric, on_step=False, on_epoch=True, batch_size=num_graphs)
         return total
+
+    def _member_predictions(self, data: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Each member's predictions with forces and stress; a training step through
+        :class:`~physicsml.models.compiled.CompiledTraining` when ``compile_training`` is set."""
+        forces, stress = self.config.compute_forces, self.config.compute_stress
+        if not (self.training and self.compile_training):
+            return member_predictions(self.net, data, forces, stress, create_graph=self.training)
+        if self._compiled is None or self._compiled.net is not self.net:
+            self._compiled = CompiledTraining(self.net)
+        return self._compiled(data, forces, stress)
 
     @property
     def mean_only(self) -> bool:

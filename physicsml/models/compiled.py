@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from physicsml.data import keys as K
+from physicsml.models.derivatives import derivative_inputs, differentiated
 from physicsml.models.ensemble import Ensemble, combine
 
 #: The ``torch.compile`` backend: Inductor generates the code; ``"aot_eager"`` traces the same graphs
@@ -78,6 +79,40 @@ def mark_dynamic(data: dict[str, torch.Tensor]) -> None:
             torch._dynamo.maybe_mark_dynamic(data[key], 0)
     if K.EDGE_INDEX in data:
         torch._dynamo.maybe_mark_dynamic(data[K.EDGE_INDEX], 1)
+
+
+class CompiledTraining:
+    """Each member's predictions with forces and stress kept differentiable (``create_graph``), through
+    ``torch.compile``: the training step's :func:`~physicsml.models.derivatives.member_predictions`.
+
+    AOTAutograd cannot differentiate a compiled backward a second time, which training on forces
+    needs (the loss holds ``-dE/dx``). So Dynamo traces the derivatives themselves
+    (``trace_autograd_ops``): the forward and the forces are one compiled graph, and the loss's
+    gradient is that graph's single backward. Atoms and edges are dynamic, as for :class:`CompiledNetwork`.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        options = INDUCTOR_OPTIONS if BACKEND == "inductor" else None
+        self._compiled: Any = torch.compile(differentiated, backend=BACKEND, options=options)
+        self.net = net
+        self._members: Any = getattr(net, "member_outputs", None) or (lambda batch: [net(batch)])
+
+    def __call__(self, data: dict[str, torch.Tensor], forces: bool, stress: bool) -> list[dict[str, torch.Tensor]]:
+        # pre-batches are views into large tensors: copies that start their storage, so that no guard
+        # on a storage offset recompiles the graph from one batch to the next
+        data = {k: v.clone() if isinstance(v, torch.Tensor) and v.storage_offset() else v for k, v in data.items()}
+        mark_dynamic(data)
+        inputs = derivative_inputs(data, stress)  # leaves made outside the graph, which only reads them
+        for value in [*data.values(), *inputs]:  # and every row count (atoms, edges, structures, targets)
+            if isinstance(value, torch.Tensor) and value.dim():
+                torch._dynamo.maybe_mark_dynamic(value, 0)
+        patch: dict[str, Any] = {
+            "trace_autograd_ops": True,
+            "capture_dynamic_output_shape_ops": True,
+            "capture_scalar_outputs": True,
+        }
+        with torch._dynamo.config.patch(patch):
+            return self._compiled(self._members, data, inputs, forces, stress, True)
 
 
 def compiled(net: nn.Module) -> CompiledNetwork:

@@ -9,6 +9,8 @@ the spread of each member's own derivatives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from physicsml.data import keys as K
@@ -33,39 +35,56 @@ def member_predictions(
     members = getattr(net, "member_outputs", None) or (lambda batch: [net(batch)])  # an ensemble, or compiled
     if not (forces or stress):
         return members(data)
-    data = dict(data)
     with torch.enable_grad():
-        positions = data[K.COORDINATES].detach().requires_grad_(True)
-        data[K.COORDINATES] = positions
-        inputs = [positions]
+        return differentiated(members, data, derivative_inputs(data, stress), forces, stress, create_graph)
+
+
+def derivative_inputs(data: dict[str, torch.Tensor], stress: bool) -> list[torch.Tensor]:
+    """The leaves the energy is differentiated by: the positions and, for the stress, a zero strain ``[G, 3, 3]``."""
+    inputs = [data[K.COORDINATES].detach().requires_grad_(True)]
+    if stress:
+        inputs.append(torch.zeros_like(data[K.CELL]).requires_grad_(True))
+    return inputs
+
+
+def differentiated(
+    members: Callable[[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]],
+    data: dict[str, torch.Tensor],
+    inputs: list[torch.Tensor],
+    forces: bool,
+    stress: bool,
+    create_graph: bool,
+) -> list[dict[str, torch.Tensor]]:
+    """:func:`member_predictions` at the leaves ``inputs`` (:func:`derivative_inputs`), with grad enabled."""
+    data = dict(data)
+    positions = inputs[0]
+    data[K.COORDINATES] = positions
+    if stress:
+        symmetric = 0.5 * (inputs[1] + inputs[1].transpose(1, 2))
+        edge_graph = data[K.BATCH][data[K.EDGE_INDEX][0]]
+        data[K.COORDINATES] = positions + torch.einsum("ni,nij->nj", positions, symmetric[data[K.BATCH]])
+        data[K.CELL_SHIFT_VECTOR] = data[K.CELL_SHIFT_VECTOR] + torch.einsum(
+            "ei,eij->ej", data[K.CELL_SHIFT_VECTOR], symmetric[edge_graph]
+        )
+        data[K.CELL] = data[K.CELL] + data[K.CELL] @ symmetric
+    outs = members(data)
+    for k, out in enumerate(outs):
+        last = k == len(outs) - 1  # members may share a graph (ANI's AEVs): keep it until the last
+        grads = torch.autograd.grad(
+            out[K.ENERGY].sum(),
+            inputs,
+            create_graph=create_graph,
+            retain_graph=create_graph or not last,
+            allow_unused=True,
+        )
+        if forces:
+            out[K.Y_NODE_VECTOR] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
         if stress:
-            strain = torch.zeros_like(data[K.CELL]).requires_grad_(True)
-            inputs.append(strain)
-            symmetric = 0.5 * (strain + strain.transpose(1, 2))
-            edge_graph = data[K.BATCH][data[K.EDGE_INDEX][0]]
-            data[K.COORDINATES] = positions + torch.einsum("ni,nij->nj", positions, symmetric[data[K.BATCH]])
-            data[K.CELL_SHIFT_VECTOR] = data[K.CELL_SHIFT_VECTOR] + torch.einsum(
-                "ei,eij->ej", data[K.CELL_SHIFT_VECTOR], symmetric[edge_graph]
+            volume = torch.linalg.det(data[K.CELL].detach()).abs()
+            virial = grads[-1] if grads[-1] is not None else torch.zeros_like(data[K.CELL])
+            out[K.STRESS] = torch.where(
+                volume[:, None, None] > 0, virial / volume.clamp_min(1e-12)[:, None, None], torch.zeros_like(virial)
             )
-            data[K.CELL] = data[K.CELL] + data[K.CELL] @ symmetric
-        outs = members(data)
-        for k, out in enumerate(outs):
-            last = k == len(outs) - 1  # members may share a graph (ANI's AEVs): keep it until the last
-            grads = torch.autograd.grad(
-                out[K.ENERGY].sum(),
-                inputs,
-                create_graph=create_graph,
-                retain_graph=create_graph or not last,
-                allow_unused=True,
-            )
-            if forces:
-                out[K.Y_NODE_VECTOR] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
-            if stress:
-                volume = torch.linalg.det(data[K.CELL].detach()).abs()
-                virial = grads[-1] if grads[-1] is not None else torch.zeros_like(data[K.CELL])
-                out[K.STRESS] = torch.where(
-                    volume[:, None, None] > 0, virial / volume.clamp_min(1e-12)[:, None, None], torch.zeros_like(virial)
-                )
     return outs
 
 

@@ -82,6 +82,26 @@ def test_precision_64_end_to_end(molecules):
     assert model.predict(subset)["energy"].dtype == np.float64
 
 
+def test_a_compiled_training_step_trains_as_the_eager_one(molecules, monkeypatch):
+    """train.compile: the forces inside the compiled graph, the loss differentiated through it. Traced
+    with ``aot_eager`` (the same graphs and double derivative as Inductor, without code generation),
+    in float64: two epochs end at the eager run's weights to round-off."""
+    from physicsml.models import compiled as compiled_module
+
+    monkeypatch.setattr(compiled_module, "BACKEND", "aot_eager")
+    subset = molecules["train"].slice(0, 48)  # batches of 32 and 16 structures: two sizes, dynamic
+    trainer = {"max_epochs": 2, "precision": 64, "accelerator": "cpu"}
+    weights = []
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    for compile in (False, True):  # noqa: A001
+        model = egnn(c_hidden=8, num_layers=1).train(subset, None, DATAMODULE, trainer, compile=compile)
+        assert (model.module._compiled is not None) == compile
+        weights.append(torch.cat([p.detach().flatten() for p in model.net.parameters()]))
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]  # one graph, forces inside
+    torch.testing.assert_close(weights[1], weights[0], rtol=1e-9, atol=1e-10)
+
+
 def test_scheduler_and_optimizer_by_name(molecules):
     subset = molecules["train"].slice(0, 64)  # 2 batches per epoch
     for scheduler, expected in [
