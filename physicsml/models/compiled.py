@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.models.derivatives import derivative_inputs, differentiated
+from physicsml.models.derivatives import derivative_inputs, differentiated, member_outputs
 from physicsml.models.ensemble import Ensemble, combine
 
 #: The ``torch.compile`` backend: Inductor generates the code; ``"aot_eager"`` traces the same graphs
@@ -38,6 +38,10 @@ BACKEND = "inductor"
 #: channels gave wrong forces or aborted with "double free or corruption"). A one-threaded kernel adds
 #: without atomics and indexes correctly; matrix products still use all of torch's threads.
 INDUCTOR_OPTIONS: dict[str, Any] = {"cpp.threads": 1}
+
+#: Dynamo settings for ANI's angular terms and per-element networks, whose sizes depend on the data:
+#: traced into the graph rather than breaking it.
+DATA_DEPENDENT_SHAPES: dict[str, Any] = {"capture_dynamic_output_shape_ops": True, "capture_scalar_outputs": True}
 
 #: Batch keys with one row per atom, and with one row per edge (``edge_index``: its second dimension).
 NODE_KEYS = (K.COORDINATES, K.ELEMENT_INDEX, K.ELEMENT_ONE_HOT, K.NODE_ATTRS, K.BATCH, K.ATOM_FEATURES)
@@ -63,8 +67,7 @@ class CompiledNetwork(nn.Module):
     def member_outputs(self, data: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Each member's outputs for one batch (one member for a plain network)."""
         mark_dynamic(data)
-        # ANI's angular terms and per-element networks have data-dependent sizes: traced, not graph breaks
-        with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True, capture_scalar_outputs=True):
+        with torch._dynamo.config.patch(DATA_DEPENDENT_SHAPES):
             out = self._compiled(data)
         return list(out) if self.ensemble else [out]
 
@@ -95,7 +98,7 @@ class CompiledTraining:
         options = INDUCTOR_OPTIONS if BACKEND == "inductor" else None
         self._compiled: Any = torch.compile(differentiated, backend=BACKEND, options=options)
         self.net = net
-        self._members: Any = getattr(net, "member_outputs", None) or (lambda batch: [net(batch)])
+        self._members = member_outputs(net)
 
     def __call__(self, data: dict[str, torch.Tensor], forces: bool, stress: bool) -> list[dict[str, torch.Tensor]]:
         # pre-batches are views into large tensors: copies that start their storage, so that no guard
@@ -106,12 +109,7 @@ class CompiledTraining:
         for value in [*data.values(), *inputs]:  # and every row count (atoms, edges, structures, targets)
             if isinstance(value, torch.Tensor) and value.dim():
                 torch._dynamo.maybe_mark_dynamic(value, 0)
-        patch: dict[str, Any] = {
-            "trace_autograd_ops": True,
-            "capture_dynamic_output_shape_ops": True,
-            "capture_scalar_outputs": True,
-        }
-        with torch._dynamo.config.patch(patch):
+        with torch._dynamo.config.patch({**DATA_DEPENDENT_SHAPES, "trace_autograd_ops": True}):
             return self._compiled(self._members, data, inputs, forces, stress, True)
 
 

@@ -32,11 +32,17 @@ def member_predictions(
     Args:
         create_graph: keep the graph of the derivatives (training on forces needs it).
     """
-    members = getattr(net, "member_outputs", None) or (lambda batch: [net(batch)])  # an ensemble, or compiled
+    members = member_outputs(net)
     if not (forces or stress):
         return members(data)
     with torch.enable_grad():
         return differentiated(members, data, derivative_inputs(data, stress), forces, stress, create_graph)
+
+
+def member_outputs(net: torch.nn.Module) -> Callable[[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    """``batch -> [outputs of each member]``: an ensemble's (or a compiled network's) own
+    ``member_outputs``, else the network's outputs as the one member."""
+    return getattr(net, "member_outputs", None) or (lambda batch: [net(batch)])
 
 
 def derivative_inputs(data: dict[str, torch.Tensor], stress: bool) -> list[torch.Tensor]:
