@@ -3,7 +3,10 @@
 Shapes use ``N`` nodes (atoms), ``E`` edges, ``G`` graphs (structures) in the
 batch. Floating fields are float32 unless float64 was asked for.
 
-Edges are directed and listed once per direction. For edge ``e`` with
+Edges are directed and listed once per direction, in reverse pairs: edge
+``2k + 1`` is edge ``2k`` with receiver and sender swapped and its shift negated
+(:mod:`physicsml.graphs.neighbours`), so what depends only on the pair is
+computed once for both (:func:`physicsml.nn.both_directions`). For edge ``e`` with
 ``edge_index[:, e] == (i, j)`` (receiver ``i``, sender ``j``) the vector from
 the receiver to the sender is::
 

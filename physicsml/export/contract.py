@@ -25,7 +25,7 @@ from physicsml.errors import InputError
 METADATA_KEY = "physicsml"
 
 #: Bumped when the inputs, outputs or metadata change meaning.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: edges in reverse pairs
 
 UNITS = {"length": "Å", "energy": "eV", "forces": "eV/Å", "stress": "eV/Å^3"}
 
@@ -37,8 +37,8 @@ BASE_INPUTS: tuple[tuple[str, list[Any], str, str], ...] = (
         "edge_index",
         [2, "edges"],
         "int64",
-        "(receiver i, sender j) of every pair closer than `cut_off`, listed in both directions"
-        " (plus one (i, i) edge per atom when `self_interaction`)",
+        "(receiver i, sender j) of every pair closer than `cut_off`, in reverse pairs: edge 2k + 1 is"
+        " edge 2k with i and j swapped (and its shift negated)",
     ),
     (
         "cell_shift_vector",

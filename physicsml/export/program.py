@@ -154,11 +154,12 @@ def with_outputs(graph: nn.Module, self_energy_of: torch.Tensor) -> Any:
 
 
 def example_inputs(atomic_numbers: list[int], num_graph_attrs: int, dtype: torch.dtype, device: Any) -> tuple:
-    """A made-up structure to trace with: atoms on a line 1.5 Å apart, every pair an edge, a cubic cell."""
+    """A made-up structure to trace with: atoms on a line 1.5 Å apart, every pair an edge in both
+    directions (in reverse pairs), a cubic cell."""
     n = EXAMPLE_ATOMS
     positions = torch.tensor(np.arange(n)[:, None] * [1.5, 0.1, 0.0], dtype=dtype, device=device)
     numbers = torch.tensor([atomic_numbers[k % len(atomic_numbers)] for k in range(n)], device=device)
-    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    pairs = [edge for i in range(n) for j in range(i + 1, n) for edge in ((i, j), (j, i))]
     edge_index = torch.tensor(pairs, dtype=torch.int64, device=device).T.contiguous()
     shifts = torch.zeros(len(pairs), 3, dtype=dtype, device=device)
     cell = 10.0 * torch.eye(3, dtype=dtype, device=device)
@@ -167,8 +168,9 @@ def example_inputs(atomic_numbers: list[int], num_graph_attrs: int, dtype: torch
 
 
 def dynamic_shapes(num_graph_attrs: int) -> tuple:
-    """The ``Dim``s of the inputs: atoms (at least one) and edges (possibly none)."""
-    atoms, edges = Dim("atoms", min=1), Dim("edges", min=0)
+    """The ``Dim``s of the inputs: atoms (at least one) and edges, an even number (pairs of reverse
+    edges, possibly none)."""
+    atoms, edges = Dim("atoms", min=1), 2 * Dim("pairs", min=0)
     shapes: tuple = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, None)
     return shapes + (None,) * bool(num_graph_attrs)
 

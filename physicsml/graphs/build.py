@@ -13,8 +13,10 @@ from tqdm.auto import tqdm
 from physicsml.errors import InputError
 from physicsml.graphs.bounds import cells_of, index_bounds, types_of
 from physicsml.graphs.edges import bond_edge_attrs
-from physicsml.graphs.neighbours import NO_CELL, assemble_edges, vesin_calculator, vesin_edges
+from physicsml.graphs.neighbours import assemble_edges, vesin_calculator, vesin_edges
 from physicsml.io.arrow import MAT3, ragged, to_numpy
+
+MOLECULE = (False, False, False)
 
 
 def build_graphs(
@@ -55,7 +57,7 @@ def build_graphs(
     for row in bar:
         positions = coordinates[bounds[row] : bounds[row + 1]]
         if not periodic_rows[row]:
-            raw.append(calculator.compute(positions, NO_CELL, False, "ijS"))
+            raw.append(vesin_edges(calculator, positions, None, MOLECULE))
             continue
         row_cell, row_pbc = cells[row], np.asarray(pbcs[row])
         if row_cell is None or np.linalg.matrix_rank(row_cell[row_pbc], tol=1e-8) < row_pbc.sum():

@@ -7,6 +7,12 @@ images) closer than the cut-off becomes an edge with receiver ``i``, sender
 of ``j`` is ``x_j - x_i + S @ cell``. Cells smaller than the cut-off give
 several edges between the same pair of atoms (one per image), and with
 ``self_interaction`` each atom gets exactly one extra edge to itself.
+
+Edges come in reverse pairs: edge ``2k + 1`` is edge ``2k`` seen from its
+sender (receiver and sender swapped, shift negated), so a network evaluates
+what depends only on the pair (its length, a radial MLP) once per pair
+(:func:`physicsml.nn.both_directions`). The self-edges of ``self_interaction``,
+which no model accepts, come first and are not paired.
 """
 
 from __future__ import annotations
@@ -40,19 +46,24 @@ def _vesin() -> Any:
 
 
 def vesin_calculator(cut_off: float) -> Any:
-    """A vesin full, sorted neighbour list of radius ``cut_off`` (Å)."""
+    """A vesin half neighbour list (each pair once) of radius ``cut_off`` (Å), made whole by
+    :func:`vesin_edges`."""
     vesin = _vesin()
 
     # one thread: structures are small and processed one after another
-    return vesin.NeighborList(cutoff=float(cut_off), full_list=True, sorted=True, n_threads=1)
+    return vesin.NeighborList(cutoff=float(cut_off), full_list=False, sorted=True, n_threads=1)
 
 
 def vesin_edges(calculator: Any, coordinates: np.ndarray, cell: np.ndarray | None, pbc: Any) -> list[np.ndarray]:
-    """vesin's raw ``i``, ``j`` (uint64) and ``S`` (int32) for one structure."""
+    """``i``, ``j`` (uint64) and ``S`` (int32) of one structure, in reverse pairs: vesin's half list
+    with each pair followed by its reverse (``j``, ``i``, ``-S``)."""
     periodic = [bool(p) for p in pbc]
     if cell is None or not any(periodic):
-        return calculator.compute(coordinates, NO_CELL, False, "ijS")
-    return calculator.compute(coordinates, cell, periodic, "ijS")
+        i, j, shifts = calculator.compute(coordinates, NO_CELL, False, "ijS")
+    else:
+        i, j, shifts = calculator.compute(coordinates, cell, periodic, "ijS")
+    shifts = shifts.reshape(-1, 3)
+    return [np.stack([i, j], 1).ravel(), np.stack([j, i], 1).ravel(), np.stack([shifts, -shifts], 1).reshape(-1, 3)]
 
 
 def assemble_edges(

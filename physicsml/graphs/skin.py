@@ -4,8 +4,8 @@ The list is built by vesin with radius ``cut_off + skin`` and kept while no atom
 has moved more than ``skin / 2`` since it was built: two atoms then approach by
 at most ``skin``, so every pair now closer than ``cut_off`` is still among the
 stored candidates. Each call measures the candidates' current lengths and keeps
-those below ``cut_off``, which gives exactly the edges a fresh list would give
-(ordered by receiver, then sender).
+those below ``cut_off``, which gives exactly the edges a fresh list would give,
+in reverse pairs as :mod:`~physicsml.graphs.neighbours` lists them.
 
 Integer cell shifts stay valid while atoms move continuously, so atoms that
 leave the cell through a periodic face need nothing special. A wrapped atom
@@ -100,8 +100,10 @@ class SkinNeighbourList:
         if self._stale(positions, key):
             self._key = key
             self._build(positions, cell, periodic)
-        vectors = positions[self._senders] - positions[self._receivers] + self._shift_vectors
-        keep = np.flatnonzero(np.einsum("ij,ij->i", vectors, vectors) < self.cut_off**2)
+        # one length per pair (edges 2k, 2k + 1 are one pair's two directions), so pairs stay whole
+        first = slice(0, None, 2)
+        vectors = positions[self._senders[first]] - positions[self._receivers[first]] + self._shift_vectors[first]
+        keep = np.flatnonzero(np.repeat(np.einsum("ij,ij->i", vectors, vectors) < self.cut_off**2, 2))
         receivers, senders, shift_vectors = self._receivers[keep], self._senders[keep], self._shift_vectors[keep]
         if self.self_interaction:
             n = len(positions)

@@ -29,7 +29,7 @@ from torch import nn
 
 from physicsml.data import keys as K
 from physicsml.models.base import EquivariantBackbone, GraphModelConfig
-from physicsml.nn import scatter_sum
+from physicsml.nn import both_directions, scatter_sum
 from physicsml.nn.equivariant import (
     RadialEmbedding,
     SymmetricContraction,
@@ -90,7 +90,7 @@ class MACEInteraction(nn.Module):
         edge_index: torch.Tensor,
     ) -> torch.Tensor:
         receiver, sender = edge_index
-        messages = self.conv(self.linear_up(h)[sender], sh, self.radial_mlp(radial))
+        messages = self.conv(self.linear_up(h)[sender], sh, both_directions(self.radial_mlp(radial)))
         a = self.linear(scatter_sum(messages, receiver, len(h)) / self.avg_num_neighbours)
         return self.mix(a, elements) if self.mix is not None else a
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from physicsml.data import keys as K
 from physicsml.models.base import EquivariantBackbone, GraphModelConfig
-from physicsml.nn import scatter_sum
+from physicsml.nn import both_directions, scatter_sum
 from physicsml.nn.equivariant import OutputBlocks, RadialEmbedding, irreps_outputs, output_blocks, uvu_convolution
 from physicsml.nn.heads import Outputs
 
@@ -96,7 +96,7 @@ class NequIPLayer(nn.Module):
         self, h: torch.Tensor, attrs: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor
     ) -> torch.Tensor:
         receiver, sender = edge_index
-        messages = self.conv(self.linear_1(h)[sender], sh, self.radial_mlp(radial))
+        messages = self.conv(self.linear_1(h)[sender], sh, both_directions(self.radial_mlp(radial)))
         out = self.linear_2(scatter_sum(messages, receiver, len(h)) / self.avg_num_neighbours)
         if self.self_connection is not None:
             out = out + self.self_connection(h, attrs)

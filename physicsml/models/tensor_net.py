@@ -21,7 +21,7 @@ from torch import nn
 
 from physicsml.data import keys as K
 from physicsml.models.base import Backbone, GraphModelConfig
-from physicsml.nn import BesselBasis, CosineSwitch, edge_vectors, scatter_sum
+from physicsml.nn import BesselBasis, CosineSwitch, both_directions, check_reverse_pairs, edge_vectors, scatter_sum
 from physicsml.nn.blocks import mlp_from_widths
 from physicsml.nn.heads import Outputs
 
@@ -93,9 +93,10 @@ class TensorNetInteraction(nn.Module):
         receiver, sender = edge_index
         f = x.shape[1]
         y = self.mix_in(decompose(x / (norm2(x)[..., None, None].sqrt() + 1.0)))
-        weights = (self.radial(rbf) * switch).view(-1, 3, f)  # [E, 3, F]
-        parts = decompose(y[sender])
-        message = sum(weights[:, k, :, None, None] * part for k, part in enumerate(parts))
+        weights = both_directions(self.radial(rbf) * switch).view(-1, 3, f)  # [E, 3, F] from [E / 2, 3F]
+        i, a, s = decompose(y[sender])
+        w = weights[..., None, None]
+        message = w[:, 0] * i + w[:, 1] * a + w[:, 2] * s
         m = scatter_sum(message, receiver, len(x))
         update = y @ m + m @ y
         update = self.mix_out(decompose(update / (norm2(update)[..., None, None].sqrt() + 1.0)))
@@ -129,6 +130,7 @@ class TensorNet(Backbone):
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         edge_index = data[K.EDGE_INDEX]
         receiver, sender = edge_index
+        check_reverse_pairs(edge_index, data[K.CELL_SHIFT_VECTOR])
         vectors, lengths = edge_vectors(data[K.COORDINATES], edge_index, data[K.CELL_SHIFT_VECTOR])
         unit = vectors / lengths
         rbf, switch = self.rbf(lengths), self.switch(lengths)
@@ -150,7 +152,7 @@ class TensorNet(Backbone):
         x = self.embedding_mix(decompose(x), scales)
         blocks = [self.invariants(x)] if self.keep_blocks else []
         for layer in self.layers:
-            x = layer(x, rbf, switch, edge_index)
+            x = layer(x, rbf[0::2], switch[0::2], edge_index)  # radial MLPs once per pair of reverse edges
             if self.keep_blocks:
                 blocks.append(self.invariants(x))
         features = self.output_norm(self.invariants(x))

@@ -65,6 +65,40 @@ def edge_vectors(
     return vectors, torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
 
 
+def both_directions(per_pair: torch.Tensor) -> torch.Tensor:
+    """``[E / 2, *] -> [E, *]``: what depends only on a pair of atoms (a radial MLP of its length),
+    computed once per pair, given to both directions.
+
+    Edges come in reverse pairs, edge ``2k + 1`` being edge ``2k`` from its sender
+    (:mod:`physicsml.graphs.neighbours`, :func:`check_reverse_pairs`), so the values of pair ``k``
+    go to rows ``2k`` and ``2k + 1``; gradients of both rows flow back to the one computation.
+    """
+    return per_pair.unsqueeze(1).expand(-1, 2, *per_pair.shape[1:]).flatten(0, 1)
+
+
+def check_reverse_pairs(edge_index: torch.Tensor, cell_shift_vector: torch.Tensor) -> None:
+    """Raise unless edge ``2k + 1`` is edge ``2k`` reversed (receiver and sender swapped, shift negated)
+    for every ``k``, as :mod:`physicsml.graphs.neighbours` lists them.
+
+    A network sharing per-pair values (:func:`both_directions`) would otherwise pair unrelated
+    edges silently. Not checked while compiling or exporting, whose inputs the potential and the
+    exported file's runtime build with :mod:`physicsml.graphs`.
+    """
+    if torch.compiler.is_compiling():
+        return
+    forward, backward = edge_index[:, 0::2], edge_index[:, 1::2]
+    paired = edge_index.shape[1] % 2 == 0 and bool(
+        torch.equal(forward, backward.flip(0))
+        and torch.allclose(cell_shift_vector[0::2], -cell_shift_vector[1::2], rtol=0.0, atol=1e-4)
+    )
+    if not paired:
+        raise ValueError(
+            "edges are not in reverse pairs (edge 2k + 1 must be edge 2k with receiver and sender swapped and "
+            "its shift negated): build graphs with physicsml.graphs; graphs or pre-batches written before "
+            "this order must be rebuilt (dvc repro reruns the graphs and prebatch stages)"
+        )
+
+
 class BesselBasis(nn.Module):
     """Radial Bessel functions ``sqrt(2/c) sin(n pi r / c) / r``, ``n = 1..num_basis``.
 

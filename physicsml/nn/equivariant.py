@@ -10,7 +10,7 @@ from e3nn import o3
 from torch import nn
 
 from physicsml.data import keys as K
-from physicsml.nn.blocks import BesselBasis, PolynomialCutoff, edge_vectors
+from physicsml.nn.blocks import BesselBasis, PolynomialCutoff, check_reverse_pairs, edge_vectors
 
 
 class RadialEmbedding(nn.Module):
@@ -168,15 +168,20 @@ class SymmetricContraction(nn.Module):
 def embed_edges(
     data: dict[str, torch.Tensor], harmonics: o3.SphericalHarmonics, radial: RadialEmbedding, num_edge_feats: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spherical harmonics ``[E, sh.dim]`` and radial features ``[E, num_bessel (+ edge attrs)]`` of every edge.
+    """Spherical harmonics ``[E, sh.dim]`` of every edge and radial features ``[E / 2, num_bessel (+ edge
+    attrs)]`` of every pair of reverse edges, whose radial MLPs then run once per pair
+    (:func:`~physicsml.nn.blocks.both_directions`).
 
-    Edge attributes (bond features) are multiplied by the radial envelope like the Bessel
-    functions, so the radial MLP's input, and every message, still goes to zero at the cut-off.
+    Edge attributes (bond features, the same in both directions) are multiplied by the radial
+    envelope like the Bessel functions, so the radial MLP's input, and every message, still goes to
+    zero at the cut-off.
     """
+    check_reverse_pairs(data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
     vectors, lengths = edge_vectors(data[K.COORDINATES], data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
-    features = radial(lengths)
+    pair_lengths = lengths[0::2]
+    features = radial(pair_lengths)
     if num_edge_feats:
-        features = torch.cat([features, data[K.EDGE_ATTRS] * radial.cutoff(lengths)], dim=-1)
+        features = torch.cat([features, data[K.EDGE_ATTRS][0::2] * radial.cutoff(pair_lengths)], dim=-1)
     return harmonics(vectors), features
 
 

@@ -9,6 +9,7 @@ import pytest
 from ase.build import bulk, fcc111, molecule
 
 from physicsml.graphs import neighbour_list
+from physicsml.graphs.skin import SkinNeighbourList
 
 CUT_OFF = 5.0
 
@@ -104,3 +105,35 @@ def test_edge_vector_convention():
 
     i, j, d = ase_neighbor_list("ijd", atoms, CUT_OFF)
     assert sorted(np.round(d, 8)) == sorted(np.round(np.linalg.norm(vectors, axis=1), 8))
+
+
+def assert_reverse_pairs(edge_index: np.ndarray, shifts: np.ndarray) -> None:
+    """Edge 2k + 1 is edge 2k from its sender: receiver and sender swapped, shift negated."""
+    assert len(edge_index) % 2 == 0
+    np.testing.assert_array_equal(edge_index[1::2], edge_index[0::2, ::-1])
+    np.testing.assert_array_equal(shifts[1::2], -shifts[0::2])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_edges_come_in_reverse_pairs(name):
+    """Networks evaluate a pair's radial MLPs once for both directions (physicsml.nn.both_directions),
+    which needs every edge's reverse right after it, periodic images of an atom itself included."""
+    atoms = CASES[name]
+    cell = atoms.cell.array if atoms.pbc.any() else None
+    edge_index, shifts = neighbour_list(atoms.positions, cell, atoms.pbc, CUT_OFF)
+    assert_reverse_pairs(edge_index, shifts)
+    assert len(edge_index) == len(brute_force(atoms.positions, cell, atoms.pbc, CUT_OFF))
+
+
+def test_a_reused_list_keeps_its_pairs_as_atoms_move():
+    """The skin list drops pairs that left the cut-off whole, at lengths on either side of it."""
+    atoms = CASES["triclinic"]
+    neighbours = SkinNeighbourList(CUT_OFF, skin=1.0)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        positions = atoms.positions + rng.normal(scale=0.05, size=atoms.positions.shape)
+        edge_index, shift_vectors = neighbours(positions, atoms.cell.array, atoms.pbc)
+        assert_reverse_pairs(edge_index.T, shift_vectors)
+        fresh, _ = neighbour_list(positions, atoms.cell.array, atoms.pbc, CUT_OFF)
+        assert edge_index.shape[1] == len(fresh)
+    assert neighbours.builds == 1

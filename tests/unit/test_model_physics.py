@@ -276,3 +276,29 @@ def test_physics_holds_with_edge_attributes(name):
     energies, pair_forces = run(pair)
     assert energies[0].item() == pytest.approx(energies[1].item(), abs=1e-9)
     assert pair_forces.abs().max() < 1e-6
+
+
+PAIRED_FAMILIES = ["mace_model", "nequip_model", "tensor_net_model"]
+
+
+def reorder_edges(data: dict, order: torch.Tensor) -> dict:
+    return {**data, K.EDGE_INDEX: data[K.EDGE_INDEX][:, order], K.CELL_SHIFT_VECTOR: data[K.CELL_SHIFT_VECTOR][order]}
+
+
+@pytest.mark.parametrize("name", PAIRED_FAMILIES)
+def test_radial_mlps_once_per_pair_keep_the_edge_order_free(name):
+    """These families evaluate their radial MLPs once per pair of reverse edges (edges 2k, 2k + 1). Any
+    order of the pairs, and either direction first in each, gives the same energy and forces; an edge
+    list that is not in reverse pairs is refused rather than paired wrongly."""
+    module = module_for(name)
+    data = batch_from_atoms([copper()], cut_off=CUT_OFFS.get(name, CUT_OFF))
+    pairs = data[K.EDGE_INDEX].shape[1] // 2
+    shuffled = torch.randperm(pairs, generator=torch.Generator().manual_seed(0))
+    flips = torch.randint(0, 2, (pairs,), generator=torch.Generator().manual_seed(1))
+    order = torch.stack([2 * shuffled + flips, 2 * shuffled + 1 - flips], dim=1).flatten()
+    reference, moved = module(data), module(reorder_edges(data, order))
+    torch.testing.assert_close(moved[K.Y_GRAPH_SCALARS], reference[K.Y_GRAPH_SCALARS], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(moved[K.Y_NODE_VECTOR], reference[K.Y_NODE_VECTOR], rtol=1e-10, atol=1e-12)
+    unpaired = torch.cat([torch.arange(0, 2 * pairs, 2), torch.arange(1, 2 * pairs, 2)])
+    with pytest.raises(ValueError, match="edges are not in reverse pairs"):
+        module(reorder_edges(data, unpaired))

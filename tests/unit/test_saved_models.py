@@ -9,7 +9,10 @@ holds what each predicted on ``molecules.extxyz`` (and ``bulk.extxyz``, periodic
 embeddings and its energy, forces (and stress) through the ASE calculator, all on one thread. Any change
 to how a model is built, loaded or evaluated must keep these bit-identical. (The numbers were written
 again, unchanged in all else, when loading stopped rounding a float64 file's weights to float32 on their
-way in: they moved by at most 1.3e-6 relative.)
+way in: they moved by at most 1.3e-6 relative; and again when neighbour lists came in reverse pairs, so
+that radial MLPs run once per pair: every number moved by at most 9.2e-15 relative in float64 and 5.5e-7
+in float32 (summation order), and each structure's edge targets, in the new edge order, equal the old
+ones pair for pair to 1.2e-15.)
 
 The files are format 3 and load through the upgrade to format 4, which gave each edge target its own
 head: format 3's one pair MLP for both edge kinds is split into two with the same weights, and a
