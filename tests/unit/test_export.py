@@ -3,8 +3,8 @@ traced at, with torch alone, through the ASE calculator; refusals and clean fail
 
 Compiling a file takes tens of seconds on two cores, so the module compiles two, once: a
 float64 file of a stored 2-member EGNN ensemble (means and standard deviations) through the
-command line, and a float32 file of a tiny EGNN with a graph attribute through the library
-call. Every test reads one of them.
+command line, and a float32 file of a tiny MACE (equivariant products, radial MLPs once per
+pair of edges) with a graph attribute through the library call. Every test reads one of them.
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ def files(tmp_path_factory) -> dict[str, Path]:
         text=True,
     )
     assert run.returncode == 0, run.stderr
-    charged = save_tiny_model("egnn_model", directory / "charged.pt", graph_attrs_cols=[GRAPH_ATTR])
-    export_model(charged, directory / "egnn32.pt2", dtype="float32")
+    charged = save_tiny_model("mace_model", directory / "charged.pt", graph_attrs_cols=[GRAPH_ATTR])
+    export_model(charged, directory / "mace32.pt2", dtype="float32")
     return {
         "float64": float64,
-        "float32": directory / "egnn32.pt2",
+        "float32": directory / "mace32.pt2",
         "float64 model": ensemble,
         "float32 model": charged,
     }
@@ -208,15 +208,3 @@ def test_a_failed_compilation_leaves_no_file(tiny_models, tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="compiler died"):
         export_model(tiny_models["egnn_model"], tmp_path / "model.pt2", dtype="float64")
     assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.slow
-def test_mace_exports(tmp_path):
-    """MACE's equivariant products (and its radial MLPs run once per pair of edges) survive the export."""
-    path = export_model(DATA / "mace_model.pt", tmp_path / "model.pt2", dtype="float64")
-    exported = ExportedPotential(path, skin=0.0)
-    assert not exported.has_uncertainty
-    potential = Potential(TrainedModel.load(DATA / "mace_model.pt"), dtype="float64", skin=0.0)
-    for atoms in structures():
-        args = (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, atoms.info, True)
-        assert_close(exported(*args), potential(*args), TOLERANCE["float64"])
