@@ -54,6 +54,15 @@ def adam_step(model, loss_of):  # noqa: ANN001, ANN201
     return step
 
 
+def step_row(step, model, compiled: bool) -> dict:  # noqa: ANN001
+    """ms per step and parameters of ``model``; with ``compiled``, the first step (which compiles) timed apart."""
+    start = time.perf_counter()
+    step()
+    first_s = time.perf_counter() - start
+    row = {"ms": best_step_ms(step), "parameters": sum(p.numel() for p in model.parameters())}
+    return row | ({"compile_s": first_s} if compiled else {})
+
+
 def ours(family: str, compile: bool = False) -> dict:  # noqa: A002
     import ase.io
     import numpy as np
@@ -85,12 +94,7 @@ def ours(family: str, compile: bool = False) -> dict:  # noqa: A002
         out = combine(module._member_predictions(data))  # the training step's own path
         return ((out[K.Y_GRAPH_SCALARS] - energy) ** 2).mean() + ((out[K.Y_NODE_VECTOR] - forces) ** 2).mean()
 
-    step = adam_step(module, loss)
-    start = time.perf_counter()
-    step()  # compiles, with train.compile
-    first_s = time.perf_counter() - start
-    row = {"ms": best_step_ms(step), "parameters": sum(p.numel() for p in module.parameters())}
-    return row | ({"compile_s": first_s} if compile else {})
+    return step_row(adam_step(module, loss), module, compile)  # train.compile: the first step compiles
 
 
 def mace_torch() -> dict:
@@ -135,7 +139,7 @@ def mace_torch() -> dict:
         out = model(batch, training=True, compute_force=True)
         return ((out["energy"] - energy) ** 2).mean() + ((out["forces"] - forces) ** 2).mean()
 
-    return {"ms": best_step_ms(adam_step(model, loss)), "parameters": sum(p.numel() for p in model.parameters())}
+    return step_row(adam_step(model, loss), model, compiled=False)
 
 
 def nequip(compile_mode: str = "eager") -> dict:
@@ -176,11 +180,7 @@ def nequip(compile_mode: str = "eager") -> dict:
         out = model(dict(batch))
         return ((out["total_energy"] - energy) ** 2).mean() + ((out["forces"] - forces) ** 2).mean()
 
-    start = time.perf_counter()
-    loss().backward()  # compiles, with compile_mode="compile"
-    first_s = time.perf_counter() - start
-    row = {"ms": best_step_ms(adam_step(model, loss)), "parameters": sum(p.numel() for p in model.parameters())}
-    return row | ({"compile_s": first_s} if compile_mode == "compile" else {})
+    return step_row(adam_step(model, loss), model, compile_mode == "compile")
 
 
 WORKERS = {
