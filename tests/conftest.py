@@ -1,7 +1,9 @@
-"""Shared fixtures: paths, small synthetic structure files and a throwaway DVC project."""
+"""Shared fixtures: paths, small synthetic structure files, a throwaway DVC project and the helpers that run
+its stages."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,8 +14,15 @@ import ase.io
 import numpy as np
 import pytest
 import torch
+import yaml
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest runs its files in parallel processes (pyproject's addopts): one thread each, and for the stages and
+    # DVC commands they start, so that the workers share the machine's cores instead of oversubscribing them
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -222,3 +231,65 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Every family's tiny model, saved once per test session (float64 weights)."""
     directory = tmp_path_factory.mktemp("models")
     return {name: save_tiny_model(name, directory / f"{name}.pt") for name in TINY}
+
+
+# Running a DVC project's stages as a user would ---------------------------------------------------------------
+
+SMALL_MODEL = {"c_hidden": 16, "num_layers": 1, "num_rbf": 8}
+
+
+def small_project(project: Path, structures: int = 320, shrink: bool = True, **overrides) -> None:
+    """Point the project at a subset of the default molecules and, with ``shrink``, a small, fast EGNN
+    (else the shipped model)."""
+    frames = ase.io.read(project / "data/raw/molecules.extxyz", f":{structures}")
+    ase.io.write(project / "data/raw/small.extxyz", frames, format="extxyz")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["source"] = "data/raw/small.extxyz"
+    if shrink:
+        params["model"]["name"] = "egnn_model"
+        params["model"]["egnn_model"].update(SMALL_MODEL)
+    params["trainer"]["max_epochs"] = 2
+    params["md"].update(structures=2, steps=20)
+    for dotted, value in overrides.items():
+        *sections, key = dotted.split(".")
+        inner = params
+        for section in sections:
+            inner = inner[section]
+        inner[key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def stage(project: Path, name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, f"stages/{name}.py", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=git_env(),
+        **kwargs,
+    )
+
+
+def prepare(project: Path) -> None:
+    for name in ("featurise", "graphs", "prebatch"):
+        result = stage(project, name)
+        assert result.returncode == 0, result.stderr
+
+
+def final_metrics(project: Path) -> dict:
+    return json.loads((project / "dvclive/metrics.json").read_text())
+
+
+def dvc(project: Path, *args: str) -> str:
+    result = subprocess.run(["dvc", *args], cwd=project, capture_output=True, text=True, env=git_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def ran(output: str) -> set[str]:
+    stages = ("featurise", "graphs", "prebatch", "train", "predict", "md")
+    return {s for s in stages if f"Running stage '{s}'" in output}
+
+
+def exp_name(output: str) -> str:
+    return next(line.split("'")[1] for line in output.splitlines() if line.startswith("Reproducing experiment"))

@@ -1,4 +1,5 @@
-"""The train and predict stages: resume after a kill, DDP on two CPU processes, DVC experiments."""
+"""The train and predict stages: resume after a kill, DDP on two CPU processes, the shipped pipeline through DVC
+experiments."""
 
 from __future__ import annotations
 
@@ -10,62 +11,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import ase.io
-import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import git_env, make_dvc_project
+from conftest import dvc, final_metrics, git_env, prepare, ran, small_project, stage
 
-from physicsml.models import MODELS
-
-pytestmark = pytest.mark.slow  # whole DVC pipelines and every family's training (minutes)
-
-SMALL_MODEL = {"c_hidden": 16, "num_layers": 1, "num_rbf": 8}
-
-
-def small_project(project: Path, structures: int = 320, shrink: bool = True, **overrides) -> None:
-    """Point the project at a subset of the default molecules and, with ``shrink``, a small, fast EGNN
-    (else the shipped model)."""
-    frames = ase.io.read(project / "data/raw/molecules.extxyz", f":{structures}")
-    ase.io.write(project / "data/raw/small.extxyz", frames, format="extxyz")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"]["source"] = "data/raw/small.extxyz"
-    if shrink:
-        params["model"]["name"] = "egnn_model"
-        params["model"]["egnn_model"].update(SMALL_MODEL)
-    params["trainer"]["max_epochs"] = 2
-    params["md"].update(structures=2, steps=20)
-    for dotted, value in overrides.items():
-        *sections, key = dotted.split(".")
-        inner = params
-        for section in sections:
-            inner = inner[section]
-        inner[key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def stage(project: Path, name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, f"stages/{name}.py", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=git_env(),
-        **kwargs,
-    )
-
-
-def prepare(project: Path) -> None:
-    for name in ("featurise", "graphs", "prebatch"):
-        result = stage(project, name)
-        assert result.returncode == 0, result.stderr
-
-
-def final_metrics(project: Path) -> dict:
-    return json.loads((project / "dvclive/metrics.json").read_text())
+pytestmark = pytest.mark.slow  # whole DVC pipelines (minutes)
 
 
 def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(dvc_project, tmp_path):
@@ -163,17 +116,6 @@ def test_ddp_on_two_cpu_processes_splits_the_batches(dvc_project):
     assert (dvc_project / "models/model.pt").exists()
 
 
-def dvc(project: Path, *args: str) -> str:
-    result = subprocess.run(["dvc", *args], cwd=project, capture_output=True, text=True, env=git_env())
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
-def ran(output: str) -> set[str]:
-    stages = ("featurise", "graphs", "prebatch", "train", "predict", "md")
-    return {s for s in stages if f"Running stage '{s}'" in output}
-
-
 def test_dvc_pipeline_experiments_and_metrics(dvc_project):
     """The shipped pipeline (its model, a short training) through repro, exp run, metrics and plots."""
     small_project(dvc_project, shrink=False)
@@ -231,95 +173,3 @@ def test_dvc_pipeline_experiments_and_metrics(dvc_project):
     frames = ase.io.read(dvc_project / "md/trajectories/000.extxyz", ":")
     assert frames[-1].info["time_ps"] <= 30 * 0.5e-3 + 1e-9 and len(frames) >= 2
     assert "md.stable_fraction" in dvc(dvc_project, "exp", "show", "--csv").splitlines()[0]
-
-
-#: A few epochs each: the equivariant families learn forces much faster per epoch than EGNN.
-EPOCHS = {
-    "egnn_model": 20,
-    "mace_model": 10,
-    "nequip_model": 10,
-    "tensor_net_model": 10,
-    "ani_model": 10,
-    "allegro_model": 20,
-}
-
-
-@pytest.fixture(scope="module")
-def families_project(tmp_path_factory) -> Path:
-    """One project with its data prepared, shared by the families' experiments."""
-    project = make_dvc_project(tmp_path_factory.mktemp("families"))
-    small_project(project, structures=400, shrink=False)
-    subprocess.run(["git", "commit", "-qam", "small"], cwd=project, check=True, env=git_env())
-    dvc(project, "repro", "prebatch")
-    return project
-
-
-@pytest.mark.parametrize("family", sorted(MODELS))
-def test_every_family_learns_through_dvc_exp_run(families_project, family):
-    """`dvc exp run -S model.name=<family>` with nothing else changed trains that family."""
-    dvc_project = families_project
-    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True)
-    epochs = f"trainer.max_epochs={EPOCHS[family]}"
-    output = dvc(dvc_project, "exp", "run", "-S", f"model.name={family}", "-S", epochs)
-    assert ran(output) == {"train", "predict", "md"}  # every family is run in MD as well
-    from physicsml.io.arrow import read_table
-
-    validation = read_table(dvc_project / "data/featurised/validation.arrow")
-    zero = float(np.mean(np.abs(np.concatenate([np.asarray(f) for f in validation["forces"].to_pylist()]))))
-    curve = (dvc_project / "dvclive/plots/metrics/val/forces/mae.tsv").read_text().splitlines()[1:]
-    learned = min(float(line.split("\t")[-1]) for line in curve)  # best epoch: single epochs are noisy
-    print(f"{family}: best validation force MAE {learned:.3f} eV/Å, zero forces {zero:.3f} eV/Å")
-    assert len(curve) == EPOCHS[family] and learned < 0.7 * zero
-
-
-def exp_name(output: str) -> str:
-    return next(line.split("'")[1] for line in output.splitlines() if line.startswith("Reproducing experiment"))
-
-
-def test_fine_tuning_from_init_from_in_the_pipeline(dvc_project):
-    """init_from with learning rate 0 reproduces the base model's test metrics; modified
-    families (adapter_egnn_model, ssf_mace_model) learn from a base at a git revision or experiment."""
-    # past EGNN's initial force plateau, at a step size the adapter's base learns steadily with
-    small_project(dvc_project, **{"trainer.max_epochs": 20, "optimizer.config.lr": 0.003})
-    env = git_env()
-    subprocess.run(["git", "commit", "-qam", "small"], cwd=dvc_project, check=True, env=env)
-    dvc(dvc_project, "repro")
-    base = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
-    curve_file = dvc_project / "dvclive/plots/metrics/val/forces/mae.tsv"
-    base_validation = float(curve_file.read_text().splitlines()[-1].split("\t")[-1])
-    subprocess.run(["git", "add", "-A"], cwd=dvc_project, check=True, env=env)
-    subprocess.run(["git", "commit", "-qm", "baseline"], cwd=dvc_project, check=True, env=env)
-
-    init = "train.init_from={path: models/model.pt, rev: HEAD}"
-    dvc(dvc_project, "exp", "run", "-S", init, "-S", "optimizer.config.lr=0.0", "-S", "trainer.max_epochs=1")
-    again = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
-    for target in ("energy", "forces"):
-        for kind in ("mae", "rmse"):
-            assert again[target][kind] == pytest.approx(base[target][kind], abs=1e-6)
-
-    def learns(*overrides: str, by: float = 0.01, start: float = float("inf")) -> str:
-        subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True, env=env)
-        arguments = [arg for o in ("trainer.max_epochs=3", *overrides) for arg in ("-S", o)]
-        output = dvc(dvc_project, "exp", "run", *arguments)
-        curve = (dvc_project / "dvclive/plots/metrics/val/forces/mae.tsv").read_text().splitlines()[1:]
-        values = [float(line.split("\t")[-1]) for line in curve]
-        print(overrides, values)
-        assert len(values) == 3 and values[2] < values[1] < values[0] < start and values[2] < (1 - by) * values[0]
-        return exp_name(output)
-
-    # an adapter trains few parameters from a zero up-projection: slower, but steadily below its base
-    learns(init, "model.name=adapter_egnn_model", "optimizer.config.lr=0.01", by=0.002, start=base_validation)
-    mace = learns("model.name=mace_model")
-    learns(f"train.init_from={{path: models/model.pt, rev: {mace}}}", "model.name=ssf_mace_model")
-    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=dvc_project, check=True, env=env)
-    result = subprocess.run(
-        ["dvc", "exp", "run", "-S", init, "-S", "model.name=ssf_mace_model"],
-        cwd=dvc_project,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert (
-        result.returncode != 0
-        and "is a egnn_model; a ssf_mace_model cannot start from it" in result.stderr + result.stdout
-    )

@@ -11,8 +11,7 @@ import subprocess
 import pyarrow.ipc
 import pytest
 import yaml
-from conftest import ROOT, git_env, run_stage
-from test_train_stage import dvc, small_project
+from conftest import ROOT, dvc, git_env, run_stage, small_project
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.slow  # an ensemble and a mean-variance model trained through DVC
