@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from ase.data import chemical_symbols
+from torch.export import ExportedProgram
 
 from physicsml.errors import ConfigError, InputError
 from physicsml.export.contract import FORMAT_VERSION, METADATA_KEY, UNITS, signature
@@ -113,13 +114,8 @@ def export_model(
     refused = refusal(loaded)
     if refused is not None:
         raise InputError(source, None, refused[0], f"the model cannot be exported: {refused[1]}")
-    inputs = plain_inputs(loaded, dtype, device)
-    example = example_inputs(
-        inputs.atomic_numbers, int(loaded.hparams.get("num_graph_attrs") or 0), *dtype_device(inputs)
-    )
-    program = export_program(inputs, example)
-    outputs = list(with_outputs(inputs, inputs.self_energy_of)(*example))
-    metadata = {METADATA_KEY: json.dumps(contract(loaded, dtype, device, outputs))}
+    program, metadata_of_file = exported_program(loaded, dtype, device)
+    metadata = {METADATA_KEY: json.dumps(metadata_of_file)}
     partial = output.with_name(f".{output.stem}.{os.getpid()}.partial.pt2")
     try:
         torch._inductor.aoti_compile_and_package(
@@ -129,6 +125,18 @@ def export_model(
     finally:
         partial.unlink(missing_ok=True)
     return output
+
+
+def exported_program(model: TrainedModel, dtype: str, device: str) -> tuple[ExportedProgram, dict[str, Any]]:
+    """The program the file compiles (:func:`~physicsml.export.program.export_program`) and its contract:
+    ``ExportedPotential.from_program`` runs the two as the file would, without the compilation."""
+    inputs = plain_inputs(model, dtype, device)
+    example = example_inputs(
+        inputs.atomic_numbers, int(model.hparams.get("num_graph_attrs") or 0), *dtype_device(inputs)
+    )
+    program = export_program(inputs, example)
+    outputs = list(with_outputs(inputs, inputs.self_energy_of)(*example))
+    return program, contract(model, dtype, device, outputs)
 
 
 def dtype_device(inputs: PlainInputs) -> tuple[torch.dtype, torch.device]:
