@@ -1,0 +1,122 @@
+"""Active learning's parts: the selection methods against picks worked out by hand, and labelling
+with an ASE calculator (EMT) against the calculator called directly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from physicsml.active.label import LabelKeys, label_structures, write_atomically
+from physicsml.active.select import farthest_points, max_std, random_pick, select
+from physicsml.errors import ConfigError
+from physicsml.io.structures import read_structures
+
+
+def on_a_line(*xs: float) -> np.ndarray:
+    return np.asarray(xs, dtype=np.float64)[:, None]
+
+
+def test_max_std_takes_the_largest_first_and_breaks_ties_by_index():
+    assert max_std(np.array([0.1, 0.5, 0.3, 0.5, 0.2]), 3).tolist() == [1, 3, 2]
+
+
+def test_random_is_its_seeds_permutation_without_repeats():
+    picks = random_pick(10, 4, seed=3)
+    assert picks.tolist() == np.random.default_rng(3).permutation(10)[:4].tolist()
+    assert len(set(picks.tolist())) == 4 and random_pick(10, 4, seed=4).tolist() != picks.tolist()
+
+
+def test_farthest_points_on_a_line():
+    points = on_a_line(0, 1, 2, 10, 11)
+    # from 0: the farthest is 11; then 2 is 2 from its nearest pick, 1 and 10 only 1
+    assert farthest_points(points, 3, first=0).tolist() == [0, 4, 2]
+    # away from a training structure at 10.5: 0 first (10.5 away), then 2 (2 from 0, 8.5 from 10.5)
+    assert farthest_points(points, 2, reference=on_a_line(10.5)).tolist() == [0, 2]
+
+
+def test_max_std_then_farthest_labels_one_failure_once():
+    """Five near-copies of one failure are the most uncertain; a second, different frame is a little
+    less so. max_std labels two copies; the composition labels one copy and the other frame."""
+    stds = np.array([0.90, 0.95, 0.92, 0.91, 0.93, 0.80, 0.1, 0.1, 0.1, 0.1])
+    features = on_a_line(0.00, 0.01, 0.02, 0.03, 0.04, 5.0, 20, 21, 22, 23)
+    assert select("max_std", 2, stds).picked.tolist() == [1, 4]
+    composed = select("max_std_then_farthest", 2, stds, features, top_fraction=0.6)
+    assert composed.picked.tolist() == [1, 5]  # the most uncertain, then the farthest of the top six
+    # farthest alone ignores the std: it goes to the confident frames far away
+    assert select("farthest", 2, stds, features).picked.tolist() == [1, 9]
+
+
+def test_candidates_near_a_training_structure_are_skipped():
+    stds, features = np.array([0.9, 0.5, 0.1]), on_a_line(0.05, 1.0, 2.0)
+    chosen = select("max_std", 1, stds, features, training_features=on_a_line(0.0), min_distance=0.5)
+    assert chosen.picked.tolist() == [1] and chosen.too_close == 1
+    with pytest.raises(ValueError, match="unknown selection method 'best'"):
+        select("best", 1, stds)
+    with pytest.raises(ValueError, match="needs the candidates' embeddings"):
+        select("farthest", 1, stds)
+
+
+def metals() -> list[Atoms]:
+    """Rattled copper cells (periodic: stress) and a small copper cluster (no cell)."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(3):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
+        atoms.positions += rng.normal(scale=0.05 * (k + 1), size=atoms.positions.shape)
+        frames.append(atoms)
+    frames.append(Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.4, 0.3]]))
+    return frames
+
+
+KEYS = LabelKeys(energy="dft_energy", forces="dft_forces", stress="dft_stress", factors={"energy": 2.0})
+
+
+def test_labels_are_the_calculators_own_in_the_datas_keys_and_units(tmp_path):
+    frames = metals()
+    labelled = label_structures(frames, "ase.calculators.emt.EMT", {}, KEYS, jobs=2)
+    assert labelled.failures == [] and len(labelled.structures) == len(frames)
+    path = write_atomically(tmp_path / "labels.extxyz", labelled.structures)
+    targets = {"energy": "dft_energy", "forces": "dft_forces", "stress": "dft_stress"}
+    read = read_structures(path, targets, allow_missing=["stress"])
+    for atoms, structure in zip(frames, read):
+        atoms.calc = EMT()
+        np.testing.assert_allclose(structure.coordinates, atoms.positions, atol=1e-8)
+        assert structure.targets["energy"] == pytest.approx(atoms.get_potential_energy() / 2.0, rel=1e-10)
+        np.testing.assert_allclose(structure.targets["forces"], atoms.get_forces(), atol=1e-8)
+        if atoms.pbc.any():
+            np.testing.assert_allclose(structure.targets["stress"], atoms.get_stress(voigt=False), atol=1e-9)
+        else:
+            assert structure.targets["stress"] is None  # no stress without a cell
+    assert list(tmp_path.iterdir()) == [path]
+
+
+class FailsOnLargeStructures(EMT):
+    """EMT that raises, as an SCF that does not converge would, on structures of more than three atoms."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):  # noqa: ANN001
+        if atoms is not None and len(atoms) > 3:
+            raise RuntimeError("SCF did not converge in 250 iterations\nmore detail")
+        super().calculate(atoms, properties, system_changes)
+
+
+def needs_a_path(path: str) -> EMT:
+    return EMT()
+
+
+def test_a_failed_calculation_is_skipped_with_its_reason():
+    frames = metals()
+    labelled = label_structures(frames, f"{__name__}.FailsOnLargeStructures", {}, KEYS, jobs=1)
+    assert [len(a) for a in labelled.structures] == [3]
+    assert labelled.failures == [(k, "RuntimeError: SCF did not converge in 250 iterations") for k in range(3)]
+
+
+def test_a_calculator_that_cannot_be_built_is_a_config_error():
+    with pytest.raises(ConfigError, match="active.label.calculator.*cannot import 'no_such_module'"):
+        label_structures(metals(), "no_such_module.Calculator", {}, KEYS)
+    with pytest.raises(ConfigError, match="names no calculator"):
+        label_structures(metals(), "ase.calculators.emt.NoSuchThing", {}, KEYS)
+    with pytest.raises(ConfigError, match="active.label.config.*failed"):
+        label_structures(metals(), f"{__name__}.needs_a_path", {"no_such_option": 1}, KEYS)
