@@ -1,17 +1,23 @@
-"""Active learning's parts: the selection methods against picks worked out by hand, and labelling
-with an ASE calculator (EMT) against the calculator called directly."""
+"""Active learning's parts: exploration by MD with an ensemble, the selection methods against picks
+worked out by hand, and labelling with an ASE calculator (EMT) against the calculator called directly."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import ase.io
 import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
+from physicsml.active.explore import explore, score_pool
 from physicsml.active.label import LabelKeys, label_structures, write_atomically
 from physicsml.active.select import farthest_points, max_std, random_pick, select
+from physicsml.configs import MDConfig
 from physicsml.errors import ConfigError
+from physicsml.inference.trained import TrainedModel
 from physicsml.io.structures import read_structures
 
 
@@ -120,3 +126,32 @@ def test_a_calculator_that_cannot_be_built_is_a_config_error():
         label_structures(metals(), "ase.calculators.emt.NoSuchThing", {}, KEYS)
     with pytest.raises(ConfigError, match="active.label.config.*failed"):
         label_structures(metals(), f"{__name__}.needs_a_path", {"no_such_option": 1}, KEYS)
+
+
+MODELS = Path(__file__).resolve().parents[1] / "data" / "models"
+
+
+def test_exploration_keeps_every_frame_after_the_start_with_the_models_std():
+    model = TrainedModel.load(MODELS / "ensemble2_egnn_model.pt")
+    starts = ase.io.read(MODELS / "molecules.extxyz", ":2")
+    config = MDConfig(steps=20, interval=5, min_distance=0.1, bond_multiplier=0.0, max_energy_deviation=10.0)
+    found = explore(model, starts, [300, 600], config)
+    assert len(found.candidates) == 2 * 2 * 4  # 20 steps / 5: four frames after each start
+    assert {a.info["source"] for a in found.candidates} == {
+        f"structure {k} at {t} K" for k in (0, 1) for t in (300, 600)
+    }
+    assert set(found.metrics) == {"300K", "600K"} and found.metrics["600K"]["stable_fraction"] == 1.0
+    for atoms in found.candidates[::7]:
+        wanted = np.max(model.predict([atoms], with_std=True)["forces_std"][0])
+        assert atoms.info["max_force_std"] == pytest.approx(wanted, rel=1e-5)
+    assert found.stds.max() == pytest.approx(max(m["max_force_std"] for m in found.metrics.values()))
+    # a model surer than md.max_force_std nowhere: each trajectory stops at its first check, that frame kept
+    doubtful = explore(model, starts, [300], config.model_copy(update={"max_force_std": 1e-9}))
+    assert len(doubtful.candidates) == 2 and doubtful.metrics["300K"]["stable_fraction"] == 0.0
+    pooled = score_pool(model, starts)
+    assert [a.info["source"] for a in pooled] == ["pool:0", "pool:1"]
+    assert pooled[1].info["max_force_std"] == pytest.approx(
+        np.max(model.predict(starts[1:], with_std=True)["forces_std"][0]), rel=1e-6
+    )
+    with pytest.raises(ValueError, match="ranks frames by the model's force std"):
+        explore(TrainedModel.load(MODELS / "egnn_model.pt"), starts, [300], config)
