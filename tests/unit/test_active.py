@@ -8,6 +8,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
+import yaml
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
@@ -155,3 +156,50 @@ def test_exploration_keeps_every_frame_after_the_start_with_the_models_std():
     )
     with pytest.raises(ValueError, match="ranks frames by the model's force std"):
         explore(TrainedModel.load(MODELS / "egnn_model.pt"), starts, [300], config)
+
+
+def test_a_rounds_training_data_is_the_pipelines_plus_its_labels(tmp_path):
+    from conftest import ROOT, run_stage
+
+    from physicsml.active.grow import grow_training_data
+    from physicsml.configs import DataConfig, DataModuleConfig
+    from physicsml.io.arrow import read_table
+    from physicsml.prebatch import load_batches
+
+    ase.io.write(tmp_path / "small.extxyz", ase.io.read(ROOT / "data/raw/molecules.extxyz", ":60"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["source"] = str(tmp_path / "small.extxyz")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    featurised = tmp_path / "featurised"
+    assert run_stage("featurise", "--params", str(tmp_path / "params.yaml"), "--out", str(featurised)).returncode == 0
+    labels = ase.io.read(ROOT / "data/raw/molecules.extxyz", "50:53")
+    for atoms in labels:  # in the file in units of 2 eV (and 4 eV/Å), read back with data.units
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = None
+        atoms.info["energy"], atoms.arrays["forces"] = energy / 2.0, forces / 4.0
+    ase.io.write(tmp_path / "labels.extxyz", labels)
+    (tmp_path / "none.extxyz").write_text("")
+    data = DataConfig(
+        source="x", targets={"energy": "energy", "forces": "forces"}, units={"energy": 2.0, "forces": 4.0}
+    )
+    datamodule = DataModuleConfig(cut_off=5.0, y_graph_scalars=["energy"], y_node_vector="forces")
+    files = [tmp_path / "none.extxyz", tmp_path / "labels.extxyz"]
+    count = grow_training_data(featurised, files, data, datamodule, 32, tmp_path / "round")
+
+    base, grown = read_table(featurised / "train.arrow"), read_table(tmp_path / "round/featurised/train.arrow")
+    assert count == grown.num_rows == base.num_rows + 3
+    assert grown.slice(0, base.num_rows).equals(base)
+    original = ase.io.read(ROOT / "data/raw/molecules.extxyz", "50:53")
+    assert grown["energy"].to_pylist()[-3:] == pytest.approx([a.get_potential_energy() for a in original])
+    np.testing.assert_allclose(
+        np.asarray(grown["forces"][-1].as_py()), original[-1].get_forces(), atol=1e-7
+    )  # extxyz keeps 8 decimals
+    for split in ("validation", "test"):  # measured on the pipeline's own structures every round
+        assert (tmp_path / "round/featurised" / f"{split}.arrow").read_bytes() == (
+            featurised / f"{split}.arrow"
+        ).read_bytes()
+    round_dir = tmp_path / "round"
+    batches = load_batches(
+        "train", round_dir / "prebatched", round_dir / "featurised", round_dir / "graphs", datamodule
+    )
+    assert batches.num_structures == count
