@@ -203,3 +203,21 @@ def test_a_rounds_training_data_is_the_pipelines_plus_its_labels(tmp_path):
         "train", round_dir / "prebatched", round_dir / "featurised", round_dir / "graphs", datamodule
     )
     assert batches.num_structures == count
+
+
+def test_rounds_must_chain_back_to_the_start():
+    from pydantic import ValidationError
+
+    from physicsml.configs.active import ActiveConfig
+
+    chained = ActiveConfig(rounds={"round1": "start", "round2": "round1", "branch": "round1"})
+    assert chained.rounds["round2"] == "round1" and chained.label.calculator == "tblite.ase.TBLite"
+    for rounds, message in (
+        ({"round2": "round1"}, "follows 'round1', which is neither 'start' nor a round"),
+        ({"a": "b", "b": "a"}, r"rounds \['a', 'b'\] follow each other in a cycle"),
+        ({"1": "start"}, "round name '1': letters"),
+        ({"start": "start"}, "and not 'start'"),
+    ):
+        with pytest.raises(ValidationError, match=message):
+            ActiveConfig(rounds=rounds)
+    assert ActiveConfig(label=None).label is None  # labels made outside: the round stops after selection
