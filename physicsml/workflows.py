@@ -281,8 +281,8 @@ def md_stage(
     rows = min(config.structures, table.num_rows)
     if rows == 0:
         raise ConfigError("params.yaml", "md.split", f"the {config.split} split has no structures to start MD from")
-    names, structures = _md_starts(model, table, rows)
-    report = md_check(model, structures, config, names, _bond_lengths(config, featurised, structures))
+    names, structures = md_starts(model, table, rows)
+    report = md_check(model, structures, config, names, training_bond_lengths(config, featurised, structures))
     each = _write_md(report, Path(out))
     metrics = report.metrics
     write_json({"md": metrics}, Path(out) / "metrics.json")
@@ -294,7 +294,7 @@ def md_stage(
     return metrics
 
 
-def _md_starts(model: TrainedModel, table: pa.Table, rows: int) -> tuple[list[str], list[Atoms]]:
+def md_starts(model: TrainedModel, table: pa.Table, rows: int) -> tuple[list[str], list[Atoms]]:
     """The ids and ``ase.Atoms`` of the first ``rows`` structures of a featurised table, with the graph
     attributes the model reads and the total charge its bonds are perceived with in their ``info``."""
     info_columns: list[Any] = list(model.datamodule.graph_attrs_cols or [])
@@ -313,7 +313,9 @@ def _md_starts(model: TrainedModel, table: pa.Table, rows: int) -> tuple[list[st
     return names, frames
 
 
-def _bond_lengths(config: MDConfig, featurised: str | os.PathLike, structures: list[Atoms]) -> BondLengths | None:
+def training_bond_lengths(
+    config: MDConfig, featurised: str | os.PathLike, structures: list[Atoms]
+) -> BondLengths | None:
     """The longest bond of each element pair in the train split, when bonds are checked and some of
     ``structures`` is a molecule; else ``None``."""
     if not (config.bond_multiplier and any(not atoms.pbc.any() for atoms in structures)):

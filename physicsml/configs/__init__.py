@@ -13,6 +13,7 @@ params file. Every public name is re-exported here, so ``from physicsml.configs 
 is the one import to use.
 """
 
+from physicsml.configs.active import ActiveConfig, LabelConfig, SelectConfig
 from physicsml.configs.base import Config, check_kwargs, lookup_class, parse_config, unknown_key, with_fields
 from physicsml.configs.data import (
     AtomicEnergiesConfig,
@@ -39,6 +40,9 @@ from physicsml.configs.training import (
 )
 
 __all__ = [
+    "ActiveConfig",
+    "LabelConfig",
+    "SelectConfig",
     "ANI_RADIAL_CUT_OFFS",
     "LEARNING_RATE",
     "MAX_EPOCHS",

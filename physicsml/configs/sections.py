@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from physicsml.configs.active import ActiveConfig
 from physicsml.configs.base import Config, parse_config, unknown_key
 from physicsml.configs.data import DataConfig, DataModuleConfig, FeaturiseConfig
 from physicsml.configs.runs import MDConfig, ModelSection, PredictConfig, PrepareConfig
@@ -33,6 +34,7 @@ SECTIONS: dict[str, type[Config]] = {
     "predict": PredictConfig,
     "md": MDConfig,
     "prepare": PrepareConfig,
+    "active": ActiveConfig,
 }
 
 

@@ -38,7 +38,7 @@ def thermalise(atoms: Atoms, config: MDConfig, rng: np.random.Generator) -> None
     """Maxwell–Boltzmann momenta at ``md.temperature_K``, without centre-of-mass motion and, for a
     molecule of more than two atoms, without rotation."""
     thermalize_momenta(atoms, temperature_K=config.temperature_K, rng=rng)
-    Stationary(atoms)
+    Stationary(atoms, preserve_temperature=len(atoms) > 1)  # one atom: no motion but its centre of mass
     if not atoms.pbc.any() and len(atoms) > 2:
         ZeroRotation(atoms)
 

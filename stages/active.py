@@ -1,0 +1,112 @@
+"""DVC stages of active learning: each round explores with the last models, selects what they are least
+sure of, labels it with a reference calculator and trains again on everything labelled so far.
+
+    python stages/active.py start                              # active/start: the pipeline's models
+    python stages/active.py explore --round round1 --after start
+    python stages/active.py select  --round round1 --after start
+    python stages/active.py label   --round round1 --after start
+    python stages/active.py train   --round round1 --after start
+
+dvc.yaml runs them for every round of `active.rounds` (`active_*@<round>`); a round's outputs are in
+active/<round>/.
+"""
+
+from pathlib import Path
+
+import typer
+
+from physicsml.active.rounds import explore_round, label_round, select_round, start_round, train_round
+from physicsml.cli import reports_errors, stage_app
+from physicsml.configs import load_params, parse_section
+
+app = stage_app(__doc__)
+
+PARAMS = typer.Option("params.yaml", help="Params file; reads `active` and the sections each step names.")
+ROUND = typer.Option(..., "--round", help="The round to run: a key of `active.rounds`.")
+AFTER = typer.Option(..., help="The round it follows (its value in `active.rounds`; `start`: the pipeline's models).")
+FEATURISED = typer.Option("data/featurised", help="The pipeline's featurised splits.")
+ACTIVE = typer.Option("active", help="Directory of the rounds, one subdirectory each.")
+
+
+@app.command()
+@reports_errors
+def start(
+    models: Path = typer.Option("models", help="The pipeline's models: model.pt and members/."),
+    active: Path = ACTIVE,
+) -> None:
+    """Copy the pipeline's models to active/start/models, where the first rounds find them."""
+    start_round(models, active / "start")
+
+
+@app.command()
+@reports_errors
+def explore(
+    params: Path = PARAMS,
+    round_name: str = ROUND,
+    after: str = AFTER,
+    featurised: Path = FEATURISED,
+    active: Path = ACTIVE,
+) -> None:
+    """MD with the previous round's models from `active.structures` of `active.start` at every
+    `active.temperatures_K` (md's integrator, time step and checks; `active.steps`, `active.interval`,
+    `active.max_force_std`), and the `active.pool` file: every frame is a candidate with its force std."""
+    values = load_params(params)
+    config, md = parse_section(values, "active", str(params)), parse_section(values, "md", str(params))
+    metrics = explore_round(config, md, active / after, featurised, active / round_name)
+    print(
+        f"{round_name}: {metrics['candidates']} candidates; " + ", ".join(f"{t} {m}" for t, m in metrics["md"].items())
+    )
+
+
+@app.command()
+@reports_errors
+def select(
+    params: Path = PARAMS,
+    round_name: str = ROUND,
+    after: str = AFTER,
+    featurised: Path = FEATURISED,
+    active: Path = ACTIVE,
+) -> None:
+    """Select `active.select.count` candidates by `active.select.method`."""
+    config = parse_section(load_params(params), "active", str(params))
+    metrics = select_round(config, active / after, featurised, active / round_name)
+    print(f"{round_name}: selected {metrics['selected']} of {metrics['candidates']} ({metrics['too_close']} too close)")
+
+
+@app.command()
+@reports_errors
+def label(params: Path = PARAMS, round_name: str = ROUND, after: str = AFTER, active: Path = ACTIVE) -> None:
+    """Label the selected structures with `active.label.calculator` in `prepare.jobs` processes; a failed
+    calculation is skipped and listed in label_failures.csv."""
+    values = load_params(params)
+    config, data = parse_section(values, "active", str(params)), parse_section(values, "data", str(params))
+    jobs = parse_section(values, "prepare", str(params)).processes
+    metrics = label_round(config, data, active / after, active / round_name, jobs)
+    print(f"{round_name}: labelled {metrics['labelled']}, failed {metrics['failed']} {metrics['reasons'] or ''}")
+
+
+@app.command()
+@reports_errors
+def train(
+    params: Path = PARAMS,
+    round_name: str = ROUND,
+    after: str = AFTER,
+    featurised: Path = FEATURISED,
+    active: Path = ACTIVE,
+) -> None:
+    """Train the round's models (`train.seed` and `ensemble.seeds`, the pipeline's model, optimizer and trainer
+    settings) on the training split plus every label so far; measure them on the test split and
+    `active.test_files`."""
+    values = load_params(params)
+    names = ("model", "datamodule", "optimizer", "scheduler", "trainer", "train", "ensemble", "data", "prepare")
+    sections = {name: parse_section(values, name, str(params)) for name in names}
+    config = parse_section(values, "active", str(params))
+    sections.update(featurised=featurised, test_files=config.test_files)
+    metrics = train_round(
+        sections, sections["data"], active / after, active / round_name, sections["prepare"].processes
+    )
+    print(f"{round_name}: {metrics['labels']} labels so far")
+
+
+if __name__ == "__main__":
+    app()
