@@ -35,13 +35,15 @@ from physicsml.active.label import LabelKeys, label_structures, write_atomically
 from physicsml.active.select import select
 from physicsml.configs import DataConfig, MDConfig
 from physicsml.configs.active import ActiveConfig
+from physicsml.errors import InputError
 from physicsml.evaluate import write_json
 from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import read_table
+from physicsml.io.structures import read_structures
 from physicsml.targets import selected_columns
 from physicsml.workflows import load_trained, md_starts, predict_stage, training_bond_lengths
 
-LABELS, ALL_LABELS = "labels.extxyz", "all_labels.extxyz"
+LABELS, ALL_LABELS, PROGRESS = "labels.extxyz", "all_labels.extxyz", "progress.csv"
 
 
 def read_frames(path: str | Path) -> list[Atoms]:
@@ -62,7 +64,7 @@ def round_model(directory: str | Path) -> TrainedModel:
 
 
 def start_round(models: str | Path, out: str | Path) -> None:
-    """``out/models`` a copy of the pipeline's ``models/`` (model and members), ``out/all_labels.extxyz`` empty."""
+    """``out/models`` a copy of the pipeline's ``models/`` (model and members); no labels and no progress yet."""
     out = Path(out)
     if (out / "models").exists():
         shutil.rmtree(out / "models")
@@ -72,6 +74,7 @@ def start_round(models: str | Path, out: str | Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     (out / ALL_LABELS).write_text("")
+    (out / PROGRESS).write_text("")
 
 
 def explore_round(active: ActiveConfig, md: MDConfig, after: Path, featurised: Path, out: Path) -> dict[str, Any]:
@@ -113,7 +116,10 @@ def select_round(
     chosen = select(
         config.method, config.count, stds, features, training, config.top_fraction, config.min_distance, config.seed
     )
-    write_atomically(out / "selected.extxyz", [candidates[k] for k in chosen.picked])
+    selected = [candidates[k] for k in chosen.picked]
+    for k, atoms in enumerate(selected):  # what labels made outside are matched by
+        atoms.info["selection_id"] = f"{out.name}:{k}"
+    write_atomically(out / "selected.extxyz", selected)
     metrics = {"selected": len(chosen.picked), "too_close": chosen.too_close, "candidates": len(candidates)}
     write_json(metrics, out / "select.json")
     return metrics
@@ -139,21 +145,54 @@ def label_keys(model: TrainedModel, data: DataConfig) -> LabelKeys:
 
 
 def label_round(active: ActiveConfig, data: DataConfig, after: Path, out: Path, jobs: int) -> dict[str, Any]:
-    """Labels of the selected structures; failures skipped and listed with their reasons."""
-    if active.label is None:
-        raise ValueError("active.label is null: label selected.extxyz outside (see the README)")
+    """Labels of the selected structures from ``active.label``'s calculator (failures skipped and listed with
+    their reasons), or, with ``active.label: null``, from ``external.extxyz``, labelled outside."""
     selected = read_frames(out / "selected.extxyz")
     keys = label_keys(TrainedModel.load(round_models(after / "models")[0]), data)
-    labelled = label_structures(selected, active.label.calculator, active.label.config, keys, jobs)
-    write_atomically(out / LABELS, labelled.structures)
+    if active.label is None:
+        structures, failures = external_labels(out, selected, keys)
+    else:
+        labelled = label_structures(selected, active.label.calculator, active.label.config, keys, jobs)
+        structures, failures = labelled.structures, labelled.failures
+    write_atomically(out / LABELS, structures)
     with open(out / "label_failures.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["index", "source", "reason"])
-        writer.writerows([k, selected[k].info.get("source", ""), reason] for k, reason in labelled.failures)
-    reasons = Counter(reason for _, reason in labelled.failures)
-    metrics = {"labelled": len(labelled.structures), "failed": len(labelled.failures), "reasons": dict(reasons)}
+        writer.writerows([k, selected[k].info.get("source", ""), reason] for k, reason in failures)
+    reasons = Counter(reason for _, reason in failures)
+    metrics = {"labelled": len(structures), "failed": len(failures), "reasons": dict(reasons)}
     write_json(metrics, out / "label.json")
     return metrics
+
+
+def external_labels(out: Path, selected: list[Atoms], keys: LabelKeys) -> tuple[list[Atoms], list[tuple[int, str]]]:
+    """The records of ``out/external.extxyz`` that label selected structures (matched by ``selection_id``),
+    and each selected structure it leaves out as a failure.
+
+    Raises:
+        InputError: no such file yet (saying what to write), a record whose id was not selected, or one
+            without the energy or forces key.
+    """
+    path = out / "external.extxyz"
+    if not path.is_file():
+        raise InputError(
+            str(path),
+            None,
+            None,
+            f"active.label is null: label the {len(selected)} structures of {out / 'selected.extxyz'} with your own "
+            f"code (energy under '{keys.energy}', forces under '{keys.forces}', each record keeping its "
+            "selection_id) and write them here; then run dvc repro again",
+        )
+    wanted = {atoms.info["selection_id"]: k for k, atoms in enumerate(selected)}
+    frames = read_frames(path)
+    read_structures(path, {"energy": keys.energy, "forces": keys.forces})  # both labels in every record
+    for index, atoms in enumerate(frames):
+        if atoms.info.get("selection_id") not in wanted:
+            message = f"selection_id {atoms.info.get('selection_id')!r} is not one of {out / 'selected.extxyz'}"
+            raise InputError(str(path), index, "selection_id", message)
+    done = {atoms.info["selection_id"] for atoms in frames}
+    failures = [(k, "not labelled in external.extxyz") for sid, k in wanted.items() if sid not in done]
+    return frames, failures
 
 
 def all_labels(after: Path, out: Path) -> int:
@@ -163,12 +202,26 @@ def all_labels(after: Path, out: Path) -> int:
     return len(frames)
 
 
-def write_round_metrics(out: Path, labels: int, test: dict[str, Any]) -> dict[str, Any]:
-    """``metrics.json``: the number of labels so far, test errors, and the exploration, selection and labelling
-    figures of this round."""
+def write_round_metrics(after: Path, out: Path, labels: int, test: dict[str, Any]) -> dict[str, Any]:
+    """``metrics.json`` (the number of labels so far, test errors, and the exploration, selection and labelling
+    figures of this round) and ``progress.csv``: the previous round's rows and this round's, for ``dvc plots``
+    against the number of labels."""
     parts = {name: json.loads((out / f"{name}.json").read_text()) for name in ("explore", "select", "label")}
     metrics = {"labels": labels, **test, **parts}
     write_json(metrics, out / "metrics.json")
+    row: dict[str, Any] = {"round": out.name, "labels": labels}
+    for block, targets in test.items():  # test, then each of active.test_files
+        for target, values in targets.items():
+            row.update({f"{block}_{target}_{kind}": values[kind] for kind in ("mae", "rmse") if kind in values})
+    for temperature, values in parts["explore"]["md"].items():  # the exploring (previous) model's
+        row.update({f"explored_{temperature}_{key}": value for key, value in values.items()})
+    row["label_failures"] = parts["label"]["failed"]
+    previous = list(csv.DictReader(open(after / PROGRESS))) if (after / PROGRESS).stat().st_size else []
+    with open(out / PROGRESS, "w", newline="") as handle:
+        fields = list(dict.fromkeys([*(previous[0] if previous else {}), *row]))
+        writer = csv.DictWriter(handle, fields)
+        writer.writeheader()
+        writer.writerows([*previous, row])
     return metrics
 
 
@@ -216,4 +269,4 @@ def train_round(sections: dict[str, Any], data: DataConfig, after: Path, out: Pa
         members,
         data,
     )
-    return write_round_metrics(out, labels, test)
+    return write_round_metrics(after, out, labels, test)

@@ -3,6 +3,7 @@ runs alone, a selection change that reruns from the round it affects, and a roun
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -90,6 +91,14 @@ def test_a_selection_change_reruns_from_its_stage_and_a_new_round_runs_alone(met
     assert ran_stages(added) == {f"{name}@round2" for name in ROUND_STAGES}
     assert len(ase.io.read(project / "active/round2/all_labels.extxyz", ":")) == 6
     assert json.loads((project / "active/round2/metrics.json").read_text())["labels"] == 6
+    with open(project / "active/round2/progress.csv") as handle:  # the rounds so far, plotted against labels
+        rows = list(csv.DictReader(handle))
+    assert [(row["round"], int(row["labels"])) for row in rows] == [("round1", 3), ("round2", 6)]
+    assert {"test_forces_mae", "explored_600K_stable_fraction", "label_failures"} <= set(rows[0])
+    plots = json.loads(dvc(project, "plots", "show", "--json"))
+    assert "active/round2/progress.csv" in plots["data"]
+    shown = dvc(project, "exp", "show", "--csv").splitlines()[0]
+    assert "labels" in shown and "test.forces.mae" in shown
 
     # a round's training resumes each model from its own checkpoints (here: each already finished)
     again = subprocess.run(

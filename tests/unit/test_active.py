@@ -221,3 +221,43 @@ def test_rounds_must_chain_back_to_the_start():
         with pytest.raises(ValidationError, match=message):
             ActiveConfig(rounds=rounds)
     assert ActiveConfig(label=None).label is None  # labels made outside: the round stops after selection
+
+
+def test_labels_made_outside_are_taken_by_selection_id(tmp_path):
+    """With active.label null the round stops, saying what to write; labels that appear later are matched to
+    the selection by id, and a selected structure left out is counted as a failure."""
+    import json
+    import shutil
+
+    from physicsml.active.rounds import label_round
+    from physicsml.configs import DataConfig
+    from physicsml.configs.active import ActiveConfig
+    from physicsml.errors import InputError
+
+    after, out = tmp_path / "start", tmp_path / "round1"
+    (after / "models").mkdir(parents=True)
+    shutil.copyfile(MODELS / "egnn_model.pt", after / "models/model.pt")
+    selected = ase.io.read(MODELS / "molecules.extxyz", ":3")
+    for k, atoms in enumerate(selected):
+        atoms.calc = None
+        atoms.info["selection_id"] = f"round1:{k}"
+    write_atomically(out / "selected.extxyz", selected)
+    config, data = ActiveConfig(label=None), DataConfig(source="x")
+    with pytest.raises(InputError, match=r"external.extxyz: active.label is null: label the 3 structures"):
+        label_round(config, data, after, out, jobs=1)
+    assert not (out / "labels.extxyz").exists()
+
+    outside = [atoms.copy() for atoms in selected[::2]]  # the second one never came back
+    for atoms in outside:
+        atoms.calc = EMT()
+        atoms.get_forces()
+    ase.io.write(out / "external.extxyz", outside)
+    metrics = label_round(config, data, after, out, jobs=1)
+    assert metrics["labelled"] == 2 and metrics["reasons"] == {"not labelled in external.extxyz": 1}
+    assert [a.info["selection_id"] for a in ase.io.read(out / "labels.extxyz", ":")] == ["round1:0", "round1:2"]
+    assert json.loads((out / "label.json").read_text())["failed"] == 1
+
+    outside[1].info["selection_id"] = "round7:0"
+    ase.io.write(out / "external.extxyz", outside)
+    with pytest.raises(InputError, match=r"record 1: field 'selection_id': selection_id 'round7:0' is not one of"):
+        label_round(config, data, after, out, jobs=1)

@@ -343,3 +343,15 @@ def test_md_stage_writes_bond_events_and_reads_bond_lengths_from_the_train_split
     saved = json.loads((tmp_path / "md/metrics.json").read_text())["md"]
     assert {"stable_fraction", "drift_meV_per_atom_ps", "time_to_failure_ps", "bond_events"} <= set(saved)
     assert len(list((tmp_path / "md/energies").glob("*.csv"))) == 1
+
+
+def test_a_one_atom_cell_starts_at_rest_not_with_nan_momenta():
+    """A lone atom has no motion but its centre of mass's, which MD removes: zero momenta, finite."""
+    from physicsml.md.trajectory import thermalise
+
+    atoms = bulk("Cu", "fcc", a=3.6)
+    thermalise(atoms, MDConfig(temperature_K=600), np.random.default_rng(0))
+    assert np.array_equal(atoms.get_momenta(), np.zeros((1, 3)))
+    pair = bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1))
+    thermalise(pair, MDConfig(temperature_K=600), np.random.default_rng(0))
+    assert np.isfinite(pair.get_momenta()).all() and pair.get_temperature() > 0  # two atoms keep moving
