@@ -56,7 +56,9 @@ def calculator_class(path: str) -> Any:
     try:
         found = getattr(importlib.import_module(module), name) if module else None
     except ImportError as error:
-        raise ConfigError("params.yaml", "active.label.calculator", f"cannot import {module!r}: {error}") from None
+        raise ConfigError(
+            "params.yaml", "active.label.calculator", f"cannot import {module!r} ({error}): is it installed?"
+        ) from None
     except AttributeError:
         found = None
     if found is None or not callable(found):

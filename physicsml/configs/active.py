@@ -50,7 +50,10 @@ class LabelConfig(Config):
         description="Import path of an ASE calculator class: tblite.ase.TBLite (GFN2-xTB, as the default "
         "molecules were labelled; pip install -e '.[generate]'), ase.calculators.emt.EMT for the default metals.",
     )
-    config: dict[str, Any] = Field(default_factory=lambda: {"method": "GFN2-xTB"}, description="Its keyword arguments.")
+    config: dict[str, Any] = Field(
+        default_factory=lambda: {"method": "GFN2-xTB", "charge": 0, "multiplicity": 1, "verbosity": 0},
+        description="Its keyword arguments (the default: the settings the default molecules were labelled with).",
+    )
 
 
 class ActiveConfig(Config):
