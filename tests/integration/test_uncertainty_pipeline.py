@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow  # an ensemble and a mean-variance model trained t
 
 
 def stages_run(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+    """The stages DVC ran, but active_start, which copies models/ whenever it changes (there are no rounds here)."""
+    return set(re.findall(r"Running stage '([^']+)'", output)) - {"active_start"}
 
 
 def test_mean_var_experiment_and_an_ensemble_growing_by_one_member(dvc_project):
