@@ -87,6 +87,12 @@ class TrainedModel:
         return outputs.graph_scalars[outputs.energy] if outputs.energy is not None else None
 
     @property
+    def std_scale(self) -> dict[str, float]:
+        """Factor per target name that multiplies every predicted std (1 where absent): a recalibration
+        fitted on held-out data (:func:`physicsml.evaluate.recalibrate`), saved with the model."""
+        return {str(name): float(factor) for name, factor in (self.metadata.get("std_scale") or {}).items()}
+
+    @property
     def has_uncertainty(self) -> bool:
         """Whether the model predicts a standard deviation with each value (mean-variance heads or an ensemble)."""
         return has_uncertainty(self.net)
@@ -181,7 +187,10 @@ class TrainedModel:
         result = by_name(collected.values, columns)
         if collected.edges:
             result["edge_index"] = collected.edges
+        scale = self.std_scale
         for name, std in by_name(collected.variances, columns).items():
+            factor = scale.get(name, 1.0)
+            std = [part * factor for part in std] if isinstance(std, list) else std * factor
             result[f"{name}_std"] = std
             if confidence is not None:
                 low, high = prediction_interval(result[name], std, confidence)

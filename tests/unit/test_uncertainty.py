@@ -243,3 +243,61 @@ def test_calibration_plot_bins_follow_the_diagonal_for_calibrated_errors(tmp_pat
     parity = np.loadtxt(tmp_path / "parity/u0.csv", delimiter=",", skiprows=1)
     assert len(parity) == 5000
     np.testing.assert_allclose(parity[0], [reference[0], predicted[0]], rtol=1e-7)  # the CSV keeps the raw values
+
+
+def flat(values) -> np.ndarray:  # noqa: ANN001
+    """Per-structure arrays (atom targets) or one array (graph targets), flattened."""
+    return np.concatenate([np.ravel(v) for v in values]) if isinstance(values, list) else np.ravel(values)
+
+
+def test_recalibration_minimises_the_nll_and_scales_every_std(tmp_path):
+    """One factor per target, fitted on held-out labels, makes the mean squared z-score 1 (the NLL's minimum);
+    predict, the potential (so the calculator and MD) and a saved copy all apply it."""
+    from pathlib import Path
+
+    import ase.io
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from physicsml.evaluate import fit_std_scale, recalibrate
+    from physicsml.featurise import featurise_like
+    from physicsml.inference.trained import TrainedModel
+    from physicsml.io.ase_reader import structures_from_atoms
+    from physicsml.potential import Potential
+
+    stored = Path(__file__).resolve().parents[1] / "data" / "models"
+    model = TrainedModel.load(stored / "ensemble2_egnn_model.pt")
+    frames = ase.io.read(stored / "molecules.extxyz", ":")
+    for atoms in frames:  # labels of another method: errors for the stds to be calibrated against
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+    targets = {"energy": "energy", "forces": "forces"}
+    table = featurise_like(structures_from_atoms(frames, targets), model.metadata, list(targets))
+    raw = model.predict(table, with_std=True)
+    report = recalibrate(model, table)
+    assert set(report) == {"energy", "forces"}
+    scaled = model.predict(table, with_std=True)
+    for name in ("energy", "forces"):
+        factor = report[name]["scale"]
+        reference = np.concatenate([np.ravel(v) for v in table[name].to_pylist()])
+        errors = flat(raw[name]) - reference
+        std = flat(raw[f"{name}_std"])
+        assert np.mean((errors / (factor * std)) ** 2) == pytest.approx(1.0, rel=1e-9)
+
+        def nll(c: float, errors=errors, std=std) -> float:
+            return float(np.mean(np.log(c * std) + errors**2 / (2 * (c * std) ** 2)))
+
+        assert nll(factor) < min(nll(0.9 * factor), nll(1.1 * factor))
+        got = flat(scaled[f"{name}_std"])
+        np.testing.assert_allclose(got, factor * std, rtol=1e-12)
+    assert fit_std_scale(np.array([3.0, -3.0]), np.array([1.0, 1.0])) == pytest.approx(3.0)
+
+    model.save(tmp_path / "recalibrated.pt")
+    again = TrainedModel.load(tmp_path / "recalibrated.pt")
+    assert again.std_scale == pytest.approx({name: values["scale"] for name, values in report.items()})
+    atoms = frames[0]
+    args = (atoms.numbers, atoms.positions, None, [False] * 3)
+    plain = Potential(TrainedModel.load(stored / "ensemble2_egnn_model.pt"), dtype="float64")(*args)
+    recalibrated = Potential(again, dtype="float64")(*args)
+    np.testing.assert_allclose(recalibrated["forces_std"], report["forces"]["scale"] * plain["forces_std"], rtol=1e-10)
+    assert recalibrated["energy_std"] == pytest.approx(report["energy"]["scale"] * plain["energy_std"], rel=1e-10)
