@@ -115,7 +115,9 @@ def recalibrate(model: Any, data: Any) -> dict[str, dict[str, float]]:
     predicted = model.predict(table, with_std=True)
     report: dict[str, dict[str, float]] = {}
     for name in [n for n in predicted if f"{n}_std" in predicted and n in table.column_names]:
-        errors = _flat(predicted[name]) - _flat([np.ravel(np.asarray(v, dtype=np.float64)) for v in table[name].to_pylist()])
+        errors = _flat(predicted[name]) - _flat(
+            [np.ravel(np.asarray(v, dtype=np.float64)) for v in table[name].to_pylist()]
+        )
         std = _flat(predicted[f"{name}_std"])
         factor = fit_std_scale(errors, std)
         before = calibration_metrics(errors, std).get("miscalibration_area", float("nan"))

@@ -52,7 +52,8 @@ def explore(
     `active.max_force_std`), and the `active.pool` file: every frame is a candidate with its force std."""
     values = load_params(params)
     config, md = parse_section(values, "active", str(params)), parse_section(values, "md", str(params))
-    metrics = explore_round(config, md, active / after, featurised, active / round_name)
+    recalibrate = parse_section(values, "ensemble", str(params)).recalibrate
+    metrics = explore_round(config, md, active / after, featurised, active / round_name, recalibrate)
     print(
         f"{round_name}: {metrics['candidates']} candidates; " + ", ".join(f"{t} {m}" for t, m in metrics["md"].items())
     )

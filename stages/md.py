@@ -40,7 +40,7 @@ def main(
     values = load_params(params)
     config = parse_section(values, "md", str(params))
     ensemble = parse_section(values, "ensemble", str(params))
-    md_stage(config, model, featurised, out, member_models(model, ensemble.seeds))
+    md_stage(config, model, featurised, out, member_models(model, ensemble.seeds), ensemble.recalibrate)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def main(
     ensemble = parse_section(values, "ensemble", str(params))
     data = parse_section(values, "data", str(params))
     files = [*config.files, *map(str, structures)]
-    predict_stage(model, featurised, graphs, prebatched, files, out, member_models(model, ensemble.seeds), data)
+    members = member_models(model, ensemble.seeds)
+    predict_stage(model, featurised, graphs, prebatched, files, out, members, data, ensemble.recalibrate)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import read_table
 from physicsml.io.structures import read_structures
 from physicsml.targets import selected_columns
-from physicsml.workflows import load_trained, md_starts, predict_stage, training_bond_lengths
+from physicsml.workflows import load_trained, md_starts, predict_stage, recalibrated, training_bond_lengths
 
 LABELS, ALL_LABELS, PROGRESS = "labels.extxyz", "all_labels.extxyz", "progress.csv"
 
@@ -77,9 +77,13 @@ def start_round(models: str | Path, out: str | Path) -> None:
     (out / PROGRESS).write_text("")
 
 
-def explore_round(active: ActiveConfig, md: MDConfig, after: Path, featurised: Path, out: Path) -> dict[str, Any]:
-    """Candidates from MD with the previous round's models (and the pool), with their metrics."""
+def explore_round(
+    active: ActiveConfig, md: MDConfig, after: Path, featurised: Path, out: Path, recalibrate: bool = True
+) -> dict[str, Any]:
+    """Candidates from MD with the previous round's models (and the pool), with their metrics; with
+    ``recalibrate`` the stds are scaled on the validation split first, as the predict stage's."""
     model = round_model(after / "models")
+    recalibrated(model, featurised, recalibrate)
     if isinstance(active.start, str):
         table = read_table(featurised / f"{active.start}.arrow")
         names, starts = md_starts(model, table, min(active.structures, table.num_rows))
@@ -212,7 +216,9 @@ def write_round_metrics(after: Path, out: Path, labels: int, test: dict[str, Any
     row: dict[str, Any] = {"round": out.name, "labels": labels}
     for block, targets in test.items():  # test, then each of active.test_files
         for target, values in targets.items():
-            row.update({f"{block}_{target}_{kind}": values[kind] for kind in ("mae", "rmse") if kind in values})
+            row.update(
+                {f"{block}_{target}_{kind}": values[kind] for kind in ("mae", "rmse", "scale") if kind in values}
+            )
     for temperature, values in parts["explore"]["md"].items():  # the exploring (previous) model's
         row.update({f"explored_{temperature}_{key}": value for key, value in values.items()})
     row["label_failures"] = parts["label"]["failed"]
@@ -268,5 +274,6 @@ def train_round(sections: dict[str, Any], data: DataConfig, after: Path, out: Pa
         out / "results",
         members,
         data,
+        sections["ensemble"].recalibrate,
     )
     return write_round_metrics(after, out, labels, test)

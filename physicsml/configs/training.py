@@ -192,6 +192,14 @@ class EnsembleConfig(Config):
         "training split drawn with its seed.",
     )
 
+    recalibrate: bool = Field(
+        True,
+        description="Models with an uncertainty (this ensemble, or a mean_var_* model): scale each target's std "
+        "by one factor fitted on the validation split (the Gaussian NLL's optimum) wherever the pipeline predicts "
+        "(predict, md, active-learning rounds); results/metrics.json reports the factors and the miscalibration "
+        "area before and after (calibration).",
+    )
+
     @pydantic.field_validator("seeds")
     @classmethod
     def _distinct(cls, seeds: list[int]) -> list[int]:

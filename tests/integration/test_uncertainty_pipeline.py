@@ -48,8 +48,13 @@ def test_mean_var_experiment_and_an_ensemble_growing_by_one_member(dvc_project):
         dvc_project, "exp", "run", "-S", "model.name=mean_var_mace_model", *small_mace, "-S", "md.max_force_std=50"
     )
     assert {"train", "predict", "md"} <= stages_run(output)
-    metrics = json.loads((dvc_project / "results/metrics.json").read_text())["test"]
+    everything = json.loads((dvc_project / "results/metrics.json").read_text())
+    metrics = everything["test"]
     assert {"mae_per_atom", "rmse_per_atom"} <= set(metrics["u0"])  # u0 is the energy
+    for name in ("u0", "forces"):  # ensemble.recalibrate: a factor per target fitted on validation
+        fitted = everything["calibration"][name]
+        assert fitted["scale"] > 0 and 0 <= fitted["miscalibration_area_after"] <= 0.5
+        assert fitted["miscalibration_area_after"] != fitted["miscalibration_area_before"]
     for name in ("u0", "forces"):
         assert {"mae", "spearman", "nll", "miscalibration_area"} <= set(metrics[name])
         assert 0 <= metrics[name]["miscalibration_area"] <= 0.5 and -1 <= metrics[name]["spearman"] <= 1
