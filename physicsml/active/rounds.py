@@ -202,7 +202,7 @@ def external_labels(out: Path, selected: list[Atoms], keys: LabelKeys) -> tuple[
 def all_labels(after: Path, out: Path) -> int:
     """``out/all_labels.extxyz``: the previous round's labels then this round's; returns how many."""
     frames = read_frames(after / ALL_LABELS) + read_frames(out / LABELS)
-    write_atomically(out / ALL_LABELS, frames) if frames else (out / ALL_LABELS).write_text("")
+    write_atomically(out / ALL_LABELS, frames)  # none (every label failed): an empty file, as read_frames reads
     return len(frames)
 
 

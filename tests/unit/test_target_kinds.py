@@ -52,7 +52,7 @@ def train_toy(out: Path) -> None:
     """Register the toy kind, train an EGNN on it for one step, save it, load it and predict."""
     register(TOY)
     # imported after the registration: the config classes are made from the registry
-    from physicsml import workflows
+    from physicsml.workflows import predict as workflows
     from physicsml.api import Model
     from physicsml.configs import DataModuleConfig
     from physicsml.evaluate import block_metrics
