@@ -52,7 +52,6 @@ def train_toy(out: Path) -> None:
     """Register the toy kind, train an EGNN on it for one step, save it, load it and predict."""
     register(TOY)
     # imported after the registration: the config classes are made from the registry
-    from physicsml.workflows import predict as workflows
     from physicsml.api import Model
     from physicsml.configs import DataModuleConfig
     from physicsml.evaluate import block_metrics
@@ -60,6 +59,7 @@ def train_toy(out: Path) -> None:
     from physicsml.io.arrow import read_table
     from physicsml.io.structures import read_structures
     from physicsml.models.base import ModelConfig
+    from physicsml.workflows import predict as workflows
 
     structures = out / "toy.extxyz"
     write_structures(structures)
