@@ -31,11 +31,14 @@ ACTIVE = typer.Option("active", help="Directory of the rounds, one subdirectory 
 @app.command()
 @reports_errors
 def start(
+    params: Path = PARAMS,
     models: Path = typer.Option("models", help="The pipeline's models: model.pt and members/."),
     active: Path = ACTIVE,
 ) -> None:
-    """Copy the pipeline's models to active/start/models, where the first rounds find them."""
-    start_round(models, active / "start")
+    """Copy the pipeline's model and the members of `ensemble.seeds` to active/start/models, where the first
+    rounds find them."""
+    seeds = parse_section(load_params(params), "ensemble", str(params)).seeds
+    start_round(models, active / "start", seeds)
 
 
 @app.command()

@@ -22,6 +22,7 @@ import csv
 import json
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,14 @@ from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import read_table
 from physicsml.io.structures import read_structures
 from physicsml.targets import selected_columns
-from physicsml.workflows import load_trained, md_starts, predict_stage, recalibrated, training_bond_lengths
+from physicsml.workflows import (
+    load_trained,
+    md_starts,
+    member_models,
+    predict_stage,
+    recalibrated,
+    training_bond_lengths,
+)
 
 LABELS, ALL_LABELS, PROGRESS = "labels.extxyz", "all_labels.extxyz", "progress.csv"
 
@@ -63,12 +71,13 @@ def round_model(directory: str | Path) -> TrainedModel:
     return load_trained(first, members)
 
 
-def start_round(models: str | Path, out: str | Path) -> None:
-    """``out/models`` a copy of the pipeline's ``models/`` (model and members); no labels and no progress yet."""
-    out = Path(out)
+def start_round(models: str | Path, out: str | Path, seeds: Sequence[int] = ()) -> None:
+    """``out/models`` a copy of the pipeline's model and the members of ``ensemble.seeds`` (not whatever else
+    ``models/members`` still holds from earlier seeds); no labels and no progress yet."""
+    out, models = Path(out), Path(models)
     if (out / "models").exists():
         shutil.rmtree(out / "models")
-    files = round_models(models)
+    files = [models / "model.pt", *member_models(models / "model.pt", seeds)]
     for path in files:
         target = out / "models" / path.relative_to(models)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -103,9 +112,7 @@ def explore_round(
     return metrics
 
 
-def select_round(
-    active: ActiveConfig, after: Path, featurised: Path, out: Path, data: DataConfig | None = None
-) -> dict[str, Any]:
+def select_round(active: ActiveConfig, after: Path, featurised: Path, out: Path) -> dict[str, Any]:
     """The selected candidates; embeddings (when the method needs them) from the previous round's first model."""
     candidates = read_frames(out / "candidates.extxyz")
     stds = np.asarray([atoms.info["max_force_std"] for atoms in candidates], dtype=np.float64)

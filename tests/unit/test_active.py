@@ -261,3 +261,19 @@ def test_labels_made_outside_are_taken_by_selection_id(tmp_path):
     ase.io.write(out / "external.extxyz", outside)
     with pytest.raises(InputError, match=r"record 1: field 'selection_id': selection_id 'round7:0' is not one of"):
         label_round(config, data, after, out, jobs=1)
+
+
+def test_the_first_round_starts_from_the_model_and_the_members_of_the_seeds_set(tmp_path):
+    """A member of a seed no longer in ensemble.seeds may still lie in models/members: it is not copied."""
+    import shutil
+
+    from physicsml.active.rounds import start_round
+
+    models = tmp_path / "models"
+    (models / "members").mkdir(parents=True)
+    for name in ("model.pt", "members/seed1.pt", "members/seed2.pt"):
+        shutil.copyfile(MODELS / "egnn_model.pt", models / name)
+    start_round(models, tmp_path / "start", seeds=[1])
+    copied = sorted(str(p.relative_to(tmp_path / "start/models")) for p in (tmp_path / "start/models").rglob("*.pt"))
+    assert copied == ["members/seed1.pt", "model.pt"]
+    assert (tmp_path / "start/all_labels.extxyz").read_text() == ""
