@@ -2,10 +2,10 @@
 least sure of beat labelling more of the same data?
 
     python benchmarks/active_learning.py [--start 100] [--rounds 4] [--labels 50] [--members 4]
-                                         [--epochs 30] [--threads 2] [--heldout-molecules 20]
+                                         [--epochs 30] [--threads 2] [--heldout-molecules 20] [--seed 0]
 
-From ``--start`` training structures of ``data/raw/molecules.extxyz`` (a seeded draw; 50 more
-validate), three strategies add ``--labels`` structures per round for ``--rounds`` rounds, each
+From ``--start`` training structures of ``data/raw/molecules.extxyz`` (a draw seeded by ``--seed``,
+as are the models, the MD and the selections; 50 more validate), three strategies add ``--labels`` structures per round for ``--rounds`` rounds, each
 round retraining a ``--members``-model MACE ensemble (the shipped ``mace_model`` sizes, float32,
 ``--epochs`` epochs, from scratch) on everything labelled so far:
 
@@ -77,10 +77,9 @@ def split(args: argparse.Namespace):  # noqa: ANN201
 
     frames = ase.io.read(ROOT / "data/raw/molecules.extxyz", ":")
     formulas = sorted({a.get_chemical_formula() for a in frames})
-    rng = np.random.default_rng(0)
-    heldout = set(rng.choice(formulas, args.heldout_molecules, replace=False))
+    heldout = set(np.random.default_rng(0).choice(formulas, args.heldout_molecules, replace=False))
     rest = [a for a in frames if a.get_chemical_formula() not in heldout]
-    order = rng.permutation(len(rest))
+    order = np.random.default_rng(args.seed).permutation(len(rest))
     train = [rest[k] for k in order[: args.start]]
     validation = [rest[k] for k in order[args.start : args.start + 50]]
     pool = [rest[k] for k in order[args.start + 50 :]]
@@ -144,7 +143,7 @@ def train_ensemble(train, validation, args: argparse.Namespace):  # noqa: ANN001
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]
     config = {**shipped["mace_model"], **shipped["config"]}
     members = []
-    for seed in range(args.members):
+    for seed in range(args.seed * args.members, (args.seed + 1) * args.members):
         model = Model("mace_model", config)
         trainer = {"max_epochs": args.epochs, "accelerator": "cpu", "enable_progress_bar": False, "logger": False}
         model.train(train, validation, DATAMODULE, trainer, {"name": "Adam", "config": {"lr": 0.005}}, seed=seed)
@@ -179,15 +178,16 @@ def one_round(strategy: str, model, first, train, pool, args, k: int, clock: dic
     from physicsml.configs import MDConfig
 
     if strategy == "pool":
-        picks = np.random.default_rng(100 + k).permutation(len(pool))[: args.labels]
+        picks = np.random.default_rng(100 + k + 1000 * args.seed).permutation(len(pool))[: args.labels]
         return [pool[p] for p in picks]
     start = time.perf_counter()
-    found = explore(model, train[:8], [600.0], MDConfig(steps=400, interval=10, temperature_K=600.0))
+    config = MDConfig(steps=400, interval=10, temperature_K=600.0, seed=100 * k + 1000 * args.seed)
+    found = explore(model, train[:8], [600.0], config)
     clock["md"] += time.perf_counter() - start
     features = training = None
     if strategy == "max_std_then_farthest":
         features, training = first.embed(found.candidates), first.embed(train)
-    chosen = select(strategy, args.labels, found.stds, features, training, seed=k)
+    chosen = select(strategy, args.labels, found.stds, features, training, seed=k + 1000 * args.seed)
     start = time.perf_counter()
     keys = LabelKeys(energy="energy", forces="forces")
     labelled = label_structures([found.candidates[p] for p in chosen.picked], "tblite.ase.TBLite", XTB, keys, 2)
@@ -207,12 +207,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--heldout-molecules", type=int, default=20)
     parser.add_argument("--strategies", default="max_std_then_farthest,random,pool")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the training draw, models, MD and selections")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"load average at start: {os.getloadavg()[0]:.2f}; seed {args.seed}", flush=True)
     train0, validation, pool, heldout_molecules = split(args)
     heldout = heldout_set(heldout_molecules)
     starts = [a.copy() for a in heldout_molecules[:8]]

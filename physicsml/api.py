@@ -185,11 +185,13 @@ class Model(TrainedModel):
 
     def _take_metadata(self, start: StartingPoint | None, data_metadata: dict, self_energies: str, init: str) -> None:
         """The model's elements and self-energies: the starting point's with the data's, or the data's
-        for a model that has none yet (or starts fresh)."""
+        for a model that has none yet (or starts fresh). A recalibration of the stds (``std_scale``) is
+        dropped: it was fitted to the errors of weights this training changes."""
         if start is not None:
             self.metadata = inherit_metadata(start.metadata, data_metadata, self_energies)
         elif data_metadata.get("elements") and (self._net is None or init == "fresh"):
             self.metadata = data_metadata
+        self.metadata = {key: value for key, value in self.metadata.items() if key != "std_scale"}
 
     def _module_for(
         self, train: Dataset, validation: Dataset | None, data_metadata: dict, ckpt_path: str | None, build: tuple

@@ -40,7 +40,6 @@ from physicsml.io.structures import Structure
 from physicsml.models.compiled import compiled
 from physicsml.models.derivatives import with_derivatives
 from physicsml.models.ensemble import has_uncertainty
-from physicsml.targets import selected_columns
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -92,16 +91,7 @@ class Potential:
                 f"the model reads per-atom input columns {datamodule.node_attrs_cols} (datamodule.node_attrs_cols), "
                 "which a potential cannot compute from the atoms"
             )
-        columns = {key: names[0] for key, names in selected_columns(datamodule).items()}
-        scale = model.std_scale  # per target name; the outputs here are named by kind
-        self.std_scale = {
-            kind: scale.get(str(column), 1.0)
-            for kind, column in (
-                ("energy", model.energy_name),
-                ("forces", columns.get("y_node_vector")),
-                ("stress", columns.get("y_stress")),
-            )
-        }
+        self.std_scale = model.std_scale_of_kind
         self.chemistry = dict(model.metadata.get("chemistry") or {})
         self.by_charge = model.metadata.get("atomic_energies_by_charge") or {}
         self._topology: tuple[np.ndarray, dict[str, Any]] | None = None

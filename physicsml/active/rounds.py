@@ -19,6 +19,7 @@ what it affects:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 from collections import Counter
@@ -40,6 +41,7 @@ from physicsml.errors import InputError
 from physicsml.evaluate import write_json
 from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import read_table
+from physicsml.io.atomic import write_text_atomically
 from physicsml.io.structures import read_structures
 from physicsml.targets import selected_columns
 from physicsml.workflows import (
@@ -166,10 +168,8 @@ def label_round(active: ActiveConfig, data: DataConfig, after: Path, out: Path, 
         labelled = label_structures(selected, active.label.calculator, active.label.config, keys, jobs)
         structures, failures = labelled.structures, labelled.failures
     write_atomically(out / LABELS, structures)
-    with open(out / "label_failures.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["index", "source", "reason"])
-        writer.writerows([k, selected[k].info.get("source", ""), reason] for k, reason in failures)
+    rows = [{"index": k, "source": selected[k].info.get("source", ""), "reason": r} for k, r in failures]
+    write_csv(out / "label_failures.csv", rows, ["index", "source", "reason"])
     reasons = Counter(reason for _, reason in failures)
     metrics = {"labelled": len(structures), "failed": len(failures), "reasons": dict(reasons)}
     write_json(metrics, out / "label.json")
@@ -229,13 +229,19 @@ def write_round_metrics(after: Path, out: Path, labels: int, test: dict[str, Any
     for temperature, values in parts["explore"]["md"].items():  # the exploring (previous) model's
         row.update({f"explored_{temperature}_{key}": value for key, value in values.items()})
     row["label_failures"] = parts["label"]["failed"]
-    previous = list(csv.DictReader(open(after / PROGRESS))) if (after / PROGRESS).stat().st_size else []
-    with open(out / PROGRESS, "w", newline="") as handle:
-        fields = list(dict.fromkeys([*(previous[0] if previous else {}), *row]))
-        writer = csv.DictWriter(handle, fields)
-        writer.writeheader()
-        writer.writerows([*previous, row])
+    with open(after / PROGRESS, newline="") as handle:  # empty after start: no rows
+        previous = list(csv.DictReader(handle))
+    write_csv(out / PROGRESS, [*previous, row], list(dict.fromkeys([*(previous[0] if previous else {}), *row])))
     return metrics
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
+    """``rows`` under the header ``fields`` (a missing value left empty), written atomically."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(path, text.getvalue())
 
 
 def train_round(sections: dict[str, Any], data: DataConfig, after: Path, out: Path, jobs: int) -> dict[str, Any]:

@@ -70,6 +70,7 @@ def contract(model: TrainedModel, dtype: str, device: str, outputs: list[str]) -
         "device": torch.device(device).type,
         "units": UNITS,
         "has_uncertainty": any(name.endswith("_std") for name in outputs),
+        "std_scale": {kind: factor for kind, factor in model.std_scale_of_kind.items() if f"{kind}_std" in outputs},
         **signature(num_graph_attrs, [name.removesuffix("_std") for name in outputs if name.endswith("_std")], dtype),
     }
 
@@ -82,7 +83,7 @@ def plain_inputs(model: TrainedModel, dtype: str, device: str) -> PlainInputs:
     energies = model.metadata.get("atomic_energies") or {}
     self_energies = [float(energies.get(chemical_symbols[z], 0.0)) for z in atomic_numbers]
     num_elements = int(model.hparams.get("num_elements") or 0) or len(atomic_numbers)
-    return PlainInputs(net, atomic_numbers, self_energies, num_elements)
+    return PlainInputs(net, atomic_numbers, self_energies, num_elements, model.std_scale_of_kind)
 
 
 def check_options(output: Path, dtype: str, device: str) -> None:
@@ -135,7 +136,7 @@ def exported_program(model: TrainedModel, dtype: str, device: str) -> tuple[Expo
         inputs.atomic_numbers, int(model.hparams.get("num_graph_attrs") or 0), *dtype_device(inputs)
     )
     program = export_program(inputs, example)
-    outputs = list(with_outputs(inputs, inputs.self_energy_of)(*example))
+    outputs = list(with_outputs(inputs, inputs.self_energy_of, inputs.std_scale)(*example))
     return program, contract(model, dtype, device, outputs)
 
 

@@ -22,6 +22,7 @@ so one program serves molecules and crystals, and the forces are those of ``Pote
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -53,14 +54,25 @@ class PlainInputs(nn.Module):
         atomic_numbers: the model's elements in index order.
         self_energies: each element's self-energy in eV, in the same order.
         num_elements: width of the element one-hot the network reads.
+        std_scale: the factor of each std output (``energy``, ``forces``, ``stress``) the model was
+            recalibrated with (:attr:`~physicsml.inference.trained.TrainedModel.std_scale_of_kind`);
+            applied in the program, so every runtime of the file gets the calibrated stds.
     """
 
     species_of: torch.Tensor  # [119] element index of each atomic number (0 for elements the model lacks)
     self_energy_of: torch.Tensor  # [119] self-energy of each atomic number, eV
 
-    def __init__(self, net: nn.Module, atomic_numbers: list[int], self_energies: list[float], num_elements: int):
+    def __init__(
+        self,
+        net: nn.Module,
+        atomic_numbers: list[int],
+        self_energies: list[float],
+        num_elements: int,
+        std_scale: Mapping[str, float] | None = None,
+    ) -> None:
         super().__init__()
         self.net = net
+        self.std_scale = {name: float((std_scale or {}).get(name, 1.0)) for name in STD_KEYS}
         self.atomic_numbers = list(atomic_numbers)
         self.num_elements = num_elements
         dtype, device = next(net.parameters()).dtype, next(net.parameters()).device
@@ -118,9 +130,10 @@ class TracedMembers(nn.Module):
         return list(self.graph(*args, *self.graph_attrs))
 
 
-def with_outputs(graph: nn.Module, self_energy_of: torch.Tensor) -> Any:
+def with_outputs(graph: nn.Module, self_energy_of: torch.Tensor, std_scale: Mapping[str, float]) -> Any:
     """The function that is traced whole: energy, forces, stress, per-atom energies (and the standard
-    deviations the model predicts) of one structure, named as :mod:`physicsml.export.contract` says."""
+    deviations the model predicts, each times its ``std_scale`` factor) of one structure, named as
+    :mod:`physicsml.export.contract` says."""
 
     def outputs(
         positions: torch.Tensor,
@@ -146,7 +159,7 @@ def with_outputs(graph: nn.Module, self_energy_of: torch.Tensor) -> Any:
         }
         for name, key in STD_KEYS.items():
             if key in out:
-                value = out[key].detach().clamp_min(0).sqrt()
+                value = out[key].detach().clamp_min(0).sqrt() * std_scale[name]
                 result[f"{name}_std"] = value if name == "forces" else value[0]
         return result
 
@@ -181,7 +194,7 @@ def export_program(inputs: PlainInputs, example: tuple) -> ExportedProgram:
     num_graph_attrs = len(example) - 5
     first = (*example[:4], example[4][None], *example[5:])
     network = torch.export.export(inputs, first, dynamic_shapes=dynamic_shapes(num_graph_attrs), strict=True)
-    function = with_outputs(network.module(), inputs.self_energy_of)
+    function = with_outputs(network.module(), inputs.self_energy_of, inputs.std_scale)
     with torch.no_grad():  # the gradients below are asked for by with_derivatives' own enable_grad
         traced = make_fx(function, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example)
     return torch.export.export(traced, example, dynamic_shapes=dynamic_shapes(num_graph_attrs), strict=False)

@@ -93,6 +93,14 @@ class TrainedModel:
         return {str(name): float(factor) for name, factor in (self.metadata.get("std_scale") or {}).items()}
 
     @property
+    def std_scale_of_kind(self) -> dict[str, float]:
+        """:attr:`std_scale` of the ``energy``, ``forces`` and ``stress`` the simulation paths return, whatever
+        their column names (1 for a kind the model has no factor for)."""
+        columns = {key: names[0] for key, names in selected_columns(self.datamodule).items()}
+        kinds = {"energy": self.energy_name, "forces": columns.get("y_node_vector"), "stress": columns.get("y_stress")}
+        return {kind: self.std_scale.get(str(column), 1.0) for kind, column in kinds.items()}
+
+    @property
     def has_uncertainty(self) -> bool:
         """Whether the model predicts a standard deviation with each value (mean-variance heads or an ensemble)."""
         return has_uncertainty(self.net)

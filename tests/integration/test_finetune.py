@@ -59,6 +59,20 @@ def test_loaded_model_continues_from_its_weights_and_fresh_does_not(trained, mol
     assert np.abs(energies(fresh, test) - before).max() > 1e-3
 
 
+def test_training_drops_a_recalibration_fitted_to_the_old_weights(trained, molecules, tmp_path):
+    base = Model.load(trained)
+    base.metadata["std_scale"] = {"energy": 2.0, "forces": 0.5}
+    base.save(tmp_path / "recalibrated.pt")
+    assert Model.load(tmp_path / "recalibrated.pt").std_scale == {"energy": 2.0, "forces": 0.5}
+    data = molecules["train"].slice(0, 8)
+    continued = Model.load(tmp_path / "recalibrated.pt").train(data, None, DATAMODULE, TRAINER, zero_lr())
+    started = Model("egnn_model", CONFIG).start_from(Model.load(tmp_path / "recalibrated.pt"))
+    started.train(data, None, DATAMODULE, TRAINER)
+    for model in (continued, started):
+        assert model.std_scale == {} and model.metadata["elements"] == base.metadata["elements"]
+    assert Model.load(tmp_path / "recalibrated.pt").std_scale == {"energy": 2.0, "forces": 0.5}  # the base's own
+
+
 def parameters(model: Model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.net.named_parameters()}
 

@@ -12,6 +12,7 @@ structures here have at least two atoms.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from test_export import TOLERANCE, assert_close, structures
 
@@ -40,3 +41,28 @@ def test_each_familys_exported_program_gives_the_eager_numbers(tiny_models, fami
     assert EXAMPLE_ATOMS not in {len(atoms) for atoms in cases}  # none at the traced size
     assert any(atoms.pbc.any() for atoms in cases)  # a stress compared
     assert contract["model_name"] == family and contract["dtype"] == "float64"
+
+
+def test_the_program_applies_the_recalibration_factors():
+    """A recalibrated ensemble's file returns its stds times the stored factors, as ``Potential`` does."""
+    from test_export import DATA
+
+    from physicsml.targets import selected_columns
+
+    model = TrainedModel.load(DATA / "ensemble2_egnn_model.pt")
+    forces = selected_columns(model.datamodule)["y_node_vector"][0]
+    unscaled = Potential(model, dtype="float64", skin=0.0)
+    model.metadata["std_scale"] = {model.energy_name: 2.5, forces: 0.4}
+    assert model.std_scale_of_kind == {"energy": 2.5, "forces": 0.4, "stress": 1.0}
+    program, contract = exported_program(model, "float64", "cpu")
+    assert contract["std_scale"] == {"energy": 2.5, "forces": 0.4, "stress": 1.0}
+    exported = ExportedPotential.from_program(program.module(check_guards=False), contract, skin=0.0)
+    potential = Potential(model, dtype="float64", skin=0.0)
+    atoms = structures()[-1]  # the periodic crystal: a stress std too
+    arguments = (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, atoms.info)
+    got, plain = exported(*arguments, stress=True), unscaled(*arguments, stress=True)
+    assert_close(got, potential(*arguments, stress=True), TOLERANCE["float64"])
+    assert got["energy_std"] > 0 and np.abs(got["forces_std"]).max() > 0
+    np.testing.assert_allclose(got["energy_std"], 2.5 * plain["energy_std"], rtol=1e-10)
+    np.testing.assert_allclose(got["forces_std"], 0.4 * plain["forces_std"], rtol=1e-10)
+    np.testing.assert_allclose(got["stress_std"], plain["stress_std"], rtol=1e-10, atol=1e-14)
