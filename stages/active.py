@@ -2,20 +2,22 @@
 sure of, labels it with a reference calculator and trains again on everything labelled so far.
 
     python stages/active.py start                              # active/start: the pipeline's models
+    python stages/active.py inputs  --round round1             # fingerprints of the files it reads by path
     python stages/active.py explore --round round1 --after start
     python stages/active.py select  --round round1 --after start
     python stages/active.py label   --round round1 --after start
     python stages/active.py train   --round round1 --after start
 
 dvc.yaml runs them for every round of `active.rounds` (`active_*@<round>`); a round's outputs are in
-active/<round>/.
+active/<round>/. Each command imports the rounds' code (and torch) only when it runs, so `inputs`, which
+runs on every `dvc repro`, takes a second.
 """
 
 from pathlib import Path
 
 import typer
 
-from physicsml.active.rounds import explore_round, label_round, select_round, start_round, train_round
+from physicsml.active.inputs import write_round_inputs
 from physicsml.cli import reports_errors, stage_app
 from physicsml.configs import load_params, parse_section
 
@@ -38,7 +40,17 @@ def start(
     """Copy the pipeline's model and the members of `ensemble.seeds` to active/start/models, where the first
     rounds find them."""
     seeds = parse_section(load_params(params), "ensemble", str(params)).seeds
+    from physicsml.active.rounds import start_round
+
     start_round(models, active / "start", seeds)
+
+
+@app.command()
+@reports_errors
+def inputs(params: Path = PARAMS, round_name: str = ROUND, active: Path = ACTIVE) -> None:
+    """Write the SHA-256 of the files the round reads by path (`active.start` files, `active.pool`,
+    `active.test_files`, its external.extxyz) to active/<round>/inputs/, which the round's stages depend on."""
+    write_round_inputs(parse_section(load_params(params), "active", str(params)), active / round_name)
 
 
 @app.command()
@@ -56,6 +68,8 @@ def explore(
     values = load_params(params)
     config, md = parse_section(values, "active", str(params)), parse_section(values, "md", str(params))
     recalibrate = parse_section(values, "ensemble", str(params)).recalibrate
+    from physicsml.active.rounds import explore_round
+
     metrics = explore_round(config, md, active / after, featurised, active / round_name, recalibrate)
     print(
         f"{round_name}: {metrics['candidates']} candidates; " + ", ".join(f"{t} {m}" for t, m in metrics["md"].items())
@@ -73,6 +87,8 @@ def select(
 ) -> None:
     """Select `active.select.count` candidates by `active.select.method`."""
     config = parse_section(load_params(params), "active", str(params))
+    from physicsml.active.rounds import select_round
+
     metrics = select_round(config, active / after, featurised, active / round_name)
     print(f"{round_name}: selected {metrics['selected']} of {metrics['candidates']} ({metrics['too_close']} too close)")
 
@@ -85,6 +101,8 @@ def label(params: Path = PARAMS, round_name: str = ROUND, after: str = AFTER, ac
     values = load_params(params)
     config, data = parse_section(values, "active", str(params)), parse_section(values, "data", str(params))
     jobs = parse_section(values, "prepare", str(params)).processes
+    from physicsml.active.rounds import label_round
+
     metrics = label_round(config, data, active / after, active / round_name, jobs)
     print(f"{round_name}: labelled {metrics['labelled']}, failed {metrics['failed']} {metrics['reasons'] or ''}")
 
@@ -106,6 +124,8 @@ def train(
     sections = {name: parse_section(values, name, str(params)) for name in names}
     config = parse_section(values, "active", str(params))
     sections.update(featurised=featurised, test_files=config.test_files)
+    from physicsml.active.rounds import train_round
+
     metrics = train_round(
         sections, sections["data"], active / after, active / round_name, sections["prepare"].processes
     )

@@ -1,5 +1,6 @@
 """Active learning rounds through DVC: one real round with EMT on the default metals, a round added that
-runs alone, a selection change that reruns from the round it affects, and a round's training resuming."""
+runs alone, a selection change that reruns from the round it affects, a test file's new contents that rerun
+only the training, and a round's training resuming."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ from physicsml.io.structures import read_structures
 pytestmark = pytest.mark.slow  # the whole pipeline and two rounds of training (minutes)
 
 ROUND_STAGES = ("active_explore", "active_select", "active_label", "active_train")
+HELDOUT = "heldout.extxyz"  # active.test_files: read by path, its contents fingerprinted by active_inputs
+
+
+def inputs_of(*rounds: str) -> set[str]:
+    """The fingerprinting stages, which run on every repro."""
+    return {f"active_inputs@{name}" for name in rounds}
 
 
 def ran_stages(output: str) -> set[str]:
@@ -49,7 +56,10 @@ def metals(tmp_path_factory):
         select={"method": "max_std_then_farthest", "count": 4, "top_fraction": 0.5, "min_distance": 0.0, "seed": 0},
         label={"calculator": "ase.calculators.emt.EMT", "config": {}},
     )
+    params["active"]["test_files"] = [HELDOUT]
+    ase.io.write(project / HELDOUT, ase.io.read(project / "data/raw/bulk.extxyz", "-6:"))
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "add", HELDOUT], cwd=project, check=True, env=git_env())
     subprocess.run(["git", "commit", "-qam", "metals"], cwd=project, check=True, env=git_env())
     output = dvc(project, "repro")
     return project, output
@@ -57,7 +67,7 @@ def metals(tmp_path_factory):
 
 def test_a_round_explores_selects_labels_and_trains(metals):
     project, output = metals
-    assert {f"{name}@round1" for name in ROUND_STAGES} | {"active_start"} <= ran_stages(output)
+    assert {f"{name}@round1" for name in ROUND_STAGES} | {"active_start"} | inputs_of("round1") <= ran_stages(output)
     round1 = project / "active/round1"
     explored = json.loads((round1 / "explore.json").read_text())
     assert set(explored["md"]) == {"300K", "600K"} and explored["candidates"] >= 4
@@ -70,7 +80,7 @@ def test_a_round_explores_selects_labels_and_trains(metals):
         np.testing.assert_allclose(structure.targets["forces"], reference.get_forces(), atol=1e-6)
     assert {p.name for p in (round1 / "models").rglob("*.pt")} == {"model.pt", "seed1.pt"}
     metrics = json.loads((round1 / "metrics.json").read_text())
-    assert metrics["labels"] == 4 and metrics["test"]["forces"]["mae"] > 0
+    assert metrics["labels"] == 4 and metrics["test"]["forces"]["mae"] > 0 and metrics["heldout"]["forces"]["mae"] > 0
     assert metrics["label"]["labelled"] == 4 and metrics["select"]["selected"] == 4
     from physicsml.io.arrow import read_table
 
@@ -84,11 +94,11 @@ def test_a_selection_change_reruns_from_its_stage_and_a_new_round_runs_alone(met
     subprocess.run(["git", "add", "-A"], cwd=project, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", "round1"], cwd=project, check=True, env=env)
     changed = dvc(project, "exp", "run", "-S", "active.select.count=3")
-    assert ran_stages(changed) == {f"{name}@round1" for name in ROUND_STAGES[1:]}  # the exploration is kept
+    assert ran_stages(changed) == {f"{name}@round1" for name in ROUND_STAGES[1:]} | inputs_of("round1")
     assert len(ase.io.read(project / "active/round1/all_labels.extxyz", ":")) == 3
 
     added = dvc(project, "exp", "run", "-S", "+active.rounds.round2=round1")
-    assert ran_stages(added) == {f"{name}@round2" for name in ROUND_STAGES}
+    assert ran_stages(added) == {f"{name}@round2" for name in ROUND_STAGES} | inputs_of("round1", "round2")
     assert len(ase.io.read(project / "active/round2/all_labels.extxyz", ":")) == 6
     assert json.loads((project / "active/round2/metrics.json").read_text())["labels"] == 6
     with open(project / "active/round2/progress.csv") as handle:  # the rounds so far, plotted against labels
@@ -110,3 +120,16 @@ def test_a_selection_change_reruns_from_its_stage_and_a_new_round_runs_alone(met
     )
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("resuming the interrupted run") == 2
+
+
+def test_new_contents_of_a_test_file_rerun_only_the_training(metals):
+    """Run after the rounds above: the test file is a dependency by its contents, not its path."""
+    project, _ = metals
+    unchanged = dvc(project, "repro")
+    assert ran_stages(unchanged) == inputs_of("round1", "round2")
+    ase.io.write(project / HELDOUT, ase.io.read(project / HELDOUT, ":3"))
+    edited = dvc(project, "repro")
+    assert ran_stages(edited) == inputs_of("round1", "round2") | {"active_train@round1", "active_train@round2"}
+    assert edited.count("resuming the interrupted run") == 4  # each model from its finished checkpoints
+    fingerprint = json.loads((project / "active/round2/inputs/test.json").read_text())
+    assert list(fingerprint) == [HELDOUT] and len(fingerprint[HELDOUT]) == 64

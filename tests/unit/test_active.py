@@ -14,9 +14,11 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from physicsml.active.explore import explore, score_pool
+from physicsml.active.inputs import write_round_inputs
 from physicsml.active.label import LabelKeys, label_structures, write_atomically
 from physicsml.active.select import farthest_points, max_std, random_pick, select
 from physicsml.configs import MDConfig
+from physicsml.configs.active import ActiveConfig
 from physicsml.errors import ConfigError
 from physicsml.inference.trained import TrainedModel
 from physicsml.io.structures import read_structures
@@ -277,3 +279,25 @@ def test_the_first_round_starts_from_the_model_and_the_members_of_the_seeds_set(
     copied = sorted(str(p.relative_to(tmp_path / "start/models")) for p in (tmp_path / "start/models").rglob("*.pt"))
     assert copied == ["members/seed1.pt", "model.pt"]
     assert (tmp_path / "start/all_labels.extxyz").read_text() == ""
+
+
+def test_round_inputs_fingerprint_the_contents_of_the_files_parameters_name(tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    Path("pool.extxyz").write_text("pool")
+    Path("hot.extxyz").write_text("hot")
+    config = ActiveConfig(start=["pool.extxyz"], pool="pool.extxyz", test_files=["hot.extxyz"])
+    written = write_round_inputs(config, Path("active/round1"))
+    digest = hashlib.sha256(b"pool").hexdigest()
+    assert written["explore"] == {"start": {"pool.extxyz": digest}, "pool": {"pool.extxyz": digest}}
+    assert written["test"] == {"hot.extxyz": hashlib.sha256(b"hot").hexdigest()}
+    assert written["label"] == {"active/round1/external.extxyz": None}  # not written yet
+    Path("active/round1/external.extxyz").write_text("labels")
+    write_round_inputs(config, Path("active/round1"))
+    label = json.loads(Path("active/round1/inputs/label.json").read_text())
+    assert label == {"active/round1/external.extxyz": hashlib.sha256(b"labels").hexdigest()}
+    assert json.loads(Path("active/round1/inputs/explore.json").read_text()) == written["explore"]
+    with pytest.raises(ConfigError, match=r"active: test_files: no such file: cold\.extxyz"):
+        write_round_inputs(ActiveConfig(test_files=["cold.extxyz"]), Path("active/round1"))
