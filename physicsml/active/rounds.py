@@ -19,7 +19,6 @@ what it affects:
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
 from collections import Counter
@@ -41,7 +40,7 @@ from physicsml.errors import InputError
 from physicsml.evaluate import write_json
 from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import read_table
-from physicsml.io.atomic import write_text_atomically
+from physicsml.io.atomic import write_csv_atomically
 from physicsml.io.structures import read_structures
 from physicsml.targets import selected_columns
 from physicsml.workflows import (
@@ -169,7 +168,7 @@ def label_round(active: ActiveConfig, data: DataConfig, after: Path, out: Path, 
         structures, failures = labelled.structures, labelled.failures
     write_atomically(out / LABELS, structures)
     rows = [{"index": k, "source": selected[k].info.get("source", ""), "reason": r} for k, r in failures]
-    write_csv(out / "label_failures.csv", rows, ["index", "source", "reason"])
+    write_csv_atomically(out / "label_failures.csv", rows, ["index", "source", "reason"])
     reasons = Counter(reason for _, reason in failures)
     metrics = {"labelled": len(structures), "failed": len(failures), "reasons": dict(reasons)}
     write_json(metrics, out / "label.json")
@@ -231,17 +230,10 @@ def write_round_metrics(after: Path, out: Path, labels: int, test: dict[str, Any
     row["label_failures"] = parts["label"]["failed"]
     with open(after / PROGRESS, newline="") as handle:  # empty after start: no rows
         previous = list(csv.DictReader(handle))
-    write_csv(out / PROGRESS, [*previous, row], list(dict.fromkeys([*(previous[0] if previous else {}), *row])))
+    write_csv_atomically(
+        out / PROGRESS, [*previous, row], list(dict.fromkeys([*(previous[0] if previous else {}), *row]))
+    )
     return metrics
-
-
-def write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
-    """``rows`` under the header ``fields`` (a missing value left empty), written atomically."""
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomically(path, text.getvalue())
 
 
 def train_round(sections: dict[str, Any], data: DataConfig, after: Path, out: Path, jobs: int) -> dict[str, Any]:

@@ -8,11 +8,14 @@ half-written output that DVC or the next stage could mistake for a result.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -69,3 +72,13 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_csv_atomically(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> None:
+    """``rows`` under the header ``fields`` (a missing value left empty, lines ending in ``\\n``), written
+    through :func:`write_text_atomically`."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(path, text.getvalue())

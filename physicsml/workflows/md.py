@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +16,7 @@ from physicsml.errors import ConfigError, InputError
 from physicsml.evaluate import write_json
 from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import read_table
-from physicsml.io.atomic import atomic_output_dir, write_text_atomically
+from physicsml.io.atomic import atomic_output_dir, write_csv_atomically
 from physicsml.md import BondLengths, MDReport, md_check
 from physicsml.workflows.models import load_trained, recalibrated
 
@@ -116,9 +114,5 @@ def _write_md(report: MDReport, out: Path) -> list[dict[str, Any]]:
             ]
             (tmp / f"{k:03d}.csv").write_text("time_ps,total,potential,kinetic\n" + "".join(lines))
     each = [{"id": t.name, "atoms": t.num_atoms, **t.metrics()} for t in report.trajectories]
-    table_text = io.StringIO()
-    writer = csv.DictWriter(table_text, fieldnames=list(each[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(each)
-    write_text_atomically(out / "trajectories.csv", table_text.getvalue())
+    write_csv_atomically(out / "trajectories.csv", each, list(each[0]))
     return each
