@@ -177,9 +177,12 @@ class EquivariantBackbone(Backbone):
         self.output_blocks = output_blocks(irreps)
         self.num_features, self.num_vectors = irreps_widths(irreps)
 
-    def embedded(self, data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def embedded(
+        self, data: dict[str, torch.Tensor], radii: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, ...]:
         """``(edge_index, sh, radial, node_attrs, h)``: the edges, their harmonics and radial features
-        (:func:`~physicsml.nn.equivariant.embed_edges`), the node attributes and their embedding."""
-        sh, radial = embed_edges(data, self.sh, self.radial, self.config.num_edge_feats)
+        (:func:`~physicsml.nn.equivariant.embed_edges`; ``radii`` per pair for a distance transform),
+        the node attributes and their embedding."""
+        sh, radial = embed_edges(data, self.sh, self.radial, self.config.num_edge_feats, radii)
         attrs = data[K.NODE_ATTRS]
         return data[K.EDGE_INDEX], sh, radial, attrs, self.embedding(attrs)

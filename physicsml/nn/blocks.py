@@ -131,15 +131,15 @@ class PolynomialCutoff(nn.Module):
         self.p = float(p)
 
     def forward(self, lengths: torch.Tensor) -> torch.Tensor:
-        x = lengths / self.cut_off
-        p = self.p
-        envelope = (
-            1.0
-            - (p + 1.0) * (p + 2.0) / 2.0 * x**p
-            + p * (p + 2.0) * x ** (p + 1.0)
-            - p * (p + 1.0) / 2.0 * x ** (p + 2.0)
-        )
-        return envelope * (x < 1.0)
+        return polynomial_envelope(lengths / self.cut_off, self.p)
+
+
+def polynomial_envelope(x: torch.Tensor, p: float) -> torch.Tensor:
+    """:class:`PolynomialCutoff`'s envelope of ``x = r / c`` (any shape; ``c`` may differ per element)."""
+    envelope = (
+        1.0 - (p + 1.0) * (p + 2.0) / 2.0 * x**p + p * (p + 2.0) * x ** (p + 1.0) - p * (p + 1.0) / 2.0 * x ** (p + 2.0)
+    )
+    return envelope * (x < 1.0)
 
 
 class CosineSwitch(nn.Module):

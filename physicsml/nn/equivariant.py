@@ -14,15 +14,23 @@ from physicsml.nn.blocks import BesselBasis, PolynomialCutoff, check_reverse_pai
 
 
 class RadialEmbedding(nn.Module):
-    """Bessel functions times a polynomial envelope: ``[E, 1] -> [E, num_bessel]``, zero at the cut-off."""
+    """Bessel functions times a polynomial envelope: ``[E, 1] -> [E, num_bessel]``, zero at the cut-off.
 
-    def __init__(self, cut_off: float, num_bessel: int, p: int, trainable: bool = False) -> None:
+    With a ``transform`` (:class:`~physicsml.nn.pair.AgnesiTransform`) the Bessel functions take the
+    length scaled to the pair's covalent radii (``radii``, each ``[E, 1]``); the envelope the length.
+    """
+
+    def __init__(
+        self, cut_off: float, num_bessel: int, p: int, trainable: bool = False, transform: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.bessel = BesselBasis(cut_off, num_bessel, trainable)
         self.cutoff = PolynomialCutoff(cut_off, p)
+        self.transform = transform
 
-    def forward(self, lengths: torch.Tensor) -> torch.Tensor:
-        return self.bessel(lengths) * self.cutoff(lengths)
+    def forward(self, lengths: torch.Tensor, radii: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        scaled = lengths if self.transform is None else self.transform(lengths, radii)
+        return self.bessel(scaled) * self.cutoff(lengths)
 
 
 def uvu_convolution(
@@ -166,7 +174,11 @@ class SymmetricContraction(nn.Module):
 
 
 def embed_edges(
-    data: dict[str, torch.Tensor], harmonics: o3.SphericalHarmonics, radial: RadialEmbedding, num_edge_feats: int
+    data: dict[str, torch.Tensor],
+    harmonics: o3.SphericalHarmonics,
+    radial: RadialEmbedding,
+    num_edge_feats: int,
+    radii: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Spherical harmonics ``[E, sh.dim]`` of every edge and radial features ``[E / 2, num_bessel (+ edge
     attrs)]`` of every pair of reverse edges, whose radial MLPs then run once per pair
@@ -174,12 +186,13 @@ def embed_edges(
 
     Edge attributes (bond features, the same in both directions) are multiplied by the radial
     envelope like the Bessel functions, so the radial MLP's input, and every message, still goes to
-    zero at the cut-off.
+    zero at the cut-off. ``radii``: the covalent radii of each pair's two atoms (``[E / 2, 1]`` each), for
+    a radial embedding with a distance transform.
     """
     check_reverse_pairs(data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
     vectors, lengths = edge_vectors(data[K.COORDINATES], data[K.EDGE_INDEX], data[K.CELL_SHIFT_VECTOR])
     pair_lengths = lengths[0::2]
-    features = radial(pair_lengths)
+    features = radial(pair_lengths, radii)
     if num_edge_feats:
         features = torch.cat([features, data[K.EDGE_ATTRS][0::2] * radial.cutoff(pair_lengths)], dim=-1)
     return harmonics(vectors), features
