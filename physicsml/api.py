@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from physicsml.ase import PhysicsMLCalculator
@@ -27,15 +28,18 @@ from physicsml.configs import DataModuleConfig, TrainerConfig, parse_config
 from physicsml.data import keys as K
 from physicsml.finetune import (
     StartingPoint,
+    check_cut_off,
     check_same_family,
+    fine_tuning_line,
     inherit_metadata,
-    inherit_statistics,
+    inherit_network,
     load_starting_weights,
     refit_self_energies,
     starting_point,
 )
 from physicsml.finetune import freeze as apply_freeze
 from physicsml.inference.inputs import attribute_widths, featurisation, metadata_of, other_self_energies
+from physicsml.inference.model_file import FINE_TUNING
 from physicsml.inference.trained import EMBEDDING_LEVELS, TrainedModel
 from physicsml.lightning.datamodule import BatchesDataModule
 from physicsml.lightning.module import PhysicsMLModule
@@ -175,6 +179,7 @@ class Model(TrainedModel):
         module = self._module_for(
             train, validation, data_metadata, ckpt_path, (datamodule, optimizer, scheduler, start, self_energies)
         )
+        self.net.to(torch.float64 if dtype is np.float64 else torch.float32)  # a float64 start, in this precision
         apply_freeze(self.net, freeze)
         module.compile_training = compile
         self.start = None
@@ -191,7 +196,7 @@ class Model(TrainedModel):
             self.metadata = inherit_metadata(start.metadata, data_metadata, self_energies)
         elif data_metadata.get("elements") and (self._net is None or init == "fresh"):
             self.metadata = data_metadata
-        self.metadata = {key: value for key, value in self.metadata.items() if key != "std_scale"}
+        self.metadata = {key: value for key, value in self.metadata.items() if key not in ("std_scale", FINE_TUNING)}
 
     def _module_for(
         self, train: Dataset, validation: Dataset | None, data_metadata: dict, ckpt_path: str | None, build: tuple
@@ -253,7 +258,8 @@ class Model(TrainedModel):
         fields = resolve(self.name).config.model_fields
         if start is not None:
             check_same_family(self.name, start)
-            self.config = inherit_statistics(self.config, start.config)
+            check_cut_off(start, datamodule.cut_off)
+            self.config, _ = inherit_network(self.config, start.config, self.name)
         if "elements" in fields and self.config.get("elements") is None and self.metadata.get("elements"):
             self.config = {**self.config, "elements": list(self.metadata["elements"])}
         graph = selected_columns(datamodule).get(K.Y_GRAPH_SCALARS, [])
@@ -265,19 +271,25 @@ class Model(TrainedModel):
         if start is None:
             return
         load_starting_weights(self.net, start, self.config)
-        if self_energies == "data" and other_self_energies(data_metadata, start.metadata):
-            energies = refit_self_energies(self.net, train, self.metadata, energy_column)
-            self.metadata = {**self.metadata, "atomic_energies": energies}
+        if not graph:
+            return
+        refit = refit_self_energies(self.net, train, self.metadata, start.metadata, energy_column)
+        refitted = self_energies == "data" and other_self_energies(data_metadata, start.metadata)
+        report = refit.report(refitted)
+        self.metadata = {**self.metadata, FINE_TUNING: {"source": start.source, "self_energies": report}}
+        if refitted:
+            self.metadata["atomic_energies"] = refit.energies
             for batches in (train, validation):
                 if batches is not None:
                     self.adapt_batches(batches, data_metadata)
+        print(fine_tuning_line(report, refitted), flush=True)
 
     def start_from(self, base: TrainedModel, source: str = "the base model") -> Model:
         """Make the next :meth:`train` start from ``base``'s weights, element list and statistics.
 
         ``base`` must be of the same family (this model may add a modifier to it: an
-        ``ssf_mace_model`` from a ``mace_model``); hyperparameters that change a weight's
-        shape are an error naming the keys that differ.
+        ``ssf_mace_model`` from a ``mace_model``); its network's hyperparameters replace this
+        model's (:func:`~physicsml.finetune.inherit_network`), the losses stay this model's.
         """
         self.start = starting_point(base, source)
         return self

@@ -14,16 +14,17 @@ from typing import Any, NamedTuple
 
 import torch
 
+from physicsml.configs import InitFromConfig, TrainConfig
 from physicsml.data import keys as K
 from physicsml.data.batch import batch_as_dict
 from physicsml.errors import InputError
-from physicsml.inference.model_file import file_state, net_state
+from physicsml.inference.model_file import file_state, net_state, write_model_file
 from physicsml.inference.trained import TrainedModel
 from physicsml.models.spec import resolve
 from physicsml.targets import mask_key
 
-#: Config keys set from the training data when ``"auto"`` (or unset); a fine-tuned model keeps the base's.
-STATISTICS = ("scaling_mean", "scaling_std", "avg_num_neighbours", "elements")
+#: Keys of a family's config that say what a run trains, not what the network is: a fine-tuning run's own.
+RUN_KEYS = ("compute_forces", "compute_stress", "energy_target")
 
 
 class StartingPoint(NamedTuple):
@@ -34,12 +35,24 @@ class StartingPoint(NamedTuple):
     metadata: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
     source: str
+    cut_off: float | None = None
 
 
-def inherit_statistics(config: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with every statistic left to the data (``"auto"``/unset) taken from the base model's config."""
-    inherited = {key: base[key] for key in STATISTICS if key in base and config.get(key) in ("auto", None)}
-    return {**config, **inherited}
+def inherit_network(config: dict[str, Any], base: dict[str, Any], name: str) -> tuple[dict[str, Any], list[str]]:
+    """``config`` with the base model's network: every key of the family's config the base has (sizes,
+    options, statistics, elements) but the losses and :data:`RUN_KEYS`, which stay the run's own, as do a
+    modifier's options (``ssf_``, ``adapter_``). A fine-tuned model is its base's network, as a foundation
+    model's: its hyperparameters need not be repeated in params.
+
+    Returns:
+        The config, and the keys ``config`` gave another value (not ``"auto"``/unset), which are not used.
+    """
+    fields = resolve(resolve(name).family).config.model_fields
+    inherited = {
+        key: base[key] for key in fields if key in base and key not in RUN_KEYS and not key.endswith("_loss_config")
+    }
+    replaced = sorted(key for key, value in inherited.items() if config.get(key) not in ("auto", None, value))
+    return {**config, **inherited}, replaced
 
 
 def check_same_family(name: str, start: StartingPoint) -> None:
@@ -51,7 +64,18 @@ def check_same_family(name: str, start: StartingPoint) -> None:
 def starting_point(model: TrainedModel, source: str) -> StartingPoint:
     """What a model started from ``model`` takes from it; ``source`` names it in errors."""
     state = {key: value.detach().clone() for key, value in file_state(model.net).items()}
-    return StartingPoint(model.name, dict(model.config), dict(model.metadata), state, source)
+    cut_off = float(model.datamodule.cut_off)
+    return StartingPoint(model.name, dict(model.config), dict(model.metadata), state, source, cut_off)
+
+
+def check_cut_off(start: StartingPoint, cut_off: float) -> None:
+    """Raise ``ValueError`` unless the run's graphs have the starting model's cut-off: its radial
+    functions and the neighbours it sums over are made for that one."""
+    if start.cut_off is not None and abs(cut_off - start.cut_off) > 1e-9:
+        raise ValueError(
+            f"{start.source} was made for a {start.cut_off:g} Å cut-off, the graphs here are {cut_off:g} Å: "
+            f"set datamodule.cut_off: {start.cut_off:g}"
+        )
 
 
 def load_starting_weights(net: torch.nn.Module, start: StartingPoint, config: dict[str, Any]) -> None:
@@ -82,6 +106,8 @@ def load_starting_weights(net: torch.nn.Module, start: StartingPoint, config: di
             f"{start.source} has another shape than the model built here ({'; '.join(problems[:3])}). "
             f"Config keys that differ: {'; '.join(differing) or 'none'}"
         )
+    if any(value.dtype == torch.float64 for value in start.state_dict.values()):
+        net.double()  # before the weights are copied in, so that none is rounded to float32 on the way
     net.load_state_dict(net_state({key: value for key, value in start.state_dict.items() if key in own}), strict=False)
 
 
@@ -157,41 +183,126 @@ def read_init_model(path: str, rev: str | None = None) -> tuple[TrainedModel, by
         try:
             model = TrainedModel.load(copy)
         except InputError as error:
-            raise InputError(where, None, "train.init_from", error.message) from None
+            model = _converted(copy, where, error)
     return model, content
 
 
+def init_model_of(train: TrainConfig) -> tuple[TrainedModel | None, bytes, str]:
+    """The model ``train.init_from`` names, its bytes and how errors name it (``None, b"", ""`` without one)."""
+    if train.init_from is None:
+        return None, b"", ""
+    spec = train.init_from if not isinstance(train.init_from, str) else InitFromConfig(path=train.init_from)
+    model, content = read_init_model(spec.path, spec.rev)
+    return model, content, f"train.init_from ({spec.path}{'@' + spec.rev if spec.rev else ''})"
+
+
+def _converted(path: Path, where: str, error: InputError) -> TrainedModel:
+    """A mace-torch model file as the model it converts to (:mod:`physicsml.convert`); for any other
+    file that is not a physicsml model, ``error``."""
+    from physicsml.convert.mace import convert_mace  # start-up time: read only for a mace-torch file
+
+    try:
+        payload = convert_mace(path)
+    except InputError as refused:
+        mace = "cannot convert exactly" in refused.message
+        raise InputError(where, None, "train.init_from", (refused if mace else error).message) from None
+    converted = path.with_name("converted.pt")
+    write_model_file(payload, converted)
+    print(f"{where}: a mace-torch model, converted (head {payload['converted_from']['head']!r})", flush=True)
+    return TrainedModel.load(converted)
+
+
+def fine_tuning_line(report: Mapping[str, float], refitted: bool) -> str:
+    """One line on the self-energies a fine-tuning run starts from."""
+    start, after = report["start_energy_mae_eV_per_atom"], report["start_energy_mae_refitted_eV_per_atom"]
+    if not refitted:
+        return f"self-energies: the starting model's kept; its energy MAE on the training split {start:.4g} eV/atom"
+    return (
+        f"self-energies: refitted to this data (a mean shift of {report['shift_eV_per_atom']:.4g} eV/atom from "
+        f"the starting model's); its energy MAE on the training split {start:.4g} -> {after:.4g} eV/atom"
+    )
+
+
+class SelfEnergyRefit(NamedTuple):
+    """Self-energies refitted for new data, and what the starting model's energies were before and after.
+
+    Attributes:
+        energies: element -> refitted self-energy (eV).
+        shift_per_atom: mean over the training structures of the change of their self-energy sum from
+            the starting model's, per atom (eV): the offset between the two levels of theory.
+        mae_model: the starting model's energy MAE per atom on the training split with its own
+            self-energies (what it predicts untouched), eV.
+        mae_refitted: the same with the refitted ones (where fine-tuning starts), eV.
+    """
+
+    energies: dict[str, float]
+    shift_per_atom: float
+    mae_model: float
+    mae_refitted: float
+
+    def report(self, refitted: bool) -> dict[str, float]:
+        """The ``self_energies`` block of a fine-tuned model's metadata (and of ``results/metrics.json``)."""
+        return {
+            "refitted": float(refitted),
+            "shift_eV_per_atom": self.shift_per_atom,
+            "start_energy_mae_eV_per_atom": self.mae_model,
+            "start_energy_mae_refitted_eV_per_atom": self.mae_refitted,
+        }
+
+
 def refit_self_energies(
-    net: torch.nn.Module, batches: Any, metadata: dict[str, Any], energy_column: int = 0
-) -> dict[str, float]:
+    net: torch.nn.Module, batches: Any, data: dict[str, Any], base: dict[str, Any], energy_column: int = 0
+) -> SelfEnergyRefit:
     """Self-energies that make the starting model's energies right on average for new data.
 
     Fine-tuning to another level of theory changes the reference energy of every
-    element. With the new data's self-energies in the batches, this fits per-element
-    corrections ``d_Z`` to the residuals ``E_ref - E_model`` of the training split by
-    least squares (as featurise's ``least_squares``; minimum-norm when the compositions
-    do not pin every element) and returns ``metadata``'s self-energies plus ``d_Z``.
-    Only energies move, by a per-element constant: forces are untouched.
+    element. With the new data's self-energies (``data``, the merged metadata) in the
+    batches, this fits per-element corrections ``d_Z`` to the residuals ``E_ref - E_model``
+    of the training split by least squares (as featurise's ``least_squares``; minimum-norm
+    when the compositions do not pin every element): the data's self-energies plus ``d_Z``.
+    Only energies move, by a per-element constant: forces are untouched. ``base`` is the
+    starting model's metadata, whose own self-energies the report compares with.
     """
-    elements = list(metadata["elements"])
+    elements = list(data["elements"])
+    counts, residuals = _energy_residuals(net, batches, len(elements), energy_column)
+    solution = torch.linalg.lstsq(counts, residuals[:, None], driver="gelsd").solution[:, 0]
+    given = data.get("atomic_energies") or {}
+    energies = {element: float(given.get(element, 0.0)) + float(shift) for element, shift in zip(elements, solution)}
+    own = base.get("atomic_energies") or {}
+    to_model = torch.tensor([float(given.get(e, 0.0)) - float(own.get(e, 0.0)) for e in elements], dtype=torch.float64)
+    atoms = counts.sum(1).clamp_min(1.0)
+    change = counts @ (to_model + solution)  # the refitted sums minus the model's own, per structure
+    return SelfEnergyRefit(
+        energies,
+        float((change / atoms).mean()) if len(atoms) else 0.0,
+        float(((residuals + counts @ to_model) / atoms).abs().mean()) if len(atoms) else 0.0,
+        float(((residuals - counts @ solution) / atoms).abs().mean()) if len(atoms) else 0.0,
+    )
+
+
+def _energy_residuals(
+    net: torch.nn.Module, batches: Any, num_elements: int, energy_column: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per structure with a known energy: its element counts ``[S, num_elements]`` and ``E_ref - E_model``."""
     counts, residuals = [], []
     was_training = net.training
+    dtype = next(net.parameters()).dtype  # the network as built; Lightning casts it to the precision later
     net.eval()
     with torch.no_grad():
         for batch in batches:
-            data = batch_as_dict(batch)
+            data = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch_as_dict(batch).items()}
             reference = data[K.Y_GRAPH_SCALARS][:, energy_column]
             predicted = net(data)[K.ENERGY]
             known = (
                 data[mask_key(K.Y_GRAPH_SCALARS)][:, energy_column] > 0 if mask_key(K.Y_GRAPH_SCALARS) in data else None
             )
-            per_graph = torch.zeros(len(reference), len(elements), dtype=torch.float64)
-            per_graph.index_add_(0, data[K.BATCH], data[K.NODE_ATTRS].double()[:, : len(elements)])
+            per_graph = torch.zeros(len(reference), num_elements, dtype=torch.float64)
+            per_graph.index_add_(0, data[K.BATCH], data[K.NODE_ATTRS].double()[:, :num_elements])
             if known is not None:
                 per_graph, reference, predicted = per_graph[known], reference[known], predicted[known]
             counts.append(per_graph)
             residuals.append((reference - predicted).double())
     net.train(was_training)
-    solution = torch.linalg.lstsq(torch.cat(counts), torch.cat(residuals)[:, None], driver="gelsd").solution[:, 0]
-    energies = metadata.get("atomic_energies") or {}
-    return {element: float(energies.get(element, 0.0)) + float(shift) for element, shift in zip(elements, solution)}
+    if not counts:
+        return torch.zeros(0, num_elements, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+    return torch.cat(counts), torch.cat(residuals)

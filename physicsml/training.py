@@ -26,7 +26,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from physicsml.api import Model
 from physicsml.configs import (
     DataModuleConfig,
-    InitFromConfig,
     ModelSection,
     OptimizerConfig,
     SchedulerConfig,
@@ -38,10 +37,11 @@ from physicsml.data.datasets import bootstrap_weights
 from physicsml.errors import ConfigError
 from physicsml.finetune import (
     StartingPoint,
+    check_cut_off,
     check_same_family,
-    inherit_statistics,
+    inherit_network,
+    init_model_of,
     load_starting_weights,
-    read_init_model,
     starting_point,
 )
 from physicsml.finetune import freeze as apply_freeze
@@ -104,7 +104,14 @@ def check_before_training(
             element_map(data_metadata, start.metadata)
         except ValueError as error:
             raise ConfigError(source, "train.init_from", str(error)) from None
-        config = inherit_statistics(config, start.config)
+        try:
+            check_cut_off(start, datamodule.cut_off)
+        except ValueError as error:
+            raise ConfigError(source, "datamodule.cut_off", str(error)) from None
+        config, replaced = inherit_network(config, start.config, name)
+        if replaced:
+            given = ", ".join(f"{key} {start.config[key]!r}" for key in replaced)
+            print(f"notice: {init_source} sets the network: its {given} are used, not {key}'s", file=sys.stderr)
     elements = list((start.metadata if start is not None else data_metadata).get("elements") or [])
     dry = Model(name, _with_placeholders(name, config, elements))
     try:
@@ -183,7 +190,7 @@ def train_stage(
     split drawn with ``train.seed`` (as loss weights: how often each structure was drawn).
     An ensemble member is this with its own seed and paths.
     """
-    init_model, init_bytes, spec_name = _init_model(train)
+    init_model, init_bytes, spec_name = init_model_of(train)
     sections = (model_section, datamodule, optimizer, scheduler, trainer, train)
     configs = _run_configs(init_bytes if init_model is not None else None, bootstrap, *sections)
     data_metadata = table_metadata(read_table(Path(featurised) / "train.arrow"))
@@ -232,15 +239,6 @@ def _run_configs(init_bytes: bytes | None, bootstrap: bool, *sections: Any) -> d
         **{name: section.model_dump() if section else None for name, section in zip(names, sections)},
         "bootstrap": bootstrap,
     }
-
-
-def _init_model(train: TrainConfig) -> tuple[TrainedModel | None, bytes, str]:
-    """The model ``train.init_from`` names, its bytes and how errors name it (``None, b"", ""`` without one)."""
-    if train.init_from is None:
-        return None, b"", ""
-    spec = train.init_from if not isinstance(train.init_from, str) else InitFromConfig(path=train.init_from)
-    model, content = read_init_model(spec.path, spec.rev)
-    return model, content, f"train.init_from ({spec.path}{'@' + spec.rev if spec.rev else ''})"
 
 
 def _resumes(checkpoints: Path, logs: Path, run: str, resume: bool) -> bool:

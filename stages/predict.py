@@ -6,6 +6,7 @@ import typer
 
 from physicsml.cli import reports_errors, stage_app
 from physicsml.configs import load_params, parse_section
+from physicsml.finetune import init_model_of
 from physicsml.workflows import member_models, predict_stage
 
 app = stage_app(__doc__)
@@ -15,7 +16,8 @@ app = stage_app(__doc__)
 @reports_errors
 def main(
     params: Path = typer.Option(
-        "params.yaml", help="Params file; reads `predict.files`, `ensemble.seeds` and how `data` reads labels."
+        "params.yaml",
+        help="Params file; reads `predict.files`, `ensemble.seeds`, `train.init_from` and how `data` reads labels.",
     ),
     model: Path = typer.Option("models/model.pt", help="Trained model written by the train stage."),
     featurised: Path = typer.Option("data/featurised", help="Directory of featurised {split}.arrow tables."),
@@ -40,6 +42,11 @@ def main(
     An extra file whose records carry labels of the model's targets (read under `data.targets`,
     `data.units` and `data.allow_missing`, as the training data was) gets reference columns and
     its own block in metrics.json, named after the file (`md17_600K` for data/md17_600K.extxyz).
+
+    A fine-tuned model (`train.init_from`) is compared with the model it started from: the same
+    blocks, predicted by that model, under `start` in metrics.json (what was gained on the new
+    data, what was forgotten on files of the old domain), and the self-energies fine-tuning
+    started from under `fine_tuning`.
     """
     values = load_params(params)
     config = parse_section(values, "predict", str(params))
@@ -47,7 +54,8 @@ def main(
     data = parse_section(values, "data", str(params))
     files = [*config.files, *map(str, structures)]
     members = member_models(model, ensemble.seeds)
-    predict_stage(model, featurised, graphs, prebatched, files, out, members, data, ensemble.recalibrate)
+    start, _, _ = init_model_of(parse_section(values, "train", str(params)))
+    predict_stage(model, featurised, graphs, prebatched, files, out, members, data, ensemble.recalibrate, start)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,10 @@ from physicsml.errors import InputError
 
 FORMAT_VERSION = 4
 
+#: The ``metadata`` key of a fine-tuned model's record of its start: ``source`` and ``self_energies``
+#: (:meth:`physicsml.finetune.SelfEnergyRefit.report`).
+FINE_TUNING = "fine_tuning"
+
 
 def _upgrade_1_to_2(payload: dict[str, Any], path: str) -> dict[str, Any]:
     """Format 1 built each family's heads inside its network; format 2 splits ``net`` into

@@ -19,6 +19,7 @@ from physicsml.errors import InputError
 from physicsml.evaluate import block_metrics, metrics_table, write_calibration, write_json, write_parity
 from physicsml.featurise import apply_units, featurise_like
 from physicsml.featurise.table import target_kind
+from physicsml.inference.model_file import FINE_TUNING
 from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import read_table, table_metadata
 from physicsml.io.atomic import atomic_output_dir, atomic_output_files
@@ -39,7 +40,8 @@ def predict_stage(
     members: Sequence[str | os.PathLike] = (),
     data: DataConfig | None = None,
     recalibrate: bool = False,
-) -> dict[str, dict[str, dict[str, float]]]:
+    start: TrainedModel | None = None,
+) -> dict[str, Any]:
     """Predict the test split (and ``files``); write predictions, metrics and parity plots to ``out``.
 
     A model with an uncertainty (a ``mean_var_*`` model, or an ensemble with ``members``)
@@ -54,6 +56,10 @@ def predict_stage(
     beside ``test``, named after the file (:func:`_block_names`), so that in- and
     out-of-distribution errors sit side by side. Without ``data`` no labels are read.
 
+    With ``start`` (the model fine-tuning started from, ``train.init_from``) the same sets are predicted by
+    it too, under ``start`` in ``metrics.json``: what fine-tuning gained and what it forgot, side by side
+    (give ``predict.files`` from the starting model's domain to see the second).
+
     With ``recalibrate`` (``ensemble.recalibrate``) the stds are first scaled by one factor per target
     fitted on the validation split (:func:`~physicsml.workflows.models.recalibrated`); the factors and the
     validation miscalibration area before and after are the ``calibration`` block of ``metrics.json``.
@@ -66,17 +72,29 @@ def predict_stage(
     datamodule = model.datamodule
     sets = _predicted_sets(model, datamodule, featurised, graphs, prebatched, files or [], data)
     energy = model.energy_name
-    metrics = {
-        name: block_metrics(s.predictions, s.references, s.stds, s.num_atoms, energy) for name, s in sets.items()
-    }
+    metrics: dict[str, Any] = {name: _metrics_of(s, energy) for name, s in sets.items()}
     metrics = {name: block for name, block in metrics.items() if block or name == "test"}  # labelled files only
     if calibration:
         metrics["calibration"] = calibration
+    if FINE_TUNING in model.metadata:  # what fine-tuning started from: the self-energies, step-0 errors
+        metrics[FINE_TUNING] = {"self_energies": dict(model.metadata[FINE_TUNING]["self_energies"])}
+    if start is not None:  # read the batches as the fine-tuned model does, in its precision
+        start.net.to(next(model.net.parameters()).dtype)
+    started = _predicted_sets(start, datamodule, featurised, graphs, prebatched, files or [], data) if start else {}
+    labelled = {name: _metrics_of(s, start.energy_name) for name, s in started.items()} if start else {}
+    if labelled:
+        metrics["start"] = {name: block for name, block in labelled.items() if block or name == "test"}
     _write_results(Path(out), sets, metrics, datamodule, _units(model), energy)
     for name, block in metrics.items():
         if name in sets:  # the calibration block was printed as it was fitted
             print(f"{name} metrics ({len(sets[name].num_atoms)} structures)\n{metrics_table(block)}", flush=True)
+    for name, block in metrics.get("start", {}).items():
+        print(f"{name} metrics of the starting model\n{metrics_table(block)}", flush=True)
     return metrics
+
+
+def _metrics_of(predicted: Predicted, energy: str | None) -> dict[str, dict[str, float]]:
+    return block_metrics(predicted.predictions, predicted.references, predicted.stds, predicted.num_atoms, energy)
 
 
 def _predicted_sets(

@@ -91,9 +91,10 @@ CASES = {
         {"model": {"name": "ssf_mace_model"}, "train": {"init_from": "EGNN"}},
         "train.init_from: train.init_from (EGNN) is a egnn_model; a ssf_mace_model cannot start from it (another family)",
     ),
-    "init_from with other shapes": (
-        {"model": {"name": "egnn_model", "egnn_model.c_hidden": 16}, "train": {"init_from": "EGNN"}},
-        "train.init_from: train.init_from (EGNN) has another shape than the model built here",
+    "init_from at another cut-off": (
+        {"model": {"name": "egnn_model"}, "train": {"init_from": "EGNN"}, "datamodule": {"cut_off": 4.5}},
+        "datamodule.cut_off: train.init_from (EGNN) was made for a 4 Å cut-off, the graphs here are 4.5 Å: "
+        "set datamodule.cut_off: 4",
     ),
     "freeze matching nothing": (
         {
@@ -160,6 +161,34 @@ def test_a_config_the_network_cannot_take_is_one_line_before_any_batch(prepared,
     changes, expected = CASES[case]
     changes = yaml.safe_load(yaml.safe_dump(changes).replace("EGNN", str(prepared["egnn"])))
     assert expected.replace("EGNN", str(prepared["egnn"])) in check(prepared, tmp_path, changes)
+
+
+def test_init_from_sets_the_network_and_says_which_params_it_overrides(prepared, tmp_path, capfd):
+    """A fine-tuned model is its starting model's network (a foundation model's hyperparameters need not be
+    copied into params): params' other sizes are not used, and one notice line names them."""
+    from physicsml.configs import load_params, parse_section
+    from physicsml.finetune import read_init_model
+    from physicsml.io.arrow import read_table, table_metadata
+    from physicsml.training import check_before_training
+
+    changes = {
+        "model": {"name": "egnn_model", "egnn_model.c_hidden": 16},
+        "train": {"init_from": str(prepared["egnn"])},
+        "datamodule": {"cut_off": 4.0},  # the tiny model's
+    }
+    path = write_params(tmp_path / "params.yaml", changes)
+    values = load_params(path)
+    sections = [
+        parse_section(values, name, str(path)) for name in ("model", "datamodule", "optimizer", "scheduler", "train")
+    ]
+    model = read_init_model(str(prepared["egnn"]))[0]
+    metadata = table_metadata(read_table(prepared["molecules"] / "train.arrow"))
+    check_before_training(*sections, model, "train.init_from (EGNN)", metadata, str(path))  # no error
+    notice = capfd.readouterr().err.strip().splitlines()
+    assert notice == [
+        "notice: train.init_from (EGNN) sets the network: its c_hidden 8, modify_coords True, num_layers 1, "
+        "num_rbf 4 are used, not model.egnn_model's"
+    ]
 
 
 def test_the_train_stage_stops_at_the_checks_with_one_line(prepared, tmp_path):

@@ -121,10 +121,14 @@ def test_a_modifier_starts_as_the_base_and_only_it_trains(trained, molecules, na
     assert len(changed) == len([n for n in before if n.startswith("modifier.")]) or name.startswith("adapter")
 
 
-def test_another_family_or_shape_is_a_clear_error(trained, molecules):
+def test_the_network_is_the_bases_and_another_family_is_a_clear_error(trained, molecules):
+    """A fine-tuned model is its base's network (as a foundation model's): other sizes given are not used."""
     wider = Model("egnn_model", {**CONFIG, "c_hidden": 32}).start_from(Model.load(trained))
-    with pytest.raises(ValueError, match=r"c_hidden: 32 here, 16 in the saved model"):
-        wider.train(molecules["train"].slice(0, 8), None, DATAMODULE, TRAINER)
+    wider.train(molecules["train"].slice(0, 8), None, DATAMODULE, TRAINER, zero_lr())
+    assert wider.config["c_hidden"] == 16
+    np.testing.assert_allclose(
+        energies(wider, molecules["test"]), energies(Model.load(trained), molecules["test"]), rtol=1e-6
+    )
     other = Model(
         "mace_model", {"compute_forces": True, **{k: CONFIG[k] for k in CONFIG if k.endswith("_loss_config")}}
     )
@@ -206,6 +210,14 @@ def test_another_level_of_theory_refits_the_self_energies_and_keeps_the_forces(t
         f"energy MAE: base on its own reference {before:.3f} eV, on the new one {unfitted:.1f} eV, refitted {after:.3f} eV"
     )
     assert unfitted > 100 and after < 1.5 * before + 0.05
+    # what was done is recorded (results/metrics.json's fine_tuning block): the offset of the references
+    report = tuned.metadata["fine_tuning"]["self_energies"]
+    numbers = new["train"].slice(0, 64)["atomic_numbers"].to_pylist()
+    offset = float(np.mean([sum(shift[z] for z in atoms) / len(atoms) for atoms in numbers]))
+    assert report["refitted"] == 1.0
+    assert report["shift_eV_per_atom"] == pytest.approx(offset, rel=1e-3)
+    assert report["start_energy_mae_eV_per_atom"] == pytest.approx(abs(offset), rel=0.05)
+    assert report["start_energy_mae_refitted_eV_per_atom"] < 1e-3 * report["start_energy_mae_eV_per_atom"]
     np.testing.assert_allclose(
         np.concatenate(tuned.predict(new["test"])["forces"]),
         np.concatenate(base.predict(old["test"])["forces"]),

@@ -278,3 +278,34 @@ def test_converted_model_exports_to_the_same_numbers(converted):
         out = exported(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, atoms.info, stress=True)
         assert relative(np.array(out["energy"]), reference["energy"]) < TOLERANCE["float64"]
         assert relative(np.asarray(out["forces"]), reference["forces"]) < TOLERANCE["float64"]
+
+
+def test_init_from_fine_tunes_a_mace_torch_file_from_its_exact_start(mace_files, converted, tmp_path):
+    """``train.init_from`` takes a mace-torch file as it is; a zero-step fine-tune on DFT ethanol (another
+    level of theory than the model's E0s) keeps every force and moves the energies by refitted E0s only."""
+    from physicsml.api import Model
+    from physicsml.configs import DataConfig, FeaturiseConfig
+    from physicsml.featurise import featurise
+    from physicsml.finetune import read_init_model
+
+    start, content = read_init_model(str(mace_files["mp_residual"]))
+    assert start.name == "mace_model" and content == mace_files["mp_residual"].read_bytes()
+    shared = Path(__file__).parents[3] / "shared" / "data" / "rmd17_ethanol_botnet_train.xyz"
+    data = DataConfig(source=str(shared), targets={"energy": "energy", "forces": "forces"})
+    table = featurise(data, FeaturiseConfig(atomic_energies={"method": "least_squares"}))["train"].slice(0, 24)
+    losses = {"y_graph_scalars_loss_config": {"name": "MSELoss"}, "y_node_vector_loss_config": {"name": "MSELoss"}}
+    tuned = Model("mace_model", {"compute_forces": True, **losses}).start_from(start, "the mace-torch file")
+    datamodule = {"y_graph_scalars": ["energy"], "y_node_vector": "forces", "cut_off": 5.0}
+    trainer = {"max_epochs": 1, "precision": 64, "enable_progress_bar": False}
+    tuned.train(table, None, datamodule, trainer, {"name": "SGD", "config": {"lr": 0.0}})
+    assert tuned.config["hidden_irreps"] == "8x0e+8x1o" and tuned.config["residual_first"]
+    reference = TrainedModel.load(converted["mp_residual", "Default"])
+    np.testing.assert_allclose(
+        np.concatenate(tuned.predict(table)["forces"]), np.concatenate(reference.predict(table)["forces"]), atol=1e-9
+    )
+    report = tuned.metadata["fine_tuning"]["self_energies"]
+    assert report["refitted"] == 1.0 and abs(report["shift_eV_per_atom"]) > 100  # DFT totals vs random E0s
+    assert report["start_energy_mae_refitted_eV_per_atom"] < 1e-3 * report["start_energy_mae_eV_per_atom"]
+    with pytest.raises(InputError, match="train.init_from.*not a saved physicsml model"):
+        (tmp_path / "junk.model").write_bytes(b"not a model")
+        read_init_model(str(tmp_path / "junk.model"))

@@ -240,3 +240,25 @@ def test_stage_reads_labels_under_the_data_section_and_reports_bad_ones(project,
         "(list it in data.allow_missing to measure without it)"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_fine_tuned_model_is_measured_beside_the_model_it_started_from(project, tmp_path):
+    """With the starting model (``train.init_from``), every block is predicted by it too, under ``start``:
+    its numbers are the ones that model gets as the model of the stage (what was gained and forgotten)."""
+    from physicsml.inference.trained import TrainedModel
+
+    files = tmp_path / "files"
+    files.mkdir()
+    write_molecules(files / "old_domain.extxyz", n=4, seed=11)
+    write_unlabelled(files / "unlabelled.extxyz")
+    paths = [project / "data/featurised", project / "data/graphs", project / "data/prebatched"]
+    listed = [str(files / "old_domain.extxyz"), str(files / "unlabelled.extxyz")]
+    start = TrainedModel.load(project / "models/members/seed1.pt")
+    tuned = predict_stage(project / "models/model.pt", *paths, listed, tmp_path / "a", (), DATA, start=start)
+    alone = predict_stage(project / "models/members/seed1.pt", *paths, listed, tmp_path / "b", (), DATA)
+    assert set(tuned["start"]) == {"test", "old_domain"}  # the labelled blocks
+    for block in ("test", "old_domain"):
+        for target in ("energy", "forces"):
+            assert tuned["start"][block][target] == pytest.approx(alone[block][target], rel=1e-12)
+        assert tuned["start"][block]["forces"]["mae"] != tuned[block]["forces"]["mae"]
+    assert json.loads((tmp_path / "a/metrics.json").read_text())["start"] == tuned["start"]
