@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from physicsml.ase import PhysicsMLCalculator
 from physicsml.configs import DataModuleConfig, TrainerConfig, parse_config
 from physicsml.data import keys as K
+from physicsml.data.datasets import MixedBatches
 from physicsml.finetune import (
     StartingPoint,
     check_cut_off,
@@ -145,12 +146,11 @@ class Model(TrainedModel):
         self_energies: Literal["data", "model"] = "data",
         data_metadata: Mapping[str, Any] | None = None,
         compile: bool = False,  # noqa: A002 (torch's own word for it)
+        replay: Dataset | None = None,
     ) -> Model:
-        """Train on ``train_data`` (validating on ``validation_data``) with Lightning.
-
-        A model that has weights (loaded, trained before, or given a base model with
-        :meth:`start_from`) continues from them: its element list and hyperparameters are
-        kept, and data statistics (``scaling_*``, ``avg_num_neighbours``) are not recomputed.
+        """Train on ``train_data`` (validating on ``validation_data``) with Lightning. A model that has
+        weights (loaded, trained before, or given a base model with :meth:`start_from`) continues from
+        them: its element list, hyperparameters and statistics (``scaling_*``, ...) are kept.
 
         Args:
             ckpt_path: a checkpoint to resume from, or ``"last"`` for the newest in
@@ -166,6 +166,7 @@ class Model(TrainedModel):
             data_metadata: the featurisation metadata of ``train_data`` when it is a batch
                 dataset (tables carry their own).
             compile: training steps through :class:`~physicsml.models.compiled.CompiledTraining`.
+            replay: batches of the starting model's domain (its element list, weighted) trained on too.
         """
         pl.seed_everything(seed, workers=True, verbose=False)
         datamodule = _parsed(DataModuleConfig, self._given(datamodule_config, "datamodule"), "datamodule")
@@ -181,11 +182,12 @@ class Model(TrainedModel):
         )
         self.net.to(torch.float64 if dtype is np.float64 else torch.float32)  # a float64 start, in this precision
         apply_freeze(self.net, freeze)
-        module.compile_training = compile
-        self.start = None
+        module.compile_training, self.start = compile, None
         self.trainer = build_trainer(trainer_cfg, logger=logger, extra_callbacks=callbacks)
-        data = BatchesDataModule(train, validation, datamodule.num_workers, seed)
-        self.trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        mixed = train if replay is None else MixedBatches(train, replay)
+        self.trainer.fit(
+            module, datamodule=BatchesDataModule(mixed, validation, datamodule.num_workers, seed), ckpt_path=ckpt_path
+        )
         return self
 
     def _take_metadata(self, start: StartingPoint | None, data_metadata: dict, self_energies: str, init: str) -> None:

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -33,8 +35,8 @@ from physicsml.configs import (
     TrainerConfig,
 )
 from physicsml.data import keys as K
-from physicsml.data.datasets import bootstrap_weights
-from physicsml.errors import ConfigError
+from physicsml.data.datasets import InMemoryBatches, bootstrap_weights
+from physicsml.errors import ConfigError, InputError
 from physicsml.finetune import (
     StartingPoint,
     check_cut_off,
@@ -45,7 +47,7 @@ from physicsml.finetune import (
     starting_point,
 )
 from physicsml.finetune import freeze as apply_freeze
-from physicsml.inference.inputs import element_map
+from physicsml.inference.inputs import element_map, table_batches
 from physicsml.inference.trained import TrainedModel
 from physicsml.io.arrow import read_table, table_metadata
 from physicsml.io.atomic import write_text_atomically
@@ -183,12 +185,13 @@ def train_stage(
     logs: str | os.PathLike = "dvclive",
     bootstrap: bool = False,
     source: str = "params.yaml",
+    replayed: str | os.PathLike = "data/replay",
 ) -> Model:
     """Train on the pre-batched train/validation splits; write the model, checkpoints and logs.
 
-    With ``bootstrap`` the model trains on a resample with replacement of the training
-    split drawn with ``train.seed`` (as loss weights: how often each structure was drawn).
-    An ensemble member is this with its own seed and paths.
+    With ``bootstrap`` the model trains on a resample with replacement of the training split drawn
+    with ``train.seed`` (as loss weights: how often each structure was drawn); with ``train.replay``
+    the replay stage's set in ``replayed`` joins every epoch. A member is this with its own seed and paths.
     """
     init_model, init_bytes, spec_name = init_model_of(train)
     sections = (model_section, datamodule, optimizer, scheduler, trainer, train)
@@ -198,14 +201,12 @@ def train_stage(
         model_section, datamodule, optimizer, scheduler, train, init_model, spec_name, data_metadata, source
     )
     checkpoints, logs = Path(checkpoints), Path(logs)
-    resume = _resumes(checkpoints, logs, fingerprint(configs, featurised, graphs, prebatched), train.resume)
+    run = fingerprint(configs, featurised, graphs, prebatched, *([replayed] if train.replay else []))
+    resume = _resumes(checkpoints, logs, run, train.resume)
 
     training, validation = _split_batches(prebatched, featurised, graphs, datamodule, bootstrap, train.seed)
-    model = Model(model_section.name, section_config(model_section))
-    if init_model is None:
-        warn_about_self_energies(training, data_metadata, datamodule, model.config)
-    else:
-        model.start_from(init_model, spec_name)
+    replay = replay_batches(replayed, datamodule, trainer, train.replay.weight) if train.replay else None
+    model = _model_to_train(model_section, init_model, spec_name, training, data_metadata, datamodule)
     logger = DVCLiveLogger(
         dir=str(logs), dvcyaml=False, save_dvc_exp=False, log_model=False, resume=resume, report=None
     )
@@ -224,10 +225,48 @@ def train_stage(
         compile=train.compile,
         self_energies=train.self_energies,
         data_metadata=data_metadata,
+        replay=replay,
     )
     if model.trainer.is_global_zero:
         model.save(model_out)
     return model
+
+
+def _model_to_train(
+    section: ModelSection,
+    init_model: TrainedModel | None,
+    source: str,
+    training: Any,
+    data_metadata: dict[str, Any],
+    datamodule: DataModuleConfig,
+) -> Model:
+    """The model a run trains: fresh (warned when its energies keep their self-energies) or from ``init_model``."""
+    model = Model(section.name, section_config(section))
+    if init_model is None:
+        warn_about_self_energies(training, data_metadata, datamodule, model.config)
+    else:
+        model.start_from(init_model, source)
+    return model
+
+
+def replay_batches(
+    directory: str | os.PathLike, datamodule: DataModuleConfig, trainer: TrainerConfig, weight: float
+) -> InMemoryBatches:
+    """The replay stage's labelled structures (featurised like the starting model's data) as training
+    batches at the run's precision, each structure weighted ``weight``.
+
+    Raises:
+        InputError: when the replay stage has not written them.
+    """
+    path = Path(directory) / "replay.arrow"
+    if not path.is_file():
+        raise InputError(str(path), None, None, "no replay set: run the replay stage (dvc repro replay)")
+    table = read_table(path)
+    dtype = np.float64 if int(trainer.precision) == 64 else np.float32
+    elements = len(table_metadata(table)["elements"])
+    batches = table_batches(table, datamodule, datamodule.train.batch_size, dtype, elements, True, True)
+    batches.structure_weights = torch.full((batches.num_structures,), float(weight), dtype=torch.float64)
+    return batches
 
 
 def _run_configs(init_bytes: bytes | None, bootstrap: bool, *sections: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ def main(
     structures: list[Path] = typer.Option(
         [], help="Extra structure files to predict (repeatable), besides predict.files."
     ),
+    replay: Path = typer.Option("data/replay", help="The replay stage's output (with train.replay)."),
     out: Path = typer.Option(
         "results",
         help="Output directory: metrics.json, predictions/*.arrow, parity/ and calibration/ (*.csv and a .png).",
@@ -46,15 +47,16 @@ def main(
     A fine-tuned model (`train.init_from`) is compared with the model it started from: the same
     blocks, predicted by that model, under `start` in metrics.json (what was gained on the new
     data, what was forgotten on files of the old domain), and the self-energies fine-tuning
-    started from under `fine_tuning`.
+    started from under `fine_tuning`. With `train.replay` the replay set is one more block (`replay`).
     """
     values = load_params(params)
     config = parse_section(values, "predict", str(params))
     ensemble = parse_section(values, "ensemble", str(params))
     data = parse_section(values, "data", str(params))
-    files = [*config.files, *map(str, structures)]
+    train = parse_section(values, "train", str(params))
+    files = [*config.files, *map(str, structures)] + ([str(replay / "replay.arrow")] if train.replay else [])
     members = member_models(model, ensemble.seeds)
-    start, _, _ = init_model_of(parse_section(values, "train", str(params)))
+    start, _, _ = init_model_of(train)
     predict_stage(model, featurised, graphs, prebatched, files, out, members, data, ensemble.recalibrate, start)
 
 

@@ -145,6 +145,24 @@ class InitFromConfig(Config):
     rev: str | None = Field(None, description="Git revision or DVC experiment name to read it at (via dvc.api).")
 
 
+class ReplayConfig(Config):
+    """``train.replay``: structures of the starting model's domain mixed into every epoch of a fine-tuning run,
+    so that it stays anchored to what the starting model knew (``replay`` stage, ``data/replay``)."""
+
+    file: str = Field(..., description="Structures of the starting model's domain (any supported format).")
+    weight: float = Field(
+        0.1, gt=0, description="Loss weight of a replay structure, against 1 for a structure of the new data."
+    )
+    structures: int | None = Field(
+        None, ge=1, description="Use this many of the file's structures (a seeded draw); null: all."
+    )
+    labels: Literal["file", "model"] = Field(
+        "file",
+        description="file: the file's own energies and forces (under data.targets), the starting model's where a "
+        "record has none; model: all labelled by the starting model (its energies, forces), computed once.",
+    )
+
+
 class TrainConfig(Config):
     """``train``: how the train stage runs."""
 
@@ -165,12 +183,21 @@ class TrainConfig(Config):
         description="With init_from: the self-energies featurise computed for this data (another level of "
         "theory) or the initial model's.",
     )
+    replay: ReplayConfig | None = Field(
+        None, description="With init_from: structures of the starting model's domain trained on too (replay)."
+    )
     compile: bool = Field(
         False,
         description="Compile each training step's forward and forces with torch.compile (Inductor); validation "
         "stays eager. The first step compiles (two minutes on a CPU). On 2 CPU threads it did not pay "
         "(benchmarks/model_step.py: MACE 7 % slower, NequIP 6 % faster per step).",
     )
+
+    @pydantic.model_validator(mode="after")
+    def _replay_needs_a_start(self) -> TrainConfig:
+        if self.replay is not None and self.init_from is None:
+            raise ValueError("replay needs init_from: the model whose domain it replays")
+        return self
 
 
 class EnsembleConfig(Config):

@@ -10,7 +10,8 @@ All three cut a split into the same batches of consecutive rows (a training
 split's rows in :func:`~physicsml.data.collate.training_order`), so they yield
 identical batches; only the order of batches is shuffled per epoch
 (:func:`make_dataloader`). Each may carry ``structure_weights`` ``[rows]``, which
-multiply the loss weights of the structures (:func:`bootstrap_weights`).
+multiply the loss weights of the structures (:func:`bootstrap_weights`, a replay set's weight).
+:class:`MixedBatches` joins a training split and a replay set.
 """
 
 from __future__ import annotations
@@ -161,6 +162,38 @@ class OnTheFlyBatches(Dataset):
         fields = {name: torch.from_numpy(array) for name, array in collated.batch(0).items()}
         weights = self.structure_weights[rows[0] : rows[1]] if self.structure_weights is not None else None
         return make_batch(fields, self.num_elements, self.elements, weights)
+
+
+class MixedBatches(Dataset):
+    """A training split's batches, then a replay set's, as one dataset: every epoch goes through both
+    (the batch order shuffled across them).
+
+    The replay batches come ready (in the model's element list, each structure weighted by the
+    replay weight); the element map set on this dataset is the training split's.
+    """
+
+    def __init__(self, training: Any, replay: Any) -> None:
+        self.training, self.replay = training, replay
+
+    def __len__(self) -> int:
+        return len(self.training) + len(self.replay)
+
+    @property
+    def num_structures(self) -> int:
+        return int(self.training.num_structures + self.replay.num_structures)
+
+    @property
+    def elements(self) -> ElementMap | None:
+        return self.training.elements
+
+    @elements.setter
+    def elements(self, value: ElementMap | None) -> None:
+        self.training.elements = value
+
+    def __getitem__(self, k: int) -> Batch:
+        if not 0 <= k < len(self):
+            raise IndexError(f"batch {k} out of range for {len(self)} batches")
+        return self.training[k] if k < len(self.training) else self.replay[k - len(self.training)]
 
 
 def bootstrap_weights(num_structures: int, seed: int) -> torch.Tensor:

@@ -56,9 +56,8 @@ def predict_stage(
     beside ``test``, named after the file (:func:`_block_names`), so that in- and
     out-of-distribution errors sit side by side. Without ``data`` no labels are read.
 
-    With ``start`` (the model fine-tuning started from, ``train.init_from``) the same sets are predicted by
-    it too, under ``start`` in ``metrics.json``: what fine-tuning gained and what it forgot, side by side
-    (give ``predict.files`` from the starting model's domain to see the second).
+    With ``start`` (the model fine-tuning started from) the same sets are predicted by it too, under ``start``
+    in ``metrics.json``: what fine-tuning gained and (on files of the old domain) what it forgot.
 
     With ``recalibrate`` (``ensemble.recalibrate``) the stds are first scaled by one factor per target
     fitted on the validation split (:func:`~physicsml.workflows.models.recalibrated`); the factors and the

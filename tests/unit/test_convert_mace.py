@@ -309,3 +309,111 @@ def test_init_from_fine_tunes_a_mace_torch_file_from_its_exact_start(mace_files,
     with pytest.raises(InputError, match="train.init_from.*not a saved physicsml model"):
         (tmp_path / "junk.model").write_bytes(b"not a model")
         read_init_model(str(tmp_path / "junk.model"))
+
+
+def _old_domain(path: Path, unlabelled: int = 4, with_nitrogen: bool = False) -> list:
+    """Default molecules of H, C and O (their xTB labels), the last ``unlabelled`` without labels."""
+    import ase.io
+
+    root = Path(__file__).parents[2]
+    frames = [a for a in ase.io.read(root / "data/raw/molecules.extxyz", ":") if set(a.numbers) <= {1, 6, 8}][:16]
+    frames = frames[: len(frames) - unlabelled] + [Atoms(a.numbers, a.positions) for a in frames[-unlabelled:]]
+    if with_nitrogen:
+        frames.append(molecule("NH3"))
+    ase.io.write(path, frames, format="extxyz")
+    return frames
+
+
+def _ethanol(count: int):
+    from physicsml.configs import DataConfig, FeaturiseConfig
+    from physicsml.featurise import featurise
+
+    shared = Path(__file__).parents[3] / "shared" / "data" / "rmd17_ethanol_botnet_train.xyz"
+    data = DataConfig(source=str(shared), targets={"energy": "energy", "forces": "forces"})
+    return featurise(data, FeaturiseConfig(atomic_energies={"method": "least_squares"}))["train"].slice(0, count)
+
+
+def test_replay_set_keeps_the_files_labels_and_the_starting_model_labels_the_rest(mace_files, converted, tmp_path):
+    from physicsml.configs import DataConfig, TrainConfig
+    from physicsml.io.arrow import read_table, table_metadata, to_numpy
+    from physicsml.workflows.replay import replay_stage
+
+    frames = _old_domain(tmp_path / "old.extxyz")
+    data = DataConfig(source="x", targets={"energy": "energy", "forces": "forces"})
+    replay = {"file": str(tmp_path / "old.extxyz"), "weight": 0.5}
+    train = TrainConfig(init_from=str(mace_files["mp_residual"]), replay=replay)
+    record = replay_stage(train, data, tmp_path / "replay")
+    assert (record["structures"], record["labelled_by_the_starting_model"]) == (16, 4)
+    table = read_table(tmp_path / "replay/replay.arrow")
+    assert (
+        table_metadata(table)["atomic_energies"]
+        == TrainedModel.load(converted["mp_residual", "Default"]).metadata["atomic_energies"]
+    )
+    forces, offsets = to_numpy(table["forces"])
+    calculator = PhysicsMLCalculator(converted["mp_residual", "Default"], dtype="float64")
+    for k, atoms in enumerate(frames):
+        rows = forces[offsets[k] : offsets[k + 1]]
+        if k < 12:  # the file's own labels
+            np.testing.assert_array_equal(rows, atoms.get_forces())
+        else:  # the starting model's
+            atoms = atoms.copy()
+            atoms.calc = calculator
+            np.testing.assert_allclose(rows, atoms.get_forces(), atol=1e-12)
+    everything = TrainConfig(
+        init_from=str(mace_files["mp_residual"]), replay={**replay, "labels": "model", "structures": 5}
+    )
+    assert replay_stage(everything, data, tmp_path / "all")["labelled_by_the_starting_model"] == 5
+    _old_domain(tmp_path / "nitrogen.extxyz", with_nitrogen=True)
+    with pytest.raises(InputError, match=r"nitrogen.extxyz: record 16: .*N"):
+        replay_stage(
+            TrainConfig(
+                init_from=str(mace_files["mp_residual"]), replay={**replay, "file": str(tmp_path / "nitrogen.extxyz")}
+            ),
+            data,
+            tmp_path / "n",
+        )
+    with pytest.raises(ValueError, match="replay needs init_from"):
+        TrainConfig(replay=replay)
+
+
+def test_replay_keeps_a_fine_tuned_model_closer_to_its_start_on_the_old_domain(mace_files, converted, tmp_path):
+    """Fine-tuning hard on DFT ethanol (Adam 1e-2, batches of 8) moves the model far from its start on the old
+    domain; with that domain replayed (labelled by the starting model, weight 1) it stays much closer, and
+    still learns ethanol."""
+    from physicsml.api import Model
+    from physicsml.configs import DataConfig, DataModuleConfig, TrainConfig, TrainerConfig
+    from physicsml.io.arrow import read_table
+    from physicsml.training import replay_batches
+    from physicsml.workflows.replay import replay_stage
+
+    _old_domain(tmp_path / "old.extxyz", unlabelled=16)
+    data = DataConfig(source="x", targets={"energy": "energy", "forces": "forces"})
+    start_file = str(mace_files["mp_residual"])
+    replay_stage(TrainConfig(init_from=start_file, replay={"file": str(tmp_path / "old.extxyz")}), data, tmp_path / "r")
+    selection = {"y_graph_scalars": ["energy"], "y_node_vector": "forces", "cut_off": 5.0, "train": {"batch_size": 8}}
+    datamodule = DataModuleConfig.model_validate(selection)
+    trainer = {"max_epochs": 6, "precision": 64, "enable_progress_bar": False}
+    ethanol = _ethanol(24)
+    losses = {
+        "y_graph_scalars_loss_config": {"name": "MSELoss", "weight": 0.1},
+        "y_node_vector_loss_config": {"name": "MSELoss"},
+    }
+    replay_table = read_table(tmp_path / "r/replay.arrow")
+
+    def force_mae(model, table) -> float:
+        reference = np.concatenate([np.asarray(f) for f in table["forces"].to_pylist()])
+        return float(np.abs(np.concatenate(model.predict(table)["forces"]) - reference).mean())
+
+    errors = {}
+    replayed = replay_batches(tmp_path / "r", datamodule, TrainerConfig(precision=64), 1.0)
+    for name, batches in (("without", None), ("with", replayed)):
+        start = TrainedModel.load(converted["mp_residual", "Default"])
+        tuned = Model("mace_model", {"compute_forces": True, **losses}).start_from(start)
+        optimizer = {"name": "Adam", "config": {"lr": 1e-2}}
+        tuned.train(ethanol, None, datamodule, trainer, optimizer, seed=0, replay=batches)
+        errors[name] = (force_mae(tuned, replay_table), force_mae(tuned, ethanol), tuned.trainer.global_step)
+    start_ethanol = force_mae(TrainedModel.load(converted["mp_residual", "Default"]), ethanol)
+    print(f"force MAE (old domain against the start, ethanol, steps): {errors}; ethanol at the start {start_ethanol}")
+    assert errors["with"][2] == errors["without"][2] + 6 * 2  # two replay batches of 8 in every epoch
+    assert errors["with"][0] < 0.75 * errors["without"][0]
+    assert errors["with"][1] < 0.9 * start_ethanol
