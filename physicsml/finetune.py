@@ -241,12 +241,13 @@ class SelfEnergyRefit(NamedTuple):
     mae_refitted: float
 
     def report(self, refitted: bool) -> dict[str, float]:
-        """The ``self_energies`` block of a fine-tuned model's metadata (and of ``results/metrics.json``)."""
+        """The ``self_energies`` block of a fine-tuned model's metadata (and of ``results/metrics.json``); a run
+        that keeps the starting model's self-energies starts from its own error and shifts nothing."""
         return {
             "refitted": float(refitted),
-            "shift_eV_per_atom": self.shift_per_atom,
+            "shift_eV_per_atom": self.shift_per_atom if refitted else 0.0,
             "start_energy_mae_eV_per_atom": self.mae_model,
-            "start_energy_mae_refitted_eV_per_atom": self.mae_refitted,
+            "start_energy_mae_refitted_eV_per_atom": self.mae_refitted if refitted else self.mae_model,
         }
 
 

@@ -181,19 +181,19 @@ def readout_state(ours: Any, theirs: Stub, head: int, heads: int, what: str) -> 
 
 def pair_state(backbone: Any, root: Stub) -> dict[str, torch.Tensor]:
     """The radial basis, the distance transform, ZBL and the element table (numbers, covalent radii)."""
-    state = {"radial.bessel.frequencies": part(root, "radial_embedding.bessel_fn").buffers["bessel_weights"]}
+    state = {"radial.bessel.frequencies": part(root, "radial_embedding.bessel_fn").tensor("bessel_weights")}
     sources = []
     transform = part(root, "radial_embedding").modules.get("distance_transform")
     if transform is not None:
-        state.update({f"radial.transform.{k}": transform.buffers[k] for k in ("q", "p", "a")})
+        state.update({f"radial.transform.{k}": transform.tensor(k) for k in ("q", "p", "a")})
         sources.append(transform)
     repulsion = root.modules.get("pair_repulsion_fn")
     if repulsion is not None:
-        state.update({f"repulsion.{k}": repulsion.buffers[k] for k in ("c", "a_exp", "a_prefactor")})
+        state.update({f"repulsion.{k}": repulsion.tensor(k) for k in ("c", "a_exp", "a_prefactor")})
         sources.append(repulsion)
     if backbone.element_table is not None:
-        numbers = root.buffers["atomic_numbers"].long()
-        radii = [source.buffers["covalent_radii"][numbers] for source in sources]
+        numbers = root.tensor("atomic_numbers").long()
+        radii = [source.tensor("covalent_radii")[numbers] for source in sources]
         if any(not torch.equal(r, radii[0]) for r in radii[1:]):
             raise Unmappable("covalent_radii: ZBL and the distance transform use different ones")
         state["element_table.numbers"] = numbers.to(radii[0].dtype)
@@ -271,6 +271,9 @@ def convert_mace(source: str | os.PathLike, head: str | None = None) -> dict[str
         load_exactly(net, mapped_state(model, net))
     except Unmappable as error:
         raise InputError(str(source), None, None, f"cannot convert exactly: {error}") from None
+    except (KeyError, AttributeError, TypeError, IndexError, ValueError) as error:  # a layout not known here
+        reason = f"{type(error).__name__}: {str(error)[:120]}"
+        raise InputError(str(source), None, None, f"not laid out as mace-torch 0.3 models are ({reason})") from None
     digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
     return {
         "name": "mace_model",

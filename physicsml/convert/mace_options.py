@@ -168,15 +168,15 @@ def read_options(root: Stub, head: str | None) -> MaceModel:
     if len(averages) != 1:
         raise Unmappable(f"avg_num_neighbors: {sorted(averages)} differs between layers")
     sh, hidden = feature_irreps(root)
-    cutoff = part(root, "radial_embedding.cutoff_fn").buffers
-    numbers = [int(z) for z in root.buffers["atomic_numbers"].tolist()]
+    cutoff = part(root, "radial_embedding.cutoff_fn")
+    numbers = [int(z) for z in root.tensor("atomic_numbers").tolist()]
     widths = [int(w) for w in part(interactions[0], "conv_tp_weights").state["hs"]]
     repulsion = root.modules.get("pair_repulsion_fn")
-    if repulsion is not None and int(repulsion.buffers["p"]) != int(cutoff["p"]):
+    if repulsion is not None and int(repulsion.tensor("p")) != int(cutoff.tensor("p")):
         raise Unmappable("pair_repulsion: its envelope's power is not num_polynomial_cutoff")
     config = {
-        "num_bessel": len(part(root, "radial_embedding.bessel_fn").buffers["bessel_weights"]),
-        "num_polynomial_cutoff": int(cutoff["p"]),
+        "num_bessel": len(part(root, "radial_embedding.bessel_fn").tensor("bessel_weights")),
+        "num_polynomial_cutoff": int(cutoff.tensor("p")),
         "max_ell": sh.lmax,
         "num_interactions": len(interactions),
         "hidden_irreps": str(hidden),
@@ -197,7 +197,7 @@ def read_options(root: Stub, head: str | None) -> MaceModel:
         "y_node_vector_loss_config": {"name": "MSELoss", "weight": 1.0},
     }
     dtype = next(iter(part(root, "node_embedding.linear").parameters.values())).dtype
-    return MaceModel(root, index, heads, config, numbers, float(root.buffers["r_max"]), dtype)
+    return MaceModel(root, index, heads, config, numbers, float(root.tensor("r_max")), dtype)
 
 
 def feature_irreps(root: Stub) -> tuple[o3.Irreps, o3.Irreps]:
@@ -225,5 +225,5 @@ def scale_shift(root: Stub, head: int) -> dict[str, float]:
 
 def self_energies(root: Stub, head: int, numbers: list[int]) -> dict[str, float]:
     """Each element's self-energy (mace-torch's ``E0``s) of the head, by symbol."""
-    energies = torch.atleast_2d(part(root, "atomic_energies_fn").buffers["atomic_energies"])[head]
+    energies = torch.atleast_2d(part(root, "atomic_energies_fn").tensor("atomic_energies"))[head]
     return {ase.data.chemical_symbols[z]: float(e) for z, e in zip(numbers, energies.tolist())}

@@ -76,6 +76,16 @@ class Stub:
     def buffers(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in (self.state.get("_buffers") or {}).items() if v is not None}
 
+    def tensor(self, name: str) -> torch.Tensor:
+        """A buffer, parameter or plain number attribute by name (mace-torch versions keep some as either)."""
+        for found in (self.buffers, self.parameters):
+            if name in found:
+                return found[name].detach()
+        value = self.state.get(name)
+        if isinstance(value, int | float):
+            return torch.tensor(value)
+        raise KeyError(f"{self.name} has no {name}")
+
     @property
     def name(self) -> str:
         """The class name without its module (``RealAgnosticResidualInteractionBlock``)."""
