@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -55,7 +54,7 @@ from physicsml.lightning.logs import restore_logs
 from physicsml.models.checks import section_config
 from physicsml.models.spec import resolve
 from physicsml.models.statistics import self_energy_warning
-from physicsml.prebatch import load_batches
+from physicsml.prebatch import float_dtype, load_batches
 from physicsml.targets import selected_columns
 
 FINGERPRINT = "fingerprint.json"
@@ -262,8 +261,8 @@ def replay_batches(
     if not path.is_file():
         raise InputError(str(path), None, None, "no replay set: run the replay stage (dvc repro replay)")
     table = read_table(path)
-    dtype = np.float64 if int(trainer.precision) == 64 else np.float32
     elements = len(table_metadata(table)["elements"])
+    dtype = float_dtype(trainer.precision)
     batches = table_batches(table, datamodule, datamodule.train.batch_size, dtype, elements, True, True)
     batches.structure_weights = torch.full((batches.num_structures,), float(weight), dtype=torch.float64)
     return batches
